@@ -1,0 +1,347 @@
+//! The `file` source: reads NDJSON, one raw 1Password item per line, and
+//! checkpoints its byte offset only once the lines before it are final.
+//! Its use is replaying an export or a dead-letter file through a pipeline.
+
+use std::io::SeekFrom;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncSeekExt, BufReader};
+use vrl::value::{ObjectMap, Value};
+
+use super::Backoff;
+use crate::ack::{BatchNotifier, BatchStatus, EventFinalizers, OrderedAcks};
+use crate::component::{BoxError, ComponentFuture, Source, SourceContext};
+use crate::config::FieldError;
+use crate::event::{Event, Stream};
+use crate::metrics::Stage;
+
+/// How far to read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadMode {
+    /// Read to the end, wait until everything is acknowledged, then stop.
+    #[default]
+    Once,
+    /// Keep reading lines appended to the file, like `tail -f`.
+    Follow,
+}
+
+/// `type: file` under `sources`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSourceConfig {
+    /// The NDJSON file, relative to the config file's folder.
+    pub path: PathBuf,
+    /// The stream its events belong to: `signin_attempts`, `item_usages` or `audit_events`.
+    pub stream: Stream,
+    /// `once` (default) or `follow`.
+    #[serde(default)]
+    pub mode: ReadMode,
+    /// Lines per acknowledgement batch (1 to 100000, default 1000).
+    #[serde(default = "default_batch")]
+    pub batch_max_events: usize,
+    /// Batches in flight before reading waits for acknowledgements (default 8).
+    #[serde(default = "default_pending")]
+    pub max_pending_batches: usize,
+    /// How often `follow` looks for new lines, in milliseconds (default 250).
+    #[serde(default = "default_poll")]
+    pub poll_interval_ms: u64,
+}
+
+fn default_batch() -> usize {
+    1000
+}
+fn default_pending() -> usize {
+    8
+}
+fn default_poll() -> u64 {
+    250
+}
+
+/// The named output that receives lines that are not valid JSON.
+pub const DROPPED: &str = "dropped";
+
+impl FileSourceConfig {
+    /// Its named outputs.
+    pub fn outputs() -> Vec<String> {
+        vec![DROPPED.to_owned()]
+    }
+
+    /// Check the settings and resolve the path against `dir`.
+    pub fn validate(mut self, dir: &Path) -> Result<FileSource, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        if !(1..=100_000).contains(&self.batch_max_events) {
+            errors.push(FieldError::new("batch_max_events", "batch_max_events must be between 1 and 100000"));
+        }
+        if self.max_pending_batches == 0 {
+            errors.push(FieldError::new("max_pending_batches", "max_pending_batches must be at least 1"));
+        }
+        if self.poll_interval_ms == 0 {
+            errors.push(FieldError::new("poll_interval_ms", "poll_interval_ms must be at least 1"));
+        }
+        self.path = dir.join(&self.path);
+        if errors.is_empty() { Ok(FileSource { config: self }) } else { Err(errors) }
+    }
+}
+
+/// A validated `file` source, ready to run.
+#[derive(Debug)]
+pub struct FileSource {
+    config: FileSourceConfig,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Checkpoint {
+    path: PathBuf,
+    offset: u64,
+}
+
+impl Source for FileSource {
+    fn run(self: Box<Self>, cx: SourceContext) -> ComponentFuture {
+        Box::pin(async move { Reader::start(self.config, cx).await?.run().await })
+    }
+}
+
+struct Reader {
+    config: FileSourceConfig,
+    cx: SourceContext,
+    checkpoint_path: PathBuf,
+    file: BufReader<tokio::fs::File>,
+    /// Offset after the last line read (complete lines only).
+    position: u64,
+    /// Offset up to which everything is final and saved.
+    committed: u64,
+    /// Bytes of a line not yet ended by a newline.
+    partial: Vec<u8>,
+    acks: OrderedAcks<u64>,
+    rewind: Backoff,
+}
+
+impl Reader {
+    async fn start(config: FileSourceConfig, cx: SourceContext) -> Result<Self, BoxError> {
+        let checkpoint_path = cx.data_dir.join(&cx.id).join("checkpoint.json");
+        let saved = crate::checkpoint::read(&checkpoint_path)
+            .map_err(|e| format!("cannot read checkpoint {}: {e}", checkpoint_path.display()))?;
+        let mut committed = match saved.map(|bytes| serde_json::from_slice::<Checkpoint>(&bytes)) {
+            Some(Ok(saved)) if saved.path == config.path => saved.offset,
+            Some(Ok(saved)) => {
+                tracing::info!(old = %saved.path.display(), new = %config.path.display(), "path changed; reading from the start");
+                0
+            }
+            Some(Err(err)) => return Err(format!("corrupt checkpoint {}: {err}", checkpoint_path.display()).into()),
+            None => 0,
+        };
+        let file = tokio::fs::File::open(&config.path)
+            .await
+            .map_err(|e| format!("cannot open {}: {e}", config.path.display()))?;
+        let len = file.metadata().await?.len();
+        if len < committed {
+            tracing::warn!(path = %config.path.display(), committed, len, "file is shorter than the checkpoint (truncated?); reading from the start");
+            committed = 0;
+        }
+        let mut reader = Self {
+            config,
+            cx,
+            checkpoint_path,
+            file: BufReader::new(file),
+            position: committed,
+            committed,
+            partial: Vec::new(),
+            acks: OrderedAcks::new(),
+            rewind: Backoff::new(Duration::from_millis(500), Duration::from_secs(30)),
+        };
+        reader.file.seek(SeekFrom::Start(committed)).await?;
+        if committed > 0 {
+            tracing::info!(path = %reader.config.path.display(), offset = committed, "resuming from checkpoint");
+        }
+        Ok(reader)
+    }
+
+    async fn run(mut self) -> Result<(), BoxError> {
+        let shutdown = self.cx.shutdown.clone();
+        loop {
+            while let Some((offset, status)) = self.acks.try_next() {
+                self.on_ack(offset, status).await?;
+            }
+            if self.acks.len() >= self.config.max_pending_batches {
+                tokio::select! {
+                    (offset, status) = self.acks.next() => self.on_ack(offset, status).await?,
+                    () = shutdown.cancelled() => break,
+                }
+                continue;
+            }
+            let (lines, at_end) = tokio::select! {
+                read = self.read_lines() => read?,
+                () = shutdown.cancelled() => break,
+            };
+            if !lines.is_empty() {
+                // Not cancelled by shutdown: a batch half sent to a fan-out
+                // would count as delivered by the consumers it never reached.
+                self.emit(lines).await?;
+            }
+            if at_end {
+                if self.config.mode == ReadMode::Once {
+                    break;
+                }
+                let poll = Duration::from_millis(self.config.poll_interval_ms);
+                tokio::select! {
+                    (offset, status) = self.acks.next() => self.on_ack(offset, status).await?,
+                    () = tokio::time::sleep(poll) => self.check_truncation().await?,
+                    () = shutdown.cancelled() => break,
+                }
+            }
+        }
+        // Stop reading; commit everything that the sinks still acknowledge.
+        while !self.acks.is_empty() {
+            let (offset, status) = self.acks.next().await;
+            if !status.is_final() {
+                tracing::warn!(offset = self.committed, "a batch failed while draining; it will be read again at the next start");
+                break;
+            }
+            self.commit(offset)?;
+        }
+        Ok(())
+    }
+
+    /// Read up to a batch of complete lines; also tells whether the end was reached.
+    async fn read_lines(&mut self) -> Result<(Vec<(u64, Vec<u8>)>, bool), BoxError> {
+        let mut lines = Vec::new();
+        while lines.len() < self.config.batch_max_events {
+            let read = self.file.read_until(b'\n', &mut self.partial).await?;
+            let complete = self.partial.last() == Some(&b'\n');
+            if read == 0 || !complete {
+                if self.config.mode == ReadMode::Once && !self.partial.is_empty() {
+                    // The last line of a finished file needs no newline.
+                    let start = self.position;
+                    self.position += self.partial.len() as u64;
+                    lines.push((start, std::mem::take(&mut self.partial)));
+                }
+                return Ok((lines, true));
+            }
+            let start = self.position;
+            self.position += self.partial.len() as u64;
+            lines.push((start, std::mem::take(&mut self.partial)));
+        }
+        Ok((lines, false))
+    }
+
+    async fn emit(&mut self, lines: Vec<(u64, Vec<u8>)>) -> Result<(), BoxError> {
+        let (notifier, receiver) = BatchNotifier::new_with_receiver();
+        let mut events = Vec::with_capacity(lines.len());
+        let mut dropped = Vec::new();
+        let mut bytes = 0;
+        for (offset, mut line) in lines {
+            bytes += line.len();
+            while matches!(line.last(), Some(b'\n' | b'\r')) {
+                line.pop();
+            }
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let raw = Bytes::from(line);
+            let mut event = match Event::from_json(raw.clone()) {
+                Ok(event) => event,
+                Err(err) => {
+                    self.cx.metrics.error(Stage::Receiving, "parse_failed");
+                    let path = self.config.path.display();
+                    tracing::error!(%path, offset, error = %err, "line is not valid JSON; sent to `{}.dropped`", self.cx.id);
+                    dropped.push(self.invalid_line(offset, raw, &err));
+                    continue;
+                }
+            };
+            event.meta.source_id = Some(self.cx.id.as_str().into());
+            event.meta.stream = Some(self.config.stream);
+            event.meta.finalizers = EventFinalizers::new(notifier.finalizer());
+            events.push(event);
+        }
+        for event in &mut dropped {
+            event.meta.finalizers = EventFinalizers::new(notifier.finalizer());
+        }
+        drop(notifier);
+        self.cx.metrics.received(events.len() + dropped.len(), bytes);
+        self.acks.push(self.position, receiver);
+        self.cx.out.send(events).await?;
+        self.cx.out.send_to(DROPPED, dropped).await?;
+        Ok(())
+    }
+
+    fn invalid_line(&self, offset: u64, raw: Bytes, err: &serde_json::Error) -> Event {
+        let mut error = ObjectMap::new();
+        error.insert("message".into(), Value::from(format!("invalid JSON: {err}")));
+        error.insert("component_id".into(), Value::from(self.cx.id.clone()));
+        let mut file = ObjectMap::new();
+        file.insert("path".into(), Value::from(self.config.path.display().to_string()));
+        file.insert("offset".into(), Value::from(offset as i64));
+        let mut root = ObjectMap::new();
+        root.insert("message".into(), Value::from(String::from_utf8_lossy(&raw).into_owned()));
+        root.insert("error".into(), Value::Object(error));
+        root.insert("file".into(), Value::Object(file));
+        let mut event = Event::new(Value::Object(root));
+        event.meta.raw = Some(raw);
+        event.meta.source_id = Some(self.cx.id.as_str().into());
+        event.meta.stream = Some(self.config.stream);
+        event
+    }
+
+    async fn on_ack(&mut self, offset: u64, status: BatchStatus) -> Result<(), BoxError> {
+        if status.is_final() {
+            self.rewind.reset();
+            return self.commit(offset);
+        }
+        // A sink gave up on a batch: read again from the last final position
+        // rather than skip it. Later batches are re-sent too (at least once).
+        let wait = self.rewind.next_delay();
+        tracing::warn!(from = self.committed, retry_in = ?wait, "a batch was not delivered; reading it again");
+        self.acks.clear();
+        tokio::time::sleep(wait).await;
+        self.seek(self.committed).await
+    }
+
+    fn commit(&mut self, offset: u64) -> Result<(), BoxError> {
+        if offset <= self.committed {
+            return Ok(());
+        }
+        let checkpoint = Checkpoint { path: self.config.path.clone(), offset };
+        let bytes = serde_json::to_vec(&checkpoint)?;
+        crate::checkpoint::write_atomic(&self.checkpoint_path, &bytes)
+            .map_err(|e| format!("cannot write checkpoint {}: {e}", self.checkpoint_path.display()))?;
+        self.committed = offset;
+        Ok(())
+    }
+
+    async fn seek(&mut self, offset: u64) -> Result<(), BoxError> {
+        self.file.seek(SeekFrom::Start(offset)).await?;
+        self.position = offset;
+        self.partial.clear();
+        Ok(())
+    }
+
+    /// A file shorter than what was read was truncated or replaced.
+    async fn check_truncation(&mut self) -> Result<(), BoxError> {
+        let len = tokio::fs::metadata(&self.config.path).await?.len();
+        if len >= self.position {
+            return Ok(());
+        }
+        tracing::warn!(path = %self.config.path.display(), len, position = self.position, "file was truncated; reading from the start");
+        while !self.acks.is_empty() {
+            let (offset, status) = self.acks.next().await;
+            if status.is_final() {
+                self.commit(offset)?;
+            }
+        }
+        let file = tokio::fs::File::open(&self.config.path).await?;
+        self.file = BufReader::new(file);
+        self.position = 0;
+        self.partial.clear();
+        self.committed = 0;
+        let bytes = serde_json::to_vec(&Checkpoint { path: self.config.path.clone(), offset: 0 })?;
+        crate::checkpoint::write_atomic(&self.checkpoint_path, &bytes)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

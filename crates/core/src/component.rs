@@ -1,0 +1,203 @@
+//! The contracts between the topology and its components.
+//!
+//! A source gets a [`SourceContext`] and runs until it is told to stop; a
+//! sink gets a [`SinkContext`] and runs until its input closes; a transform
+//! is a plain per-event function that the topology drives. Components are
+//! built by the binary from their validated configs.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::event::{Event, EventArray};
+use crate::health::HealthHandle;
+use crate::metrics::ComponentMetrics;
+
+/// An error crossing the component boundary.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A running component.
+pub type ComponentFuture = Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send>>;
+
+/// The signal that tells sources to stop fetching.
+pub type ShutdownSignal = CancellationToken;
+
+/// The name of the default output in metrics.
+pub const DEFAULT_OUTPUT: &str = "_default";
+
+/// The downstream component stopped: nothing can be sent any more.
+#[derive(Debug, thiserror::Error)]
+#[error("a downstream component stopped")]
+pub struct ClosedError;
+
+/// The consumers of one output.
+#[derive(Debug, Default)]
+pub struct Fanout {
+    senders: Vec<mpsc::Sender<EventArray>>,
+}
+
+impl Fanout {
+    /// Add a consumer.
+    pub fn add(&mut self, sender: mpsc::Sender<EventArray>) {
+        self.senders.push(sender);
+    }
+
+    /// Send to every consumer, waiting for room in each (backpressure). With
+    /// no consumer, the events are dropped: the config check warned about it.
+    pub async fn send(&self, events: Vec<Event>) -> Result<(), ClosedError> {
+        let Some((last, rest)) = self.senders.split_last() else { return Ok(()) };
+        for sender in rest {
+            sender.send(EventArray::new(events.clone())).await.map_err(|_| ClosedError)?;
+        }
+        last.send(EventArray::new(events)).await.map_err(|_| ClosedError)
+    }
+}
+
+/// The outputs of a source or transform: the default one and named ports
+/// (`<id>.dropped`).
+#[derive(Debug)]
+pub struct Outputs {
+    default: Fanout,
+    named: BTreeMap<String, Fanout>,
+    metrics: ComponentMetrics,
+}
+
+impl Outputs {
+    /// Outputs with the given consumers.
+    pub fn new(default: Fanout, named: BTreeMap<String, Fanout>, metrics: ComponentMetrics) -> Self {
+        Self { default, named, metrics }
+    }
+
+    /// Send on the default output.
+    pub async fn send(&self, events: Vec<Event>) -> Result<(), ClosedError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let count = events.len();
+        self.default.send(events).await?;
+        self.metrics.sent(count, DEFAULT_OUTPUT);
+        Ok(())
+    }
+
+    /// Send on the named output `port`. A port the component did not declare
+    /// is a programming error; its events are dropped with a log line.
+    pub async fn send_to(&self, port: &str, events: Vec<Event>) -> Result<(), ClosedError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let Some(fanout) = self.named.get(port) else {
+            tracing::error!(port, "event sent to an undeclared output; dropped");
+            self.metrics.discarded(events.len(), false);
+            return Ok(());
+        };
+        let count = events.len();
+        fanout.send(events).await?;
+        self.metrics.sent(count, port);
+        Ok(())
+    }
+}
+
+/// Input of a transform or sink.
+#[derive(Debug)]
+pub struct EventReceiver {
+    rx: mpsc::Receiver<EventArray>,
+    metrics: ComponentMetrics,
+}
+
+impl EventReceiver {
+    /// Wrap a channel.
+    pub fn new(rx: mpsc::Receiver<EventArray>, metrics: ComponentMetrics) -> Self {
+        Self { rx, metrics }
+    }
+
+    /// The next events; `None` once every upstream finished.
+    pub async fn recv(&mut self) -> Option<Vec<Event>> {
+        let array = self.rx.recv().await?;
+        let events = array.into_events();
+        let bytes = events.iter().map(|e| e.meta.raw.as_ref().map_or(0, |r| r.len())).sum();
+        self.metrics.received(events.len(), bytes);
+        Some(events)
+    }
+}
+
+/// What a source runs with.
+#[derive(Debug)]
+pub struct SourceContext {
+    /// Its id.
+    pub id: String,
+    /// Where it sends events.
+    pub out: Outputs,
+    /// Fires when the source must stop fetching, commit what was
+    /// acknowledged and return.
+    pub shutdown: ShutdownSignal,
+    /// The `data_dir`; a source keeps its checkpoints under `<data_dir>/<id>/`.
+    pub data_dir: PathBuf,
+    /// Its health switch.
+    pub health: HealthHandle,
+    /// Its metrics.
+    pub metrics: ComponentMetrics,
+}
+
+/// What a sink runs with.
+#[derive(Debug)]
+pub struct SinkContext {
+    /// Its id.
+    pub id: String,
+    /// Its input; the sink returns once it yields `None`.
+    pub input: EventReceiver,
+    /// Its health switch.
+    pub health: HealthHandle,
+    /// Its metrics.
+    pub metrics: ComponentMetrics,
+}
+
+/// Produces events.
+pub trait Source: Send {
+    /// Run until the shutdown signal, or until there is nothing more to read.
+    fn run(self: Box<Self>, cx: SourceContext) -> ComponentFuture;
+}
+
+/// Delivers events, and marks each one's finalizer when delivery is final.
+pub trait Sink: Send {
+    /// Run until the input closes, then flush and return.
+    fn run(self: Box<Self>, cx: SinkContext) -> ComponentFuture;
+}
+
+/// Where a transform puts its results.
+#[derive(Debug, Default)]
+pub struct TransformOutput {
+    default: Vec<Event>,
+    named: BTreeMap<String, Vec<Event>>,
+}
+
+impl TransformOutput {
+    /// Emit on the default output.
+    pub fn push(&mut self, event: Event) {
+        self.default.push(event);
+    }
+
+    /// Emit on a named output (declared in the component's config).
+    pub fn push_to(&mut self, port: &str, event: Event) {
+        self.named.entry(port.to_owned()).or_default().push(event);
+    }
+
+    /// Send everything collected, emptying the buffers.
+    pub async fn flush(&mut self, outputs: &Outputs) -> Result<(), ClosedError> {
+        outputs.send(std::mem::take(&mut self.default)).await?;
+        for (port, events) in std::mem::take(&mut self.named) {
+            outputs.send_to(&port, events).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Maps one event to zero or more events. Dropping an event counts as
+/// delivering it, so a failed event belongs on a named output instead.
+pub trait FunctionTransform: Send {
+    /// Transform one event.
+    fn transform(&mut self, event: Event, out: &mut TransformOutput);
+}

@@ -1,0 +1,121 @@
+//! Environment variables in config values: `${VAR}`, `${VAR:-default}` and
+//! `$$` for a literal `$`.
+//!
+//! Unlike Vector's textual pass over the whole file, substitution happens
+//! after parsing and only inside scalar values, so a variable can never add
+//! YAML structure, and VRL programs (which use `$` in regex replacements) are
+//! never touched: the caller skips them.
+
+use serde_yaml_ng::Value;
+
+/// Substitute variables in `text`, looking names up with `lookup`.
+pub fn interpolate(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            out.push('$');
+            rest = tail;
+        } else if let Some(body) = after.strip_prefix('{') {
+            let end = body.find('}').ok_or_else(|| {
+                format!("unterminated `${{` in `{text}`; write `$$` for a literal `$`")
+            })?;
+            out.push_str(&expand(&body[..end], lookup)?);
+            rest = &body[end + 1..];
+        } else {
+            // A lone `$` (e.g. in a password) stays as it is.
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn expand(expr: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    let (name, default) = match expr.split_once(":-") {
+        Some((name, default)) => (name, Some(default)),
+        None => (expr, None),
+    };
+    let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !valid {
+        return Err(format!("`${{{expr}}}` is not a valid variable reference"));
+    }
+    match (lookup(name).filter(|value| !value.is_empty()), default) {
+        (Some(value), _) if value.contains(['\n', '\r']) => {
+            Err(format!("environment variable {name} contains a line break, which is not allowed"))
+        }
+        (Some(value), _) => Ok(value),
+        (None, Some(default)) => Ok(default.to_owned()),
+        (None, None) => Err(format!(
+            "environment variable {name} is not set (write ${{{name}:-default}} to give a default)"
+        )),
+    }
+}
+
+/// Substitute inside one scalar. A value that was nothing but one reference
+/// (`port: ${PORT}`) is read again as a YAML scalar, as if it had been
+/// written in the file, so numbers and booleans keep their type.
+pub fn interpolate_value(value: &mut Value, lookup: &dyn Fn(&str) -> Option<String>) -> Result<(), String> {
+    let Value::String(text) = value else { return Ok(()) };
+    if !text.contains('$') {
+        return Ok(());
+    }
+    let replaced = interpolate(text, lookup)?;
+    let whole = text.starts_with("${") && text.ends_with('}') && text.matches('$').count() == 1;
+    *value = match whole.then(|| serde_yaml_ng::from_str::<Value>(&replaced)) {
+        Some(Ok(typed @ (Value::Number(_) | Value::Bool(_)))) => typed,
+        _ => Value::String(replaced),
+    };
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "TOKEN" => Some("abc".into()),
+            "PORT" => Some("9200".into()),
+            "EMPTY" => Some(String::new()),
+            "MULTI" => Some("a\nb".into()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn substitutes_variables_defaults_and_escapes() {
+        assert_eq!(interpolate("Bearer ${TOKEN}", &env).as_deref(), Ok("Bearer abc"));
+        assert_eq!(interpolate("${UNSET:-fallback}", &env).as_deref(), Ok("fallback"));
+        assert_eq!(interpolate("${EMPTY:-fallback}", &env).as_deref(), Ok("fallback"));
+        assert_eq!(interpolate("${TOKEN:-fallback}", &env).as_deref(), Ok("abc"));
+        assert_eq!(interpolate("cost: $$5 and $${TOKEN}", &env).as_deref(), Ok("cost: $5 and ${TOKEN}"));
+        assert_eq!(interpolate("pa$word", &env).as_deref(), Ok("pa$word"));
+    }
+
+    #[test]
+    fn refuses_unset_malformed_and_multiline_values() {
+        let unset = interpolate("${NOPE}", &env).expect_err("unset");
+        assert_eq!(unset, "environment variable NOPE is not set (write ${NOPE:-default} to give a default)");
+        assert!(interpolate("${TOKEN", &env).expect_err("open").contains("unterminated"));
+        assert!(interpolate("${1X}", &env).expect_err("bad name").contains("not a valid"));
+        assert!(interpolate("${MULTI}", &env).expect_err("newline").contains("line break"));
+    }
+
+    #[test]
+    fn a_whole_reference_keeps_its_scalar_type() {
+        let mut port = Value::String("${PORT}".into());
+        interpolate_value(&mut port, &env).expect("set");
+        assert_eq!(port, Value::Number(9200.into()));
+        let mut url = Value::String("http://es:${PORT}".into());
+        interpolate_value(&mut url, &env).expect("set");
+        assert_eq!(url, Value::String("http://es:9200".into()));
+        let mut structure = Value::String("${UNSET:-[a, b]}".into());
+        interpolate_value(&mut structure, &env).expect("default");
+        assert_eq!(structure, Value::String("[a, b]".into()), "a variable never adds structure");
+    }
+}

@@ -1,0 +1,119 @@
+//! What `/health` reports: whether the process is draining and which
+//! components declared themselves unhealthy, and why.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use metrics::gauge;
+
+#[derive(Debug, Default)]
+struct State {
+    draining: bool,
+    unhealthy: BTreeMap<String, String>,
+}
+
+/// The process-wide health registry.
+#[derive(Clone, Debug, Default)]
+pub struct Health {
+    state: Arc<Mutex<State>>,
+}
+
+/// A snapshot for `/health`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct HealthReport {
+    /// `ok`, `draining` or `unhealthy`.
+    pub status: &'static str,
+    /// Unhealthy components and why.
+    pub unhealthy: BTreeMap<String, String>,
+}
+
+impl HealthReport {
+    /// Whether everything is well (`/health` answers 200).
+    pub fn is_ok(&self) -> bool {
+        self.status == "ok"
+    }
+}
+
+impl Health {
+    /// A new registry where all is well.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// The handle a component uses to report on itself.
+    pub fn handle(&self, component_id: &str) -> HealthHandle {
+        HealthHandle { health: self.clone(), id: component_id.to_owned() }
+    }
+
+    /// Mark the process as draining: `/health` answers 503 from now on.
+    pub fn set_draining(&self) {
+        self.lock().draining = true;
+    }
+
+    /// The current state.
+    pub fn report(&self) -> HealthReport {
+        let state = self.lock();
+        let status = if state.draining {
+            "draining"
+        } else if state.unhealthy.is_empty() {
+            "ok"
+        } else {
+            "unhealthy"
+        };
+        HealthReport { status, unhealthy: state.unhealthy.clone() }
+    }
+}
+
+/// One component's health switch.
+#[derive(Clone, Debug)]
+pub struct HealthHandle {
+    health: Health,
+    id: String,
+}
+
+impl HealthHandle {
+    /// Report a problem (a revoked token, a sink refusing credentials).
+    /// `key` tells apart several problems of one component (e.g. per stream).
+    pub fn set_unhealthy(&self, key: &str, reason: impl Into<String>) {
+        let name = if key.is_empty() { self.id.clone() } else { format!("{}.{key}", self.id) };
+        self.health.lock().unhealthy.insert(name, reason.into());
+        gauge!("sluice_component_healthy", "component_id" => self.id.clone()).set(0.0);
+    }
+
+    /// Clear a problem reported with the same `key`.
+    pub fn set_healthy(&self, key: &str) {
+        let name = if key.is_empty() { self.id.clone() } else { format!("{}.{key}", self.id) };
+        let mut state = self.health.lock();
+        state.unhealthy.remove(&name);
+        let prefix = format!("{}.", self.id);
+        let still = state.unhealthy.keys().any(|k| *k == self.id || k.starts_with(&prefix));
+        drop(state);
+        if !still {
+            gauge!("sluice_component_healthy", "component_id" => self.id.clone()).set(1.0);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_unhealthy_components_and_draining() {
+        let health = Health::new();
+        assert!(health.report().is_ok());
+        let op = health.handle("op");
+        op.set_unhealthy("audit_events", "401 Unauthorized: the token was revoked");
+        let report = health.report();
+        assert_eq!(report.status, "unhealthy");
+        assert_eq!(report.unhealthy["op.audit_events"], "401 Unauthorized: the token was revoked");
+        op.set_healthy("audit_events");
+        assert!(health.report().is_ok());
+        health.set_draining();
+        assert_eq!(health.report().status, "draining");
+    }
+}

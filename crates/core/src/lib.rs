@@ -1,0 +1,33 @@
+//! sluice-core: what every sluice component shares.
+//!
+//! sluice moves 1Password Events API activity into SIEMs. This crate sits
+//! under every plugin (sources, transforms, sinks) and knows none of them:
+//!
+//! - [`event`]: the [`Event`] (a `vrl::value::Value` plus metadata) and the
+//!   1Password [`Stream`]s;
+//! - [`ack`]: end-to-end acknowledgements (batch notifiers, finalizers, the
+//!   ordered acknowledgement stream a source commits from);
+//! - [`component`]: the source, transform and sink contracts and fan-out;
+//! - [`topology`]: graph checks, wiring with bounded channels, drain;
+//! - [`config`]: YAML loading, environment variables, positioned errors;
+//! - [`metrics`], [`health`]: what `/metrics` and `/health` report;
+//! - [`checkpoint`]: atomic checkpoint files; [`secret`]: redacted secrets;
+//! - [`builtin`]: the file source and the console, file and blackhole sinks.
+#![deny(missing_docs)]
+
+pub mod ack;
+pub mod builtin;
+pub mod checkpoint;
+pub mod component;
+pub mod config;
+pub mod event;
+pub mod health;
+pub mod metrics;
+pub mod secret;
+pub mod topology;
+
+pub use ack::{AckStatus, BatchNotifier, BatchStatus, OrderedAcks};
+pub use event::{Event, EventMetadata, Stream};
+pub use secret::Secret;
+#[cfg(any(test, feature = "test-util"))]
+pub mod test_util;

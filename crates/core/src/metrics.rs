@@ -1,0 +1,99 @@
+//! Component metrics with the names fixed in DESIGN.md: every series has the
+//! labels `component_id`, `component_kind` and `component_type`, and no label
+//! takes unbounded values.
+
+use metrics::{Counter, Gauge, Label, counter, gauge};
+
+/// The metrics of one component, with its labels applied.
+#[derive(Clone)]
+pub struct ComponentMetrics {
+    labels: Vec<Label>,
+    received_events: Counter,
+    received_bytes: Counter,
+}
+
+impl std::fmt::Debug for ComponentMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ComponentMetrics").field("labels", &self.labels).finish()
+    }
+}
+
+/// Where in a component an error happened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    /// Reading or decoding input.
+    Receiving,
+    /// Transforming.
+    Processing,
+    /// Delivering.
+    Sending,
+}
+
+impl Stage {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Receiving => "receiving",
+            Self::Processing => "processing",
+            Self::Sending => "sending",
+        }
+    }
+}
+
+impl ComponentMetrics {
+    /// Metrics for the component `id` of `kind` (`source`, `transform`, `sink`) and `type`.
+    pub fn new(id: &str, kind: &'static str, component_type: &str) -> Self {
+        let labels = vec![
+            Label::new("component_id", id.to_owned()),
+            Label::new("component_kind", kind),
+            Label::new("component_type", component_type.to_owned()),
+        ];
+        Self {
+            received_events: counter!("sluice_component_received_events_total", labels.clone()),
+            received_bytes: counter!("sluice_component_received_bytes_total", labels.clone()),
+            labels,
+        }
+    }
+
+    /// The component labels, for a component's own metrics.
+    pub fn labels(&self) -> Vec<Label> {
+        self.labels.clone()
+    }
+
+    /// The labels plus extra ones (each with a bounded set of values).
+    pub fn labels_with(&self, extra: &[(&'static str, String)]) -> Vec<Label> {
+        let mut labels = self.labels.clone();
+        labels.extend(extra.iter().map(|(k, v)| Label::new(*k, v.clone())));
+        labels
+    }
+
+    /// Events (and their raw size) that came in.
+    pub fn received(&self, events: usize, bytes: usize) {
+        self.received_events.increment(events as u64);
+        if bytes > 0 {
+            self.received_bytes.increment(bytes as u64);
+        }
+    }
+
+    /// Events sent on `output` (`_default` or a port name); for sinks, delivered.
+    pub fn sent(&self, events: usize, output: &str) {
+        counter!("sluice_component_sent_events_total", self.labels_with(&[("output", output.to_owned())]))
+            .increment(events as u64);
+    }
+
+    /// One error; `error_type` is a short fixed word such as `parse_failed`.
+    pub fn error(&self, stage: Stage, error_type: &'static str) {
+        let labels = self.labels_with(&[("stage", stage.as_str().to_owned()), ("error_type", error_type.to_owned())]);
+        counter!("sluice_component_errors_total", labels).increment(1);
+    }
+
+    /// Events given up; `intentional` tells a filter from a failure.
+    pub fn discarded(&self, events: usize, intentional: bool) {
+        let labels = self.labels_with(&[("intentional", intentional.to_string())]);
+        counter!("sluice_component_discarded_events_total", labels).increment(events as u64);
+    }
+
+    /// A gauge of this component.
+    pub fn gauge(&self, name: &'static str) -> Gauge {
+        gauge!(name, self.labels.clone())
+    }
+}

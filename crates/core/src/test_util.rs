@@ -1,0 +1,114 @@
+//! Recording components for tests of the topology and of plugins.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use vrl::value::Value;
+
+use crate::ack::{AckStatus, BatchNotifier, BatchStatus, EventFinalizers, OrderedAcks};
+use crate::component::{ComponentFuture, DEFAULT_OUTPUT, Sink, SinkContext, Source, SourceContext};
+use crate::event::Event;
+
+/// Emits fixed batches, then waits for their statuses (in order) and stops.
+#[derive(Debug)]
+pub struct VecSource {
+    /// The batches to emit.
+    pub batches: Vec<Vec<Value>>,
+    /// Receives `(batch index, status)` in batch order.
+    pub statuses: Arc<Mutex<Vec<(usize, BatchStatus)>>>,
+}
+
+impl VecSource {
+    /// A source of `batches`, and where their statuses will be recorded.
+    pub fn new(batches: Vec<Vec<Value>>) -> (Self, Arc<Mutex<Vec<(usize, BatchStatus)>>>) {
+        let statuses = Arc::new(Mutex::new(Vec::new()));
+        (Self { batches, statuses: statuses.clone() }, statuses)
+    }
+}
+
+impl Source for VecSource {
+    fn run(self: Box<Self>, cx: SourceContext) -> ComponentFuture {
+        Box::pin(async move {
+            let mut acks = OrderedAcks::new();
+            for (index, batch) in self.batches.into_iter().enumerate() {
+                let (notifier, receiver) = BatchNotifier::new_with_receiver();
+                let events = batch
+                    .into_iter()
+                    .map(|value| {
+                        let mut event = Event::new(value);
+                        event.meta.finalizers = EventFinalizers::new(notifier.finalizer());
+                        event
+                    })
+                    .collect();
+                acks.push(index, receiver);
+                cx.out.send(events).await?;
+            }
+            while !acks.is_empty() {
+                let (index, status) = acks.next().await;
+                self.statuses.lock().expect("lock").push((index, status));
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Records what it receives and finalizes it with a chosen status, after
+/// taking a permit from `gate` for each array (so a test can hold it back).
+#[derive(Debug, Clone)]
+pub struct RecordingSink {
+    /// Everything received, in order.
+    pub received: Arc<Mutex<Vec<Value>>>,
+    /// The status given to every event.
+    pub status: AckStatus,
+    /// One permit per array; `None` never waits.
+    pub gate: Option<Arc<Semaphore>>,
+}
+
+impl RecordingSink {
+    /// A sink that delivers immediately.
+    pub fn new(status: AckStatus) -> Self {
+        Self { received: Arc::default(), status, gate: None }
+    }
+
+    /// A sink that waits for a permit per array.
+    pub fn gated(status: AckStatus) -> (Self, Arc<Semaphore>) {
+        let gate = Arc::new(Semaphore::new(0));
+        (Self { gate: Some(gate.clone()), ..Self::new(status) }, gate)
+    }
+
+    /// What it received so far.
+    pub fn values(&self) -> Vec<Value> {
+        self.received.lock().expect("lock").clone()
+    }
+}
+
+impl Sink for RecordingSink {
+    fn run(self: Box<Self>, mut cx: SinkContext) -> ComponentFuture {
+        Box::pin(async move {
+            while let Some(mut events) = cx.input.recv().await {
+                if let Some(gate) = &self.gate {
+                    gate.acquire().await.expect("gate open").forget();
+                }
+                for event in &mut events {
+                    event.take_finalizers().finish(self.status);
+                    self.received.lock().expect("lock").push(event.value.clone());
+                }
+                cx.metrics.sent(events.len(), DEFAULT_OUTPUT);
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Wait until `check` holds, polling every 10 ms for at most `timeout`.
+pub async fn wait_for(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while tokio::time::Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    check()
+}

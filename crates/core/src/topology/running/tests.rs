@@ -1,0 +1,150 @@
+use std::time::Duration;
+
+use vrl::value::Value;
+
+use super::*;
+use crate::ack::BatchStatus;
+use crate::component::TransformOutput;
+use crate::event::Event;
+use crate::test_util::{RecordingSink, VecSource, wait_for};
+
+fn options() -> TopologyOptions {
+    TopologyOptions { data_dir: std::env::temp_dir(), channel_capacity: 2, health: Health::new() }
+}
+
+fn source(id: &str, source: VecSource) -> SourcePiece {
+    SourcePiece { id: id.into(), type_name: "vec", outputs: vec![], source: Box::new(source) }
+}
+
+fn sink(id: &str, inputs: &[&str], sink: RecordingSink) -> SinkPiece {
+    SinkPiece { id: id.into(), type_name: "recording", inputs: inputs.iter().map(|i| (*i).to_owned()).collect(), sink: Box::new(sink) }
+}
+
+fn values(range: std::ops::Range<i64>) -> Vec<Value> {
+    range.map(Value::from).collect()
+}
+
+async fn run_to_end(mut topology: RunningTopology) {
+    while let Some(exit) = topology.next_exit().await {
+        assert!(exit.result.is_ok(), "{exit:?}");
+    }
+}
+
+#[tokio::test]
+async fn fan_out_resolves_a_batch_only_after_both_sinks() {
+    let (vec_source, statuses) = VecSource::new(vec![values(0..3)]);
+    let fast = RecordingSink::new(AckStatus::Delivered);
+    let (slow, gate) = RecordingSink::gated(AckStatus::Delivered);
+    let topology = start(
+        vec![source("in", vec_source)],
+        vec![],
+        vec![sink("fast", &["in"], fast.clone()), sink("slow", &["in"], slow.clone())],
+        &options(),
+    );
+    assert!(wait_for(Duration::from_secs(5), || fast.values().len() == 3).await);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(statuses.lock().expect("lock").is_empty(), "the slow sink has not delivered yet");
+    gate.add_permits(1);
+    run_to_end(topology).await;
+    assert_eq!(*statuses.lock().expect("lock"), [(0, BatchStatus::Delivered)]);
+    assert_eq!(slow.values(), values(0..3));
+}
+
+#[tokio::test]
+async fn the_worst_sink_status_reaches_the_source() {
+    let (vec_source, statuses) = VecSource::new(vec![values(0..2), values(2..4)]);
+    let topology = start(
+        vec![source("in", vec_source)],
+        vec![],
+        vec![
+            sink("ok", &["in"], RecordingSink::new(AckStatus::Delivered)),
+            sink("err", &["in"], RecordingSink::new(AckStatus::Errored)),
+            sink("dlq", &["in"], RecordingSink::new(AckStatus::Rejected)),
+        ],
+        &options(),
+    );
+    run_to_end(topology).await;
+    assert_eq!(*statuses.lock().expect("lock"), [(0, BatchStatus::Rejected), (1, BatchStatus::Rejected)]);
+}
+
+/// Sends odd numbers to its `dropped` output and drops 0.
+struct SplitOdd;
+
+impl FunctionTransform for SplitOdd {
+    fn transform(&mut self, event: Event, out: &mut TransformOutput) {
+        match &event.value {
+            Value::Integer(0) => {}
+            Value::Integer(n) if n % 2 == 1 => out.push_to("dropped", event),
+            _ => out.push(event),
+        }
+    }
+}
+
+#[tokio::test]
+async fn transforms_route_to_named_outputs() {
+    let (vec_source, statuses) = VecSource::new(vec![values(0..6)]);
+    let even = RecordingSink::new(AckStatus::Delivered);
+    let odd = RecordingSink::new(AckStatus::Delivered);
+    let transform = TransformPiece {
+        id: "split".into(),
+        type_name: "split_odd",
+        inputs: vec!["in".into()],
+        outputs: vec!["dropped".into()],
+        transform: Box::new(SplitOdd),
+    };
+    let topology = start(
+        vec![source("in", vec_source)],
+        vec![transform],
+        vec![sink("even", &["split"], even.clone()), sink("odd", &["split.dropped"], odd.clone())],
+        &options(),
+    );
+    run_to_end(topology).await;
+    assert_eq!(even.values(), [Value::from(2), Value::from(4)]);
+    assert_eq!(odd.values(), values(1..6).into_iter().step_by(2).collect::<Vec<_>>());
+    assert_eq!(*statuses.lock().expect("lock"), [(0, BatchStatus::Delivered)], "the dropped 0 counts as delivered");
+}
+
+/// Panics on its first event.
+struct Panics;
+
+impl FunctionTransform for Panics {
+    fn transform(&mut self, _event: Event, _out: &mut TransformOutput) {
+        panic!("boom");
+    }
+}
+
+#[tokio::test]
+async fn a_panicking_transform_errors_its_events_and_reports_the_failure() {
+    let (vec_source, statuses) = VecSource::new(vec![values(0..2)]);
+    let transform = TransformPiece {
+        id: "bad".into(),
+        type_name: "panics",
+        inputs: vec!["in".into()],
+        outputs: vec![],
+        transform: Box::new(Panics),
+    };
+    let mut topology = start(
+        vec![source("in", vec_source)],
+        vec![transform],
+        vec![sink("out", &["bad"], RecordingSink::new(AckStatus::Delivered))],
+        &options(),
+    );
+    let mut failures = Vec::new();
+    while let Some(exit) = topology.next_exit().await {
+        if let Err(reason) = exit.result {
+            failures.push((exit.id, reason));
+        }
+    }
+    assert_eq!(failures, [("bad".to_owned(), "the transform panicked".to_owned())]);
+    assert_eq!(*statuses.lock().expect("lock"), [(0, BatchStatus::Errored)]);
+}
+
+#[tokio::test]
+async fn stop_aborts_what_outlives_the_deadline() {
+    let (vec_source, statuses) = VecSource::new(vec![values(0..1)]);
+    let (stuck, _gate) = RecordingSink::gated(AckStatus::Delivered);
+    let topology = start(vec![source("in", vec_source)], vec![], vec![sink("stuck", &["in"], stuck)], &options());
+    let report = topology.stop(Duration::from_millis(100)).await;
+    assert_eq!(report.timed_out, ["in", "stuck"]);
+    assert!(statuses.lock().expect("lock").is_empty(), "an aborted source records no status");
+}
