@@ -43,7 +43,9 @@ impl FileSink {
         if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
             tokio::fs::create_dir_all(dir).await?;
         }
-        tokio::fs::OpenOptions::new().create(true).append(true).open(&self.path).await
+        let mut file = tokio::fs::OpenOptions::new().create(true).read(true).append(true).open(&self.path).await?;
+        repair_torn_tail(&mut file, &self.path).await?;
+        Ok(file)
     }
 }
 
@@ -101,6 +103,53 @@ async fn write_durably(file: &mut tokio::fs::File, bytes: &[u8]) -> std::io::Res
         let _ = file.set_len(before).await;
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn opening_cuts_off_a_torn_last_line() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("out/x.ndjson");
+        let sink = FileSinkConfig { path: "out/x.ndjson".into() }.validate(dir.path()).expect("valid");
+        drop(sink.open().await.expect("creates folder and file"));
+        std::fs::write(&path, "{\"a\":1}\n{\"a\":2}\n{\"a\":").expect("write");
+        drop(sink.open().await.expect("open"));
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), "{\"a\":1}\n{\"a\":2}\n");
+        std::fs::write(&path, "no newline at all").expect("write");
+        drop(sink.open().await.expect("open"));
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), "");
+    }
+}
+
+/// A crash (kill -9, power loss) during a write can leave half a line at the
+/// end. It was never acknowledged, so its source sends it again: cut it off
+/// so the file holds only whole lines.
+async fn repair_torn_tail(file: &mut tokio::fs::File, path: &Path) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    const CHUNK: u64 = 64 * 1024;
+    let len = file.metadata().await?.len();
+    let mut end = len;
+    let mut buffer = Vec::new();
+    while end > 0 {
+        let start = end.saturating_sub(CHUNK);
+        buffer.resize((end - start) as usize, 0);
+        file.seek(std::io::SeekFrom::Start(start)).await?;
+        file.read_exact(&mut buffer).await?;
+        if let Some(newline) = buffer.iter().rposition(|b| *b == b'\n') {
+            end = start + newline as u64 + 1;
+            break;
+        }
+        end = start;
+    }
+    if end < len {
+        tracing::warn!(path = %path.display(), bytes = len - end, "removing an incomplete last line left by a crash");
+        file.set_len(end).await?;
+        file.sync_data().await?;
+    }
+    Ok(())
 }
 
 async fn reopen(sink: &FileSink, old: tokio::fs::File) -> Result<tokio::fs::File, BoxError> {

@@ -121,7 +121,11 @@ struct Reader {
 }
 
 impl Reader {
-    async fn start(config: FileSourceConfig, cx: SourceContext) -> Result<Self, BoxError> {
+    async fn start(mut config: FileSourceConfig, cx: SourceContext) -> Result<Self, BoxError> {
+        // The checkpoint names the file absolutely, whatever the working directory.
+        config.path = tokio::fs::canonicalize(&config.path)
+            .await
+            .map_err(|e| format!("cannot open {}: {e}", config.path.display()))?;
         let checkpoint_path = cx.data_dir.join(&cx.id).join("checkpoint.json");
         let saved = crate::checkpoint::read(&checkpoint_path)
             .map_err(|e| format!("cannot read checkpoint {}: {e}", checkpoint_path.display()))?;

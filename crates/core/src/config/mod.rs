@@ -85,6 +85,13 @@ pub struct ConfigError {
     pub diagnostics: Vec<Diagnostic>,
 }
 
+impl ConfigError {
+    /// An error holding `diagnostics`.
+    pub fn new(diagnostics: Vec<Diagnostic>) -> Self {
+        Self { diagnostics }
+    }
+}
+
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let count = self.diagnostics.len();

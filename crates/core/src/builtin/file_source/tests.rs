@@ -1,0 +1,157 @@
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+use vrl::value::Value;
+
+use super::*;
+use crate::ack::AckStatus;
+use crate::health::Health;
+use crate::test_util::{RecordingSink, wait_for};
+use crate::topology::{SinkPiece, SourcePiece, TopologyOptions, start};
+
+fn config(path: &Path, mode: ReadMode, batch: usize) -> FileSourceConfig {
+    FileSourceConfig {
+        path: path.to_owned(),
+        stream: Stream::ItemUsages,
+        mode,
+        batch_max_events: batch,
+        max_pending_batches: 2,
+        poll_interval_ms: 10,
+    }
+}
+
+fn lines(range: std::ops::Range<usize>) -> String {
+    range.map(|n| format!("{{\"uuid\":\"{n}\"}}\n")).collect()
+}
+
+fn uuids(sink: &RecordingSink) -> Vec<String> {
+    sink.values()
+        .iter()
+        .map(|v| match v {
+            Value::Object(map) => map.get("uuid").map_or_else(|| "?".into(), |u| u.to_string_lossy().into_owned()),
+            _ => "?".into(),
+        })
+        .collect()
+}
+
+fn checkpoint(data_dir: &Path) -> u64 {
+    let bytes = std::fs::read(data_dir.join("in/checkpoint.json")).expect("checkpoint exists");
+    serde_json::from_slice::<Checkpoint>(&bytes).expect("valid checkpoint").offset
+}
+
+struct Run {
+    sink: RecordingSink,
+    dropped: RecordingSink,
+    topology: crate::topology::RunningTopology,
+}
+
+fn run(config: FileSourceConfig, data_dir: &Path, sink: RecordingSink) -> Run {
+    let dropped = RecordingSink::new(AckStatus::Delivered);
+    let source = FileSource { config };
+    let options = TopologyOptions { data_dir: data_dir.to_owned(), channel_capacity: 4, health: Health::new() };
+    let topology = start(
+        vec![SourcePiece { id: "in".into(), type_name: "file", outputs: FileSourceConfig::outputs(), source: Box::new(source) }],
+        vec![],
+        vec![
+            SinkPiece { id: "out".into(), type_name: "recording", inputs: vec!["in".into()], sink: Box::new(sink.clone()) },
+            SinkPiece { id: "dlq".into(), type_name: "recording", inputs: vec!["in.dropped".into()], sink: Box::new(dropped.clone()) },
+        ],
+        &options,
+    );
+    Run { sink, dropped, topology }
+}
+
+async fn finish(mut run: Run) -> Run {
+    while let Some(exit) = run.topology.next_exit().await {
+        assert!(exit.result.is_ok(), "{exit:?}");
+    }
+    run
+}
+
+#[tokio::test]
+async fn once_reads_everything_commits_the_end_and_resumes_there() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("in.ndjson");
+    // The last line has no newline, and a blank line sits in the middle.
+    let text = format!("{}\n{}{{\"uuid\":\"last\"}}", lines(0..5), lines(5..10));
+    std::fs::write(&input, &text).expect("write");
+    let first = finish(run(config(&input, ReadMode::Once, 3), dir.path(), RecordingSink::new(AckStatus::Delivered))).await;
+    let mut expected: Vec<String> = (0..10).map(|n| n.to_string()).collect();
+    expected.push("last".into());
+    assert_eq!(uuids(&first.sink), expected);
+    assert_eq!(checkpoint(dir.path()), text.len() as u64);
+
+    let mut file = std::fs::OpenOptions::new().append(true).open(&input).expect("open");
+    file.write_all(b"\n{\"uuid\":\"new\"}\n").expect("append");
+    let second = finish(run(config(&input, ReadMode::Once, 3), dir.path(), RecordingSink::new(AckStatus::Delivered))).await;
+    assert_eq!(uuids(&second.sink), ["new"], "nothing committed is read again");
+}
+
+#[tokio::test]
+async fn invalid_lines_go_to_the_dropped_output_with_the_reason() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("in.ndjson");
+    std::fs::write(&input, "{\"uuid\":\"a\"}\n{not json\n{\"uuid\":\"b\"}\n").expect("write");
+    let done = finish(run(config(&input, ReadMode::Once, 10), dir.path(), RecordingSink::new(AckStatus::Delivered))).await;
+    assert_eq!(uuids(&done.sink), ["a", "b"]);
+    let dropped = done.dropped.values();
+    assert_eq!(dropped.len(), 1);
+    let Value::Object(event) = &dropped[0] else { panic!("object") };
+    assert_eq!(event["message"], Value::from("{not json"));
+    let Value::Object(error) = &event["error"] else { panic!("error object") };
+    assert!(error["message"].to_string_lossy().starts_with("invalid JSON: key must be a string"), "{error:?}");
+    assert_eq!(error["component_id"], Value::from("in"));
+    let Value::Object(file) = &event["file"] else { panic!("file object") };
+    assert_eq!(file["offset"], Value::from(13));
+}
+
+#[tokio::test]
+async fn an_errored_batch_is_read_again_and_never_skipped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("in.ndjson");
+    std::fs::write(&input, lines(0..4)).expect("write");
+    // The sink errors every batch until the test lets it deliver.
+    let failing = RecordingSink::new(AckStatus::Errored);
+    let running = run(config(&input, ReadMode::Follow, 2), dir.path(), failing.clone());
+    assert!(wait_for(Duration::from_secs(5), || failing.values().len() >= 4).await);
+    let committed = crate::checkpoint::read(&dir.path().join("in/checkpoint.json")).expect("read");
+    assert!(committed.is_none(), "nothing may be committed while every batch errors");
+    running.topology.stop(Duration::from_secs(5)).await;
+
+    let healthy = finish(run(config(&input, ReadMode::Once, 2), dir.path(), RecordingSink::new(AckStatus::Delivered))).await;
+    assert_eq!(uuids(&healthy.sink), ["0", "1", "2", "3"]);
+    assert_eq!(checkpoint(dir.path()), lines(0..4).len() as u64);
+}
+
+#[tokio::test]
+async fn follow_picks_up_appended_and_completed_lines_and_commits_on_stop() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("in.ndjson");
+    std::fs::write(&input, lines(0..2)).expect("write");
+    let running = run(config(&input, ReadMode::Follow, 100), dir.path(), RecordingSink::new(AckStatus::Delivered));
+    assert!(wait_for(Duration::from_secs(5), || running.sink.values().len() == 2).await);
+    let mut file = std::fs::OpenOptions::new().append(true).open(&input).expect("open");
+    file.write_all(b"{\"uuid\":\"half").expect("append");
+    file.flush().expect("flush");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(running.sink.values().len(), 2, "an unfinished line waits for its newline");
+    file.write_all(b"-done\"}\n").expect("append");
+    assert!(wait_for(Duration::from_secs(5), || running.sink.values().len() == 3).await);
+    let sink = running.sink.clone();
+    let report = running.topology.stop(Duration::from_secs(5)).await;
+    assert!(report.timed_out.is_empty() && report.failed.is_empty(), "{report:?}");
+    assert_eq!(uuids(&sink), ["0", "1", "half-done"]);
+    assert_eq!(checkpoint(dir.path()), std::fs::metadata(&input).expect("stat").len());
+}
+
+#[test]
+fn validate_checks_ranges_and_resolves_the_path() {
+    let mut bad = config(Path::new("in.ndjson"), ReadMode::Once, 0);
+    bad.max_pending_batches = 0;
+    let errors = bad.validate(Path::new("/etc/sluice")).expect_err("invalid");
+    let fields: Vec<_> = errors.iter().map(|e| e.field).collect();
+    assert_eq!(fields, [Some("batch_max_events"), Some("max_pending_batches")]);
+    let good = config(Path::new("in.ndjson"), ReadMode::Once, 10).validate(Path::new("/etc/sluice")).expect("valid");
+    assert_eq!(good.config.path, Path::new("/etc/sluice/in.ndjson"));
+}

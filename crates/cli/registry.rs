@@ -1,0 +1,89 @@
+//! Explicit registration of every component type: one `#[serde(tag = "type")]`
+//! enum per kind, and a `match` to each crate's validation and build. Adding
+//! a component type means adding a variant here and nowhere else.
+
+use serde::Deserialize;
+use sluice_core::builtin::{
+    BlackholeSinkConfig, ConsoleSinkConfig, FileSinkConfig, FileSourceConfig,
+};
+use sluice_core::component::{FunctionTransform, Sink, Source};
+use sluice_core::config::{FieldError, RawComponent};
+
+/// Every source type.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SourceConfig {
+    /// NDJSON file of raw 1Password items.
+    File(FileSourceConfig),
+}
+
+impl SourceConfig {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Self::File(_) => "file",
+        }
+    }
+
+    /// Named outputs besides the default one.
+    pub fn outputs(&self) -> Vec<String> {
+        match self {
+            Self::File(_) => FileSourceConfig::outputs(),
+        }
+    }
+
+    /// Pure validation; the result is ready to run.
+    pub fn validate(self, raw: &RawComponent) -> Result<Box<dyn Source>, Vec<FieldError>> {
+        match self {
+            Self::File(config) => Ok(Box::new(config.validate(raw.dir())?)),
+        }
+    }
+}
+
+/// Every transform type. None is built in yet; the VRL transform lands here.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum TransformConfig {}
+
+impl TransformConfig {
+    pub fn type_name(&self) -> &'static str {
+        match *self {}
+    }
+
+    pub fn outputs(&self) -> Vec<String> {
+        match *self {}
+    }
+
+    pub fn validate(self, _raw: &RawComponent) -> Result<Box<dyn FunctionTransform>, Vec<FieldError>> {
+        match self {}
+    }
+}
+
+/// Every sink type.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SinkConfig {
+    /// NDJSON on standard output.
+    Console(ConsoleSinkConfig),
+    /// NDJSON appended to a file, fsynced before acknowledging.
+    File(FileSinkConfig),
+    /// Counts and acknowledges.
+    Blackhole(BlackholeSinkConfig),
+}
+
+impl SinkConfig {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Self::Console(_) => "console",
+            Self::File(_) => "file",
+            Self::Blackhole(_) => "blackhole",
+        }
+    }
+
+    pub fn validate(self, raw: &RawComponent) -> Result<Box<dyn Sink>, Vec<FieldError>> {
+        Ok(match self {
+            Self::Console(config) => Box::new(config.validate()?),
+            Self::File(config) => Box::new(config.validate(raw.dir())?),
+            Self::Blackhole(config) => Box::new(config.validate()?),
+        })
+    }
+}

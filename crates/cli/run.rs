@@ -1,0 +1,153 @@
+//! `sluice run` and `sluice validate`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use metrics_exporter_prometheus::PrometheusBuilder;
+use sluice_core::config::{ConfigError, load_files};
+use sluice_core::health::Health;
+use sluice_core::topology::{TopologyOptions, start};
+
+use crate::EXIT_INVALID;
+use crate::plan::{Plan, plan};
+
+/// Events arrays a component's input holds before its senders wait.
+const CHANNEL_CAPACITY: usize = 8;
+
+fn load(configs: &[PathBuf]) -> Result<Plan, ConfigError> {
+    plan(load_files(configs)?)
+}
+
+fn warn_all(plan: &Plan) {
+    for warning in &plan.warnings {
+        tracing::warn!("{warning}");
+    }
+}
+
+pub fn validate(configs: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    match load(configs) {
+        Ok(plan) => {
+            warn_all(&plan);
+            println!(
+                "valid: {} source(s), {} transform(s), {} sink(s)",
+                plan.sources.len(),
+                plan.transforms.len(),
+                plan.sinks.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(err) => {
+            eprint!("{err}");
+            Ok(ExitCode::from(EXIT_INVALID))
+        }
+    }
+}
+
+pub fn run(configs: &[PathBuf], shutdown_timeout: Duration) -> anyhow::Result<ExitCode> {
+    let plan = match load(configs) {
+        Ok(plan) => plan,
+        Err(err) => {
+            eprint!("{err}");
+            return Ok(ExitCode::from(EXIT_INVALID));
+        }
+    };
+    warn_all(&plan);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(run_plan(plan, shutdown_timeout))
+}
+
+async fn run_plan(plan: Plan, shutdown_timeout: Duration) -> anyhow::Result<ExitCode> {
+    let metrics = PrometheusBuilder::new().install_recorder().context("cannot install the metrics recorder")?;
+    metrics::gauge!("sluice_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    let health = Health::new();
+    if plan.api.enabled {
+        let address = crate::api::serve(plan.api.address, metrics.clone(), health.clone()).await?;
+        tracing::info!(%address, "serving /metrics and /health");
+    }
+    let upkeep = metrics.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            upkeep.run_upkeep();
+        }
+    });
+
+    let data_dir = plan.data_dir();
+    if plan.data_dir.is_none() {
+        tracing::info!(data_dir = %data_dir.display(), "data_dir not set; using ./data");
+    }
+    std::fs::create_dir_all(&data_dir).with_context(|| format!("cannot create data_dir {}", data_dir.display()))?;
+    let options = TopologyOptions { data_dir, channel_capacity: CHANNEL_CAPACITY, health: health.clone() };
+    let counts = (plan.sources.len(), plan.transforms.len(), plan.sinks.len());
+    let mut topology = start(plan.sources, plan.transforms, plan.sinks, &options);
+    tracing::info!(sources = counts.0, transforms = counts.1, sinks = counts.2, "topology started");
+
+    let mut failed = false;
+    let mut signals = Signals::new()?;
+    loop {
+        tokio::select! {
+            name = signals.next() => {
+                tracing::info!(signal = name, timeout = ?shutdown_timeout, "draining: sources stop fetching, in-flight events finish");
+                break;
+            }
+            exit = topology.next_exit() => match exit {
+                None => {
+                    tracing::info!("every component finished");
+                    return Ok(ExitCode::SUCCESS);
+                }
+                Some(exit) => match exit.result {
+                    Ok(()) => tracing::info!(component = %exit.id, "component finished"),
+                    Err(error) => {
+                        tracing::error!(component = %exit.id, kind = exit.kind.as_str(), %error, "component failed; stopping");
+                        failed = true;
+                        break;
+                    }
+                },
+            },
+        }
+    }
+    health.set_draining();
+    // A second signal while draining stops at once; nothing uncommitted is lost,
+    // it is read again at the next start.
+    tokio::spawn(async move {
+        let name = signals.next().await;
+        tracing::warn!(signal = name, "second signal: exiting without waiting for the drain");
+        std::process::exit(1);
+    });
+    let report = topology.stop(shutdown_timeout).await;
+    for exit in &report.failed {
+        if let Err(error) = &exit.result {
+            tracing::error!(component = %exit.id, %error, "component failed while draining");
+        }
+    }
+    if !report.timed_out.is_empty() {
+        tracing::error!(components = ?report.timed_out, "drain did not finish within --shutdown-timeout; stopped them. Uncommitted events are read again at the next start");
+    }
+    if failed || !report.failed.is_empty() || !report.timed_out.is_empty() {
+        return Ok(ExitCode::FAILURE);
+    }
+    tracing::info!("drained; checkpoints committed");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// SIGINT and SIGTERM.
+struct Signals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self { interrupt: signal(SignalKind::interrupt())?, terminate: signal(SignalKind::terminate())? })
+    }
+
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.interrupt.recv() => "SIGINT",
+            _ = self.terminate.recv() => "SIGTERM",
+        }
+    }
+}
