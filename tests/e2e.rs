@@ -1,1 +1,11 @@
-fn main(){}
+//! End-to-end tests: they run the `sluice` binary as a user would.
+//! They drive processes synchronously, so blocking sleeps are fine here.
+#![allow(clippy::disallowed_methods)]
+
+mod e2e {
+    pub mod util;
+
+    mod crash_recovery;
+    mod metrics_health;
+    mod validate;
+}

@@ -19,10 +19,14 @@ struct ApiState {
 }
 
 /// Bind `address` and serve in the background; the bound address is returned.
-pub async fn serve(address: SocketAddr, metrics: PrometheusHandle, health: Health) -> anyhow::Result<SocketAddr> {
-    let listener = tokio::net::TcpListener::bind(address)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {address} for the API (api.address): {e}"))?;
+pub async fn serve(
+    address: SocketAddr,
+    metrics: PrometheusHandle,
+    health: Health,
+) -> anyhow::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(address).await.map_err(|e| {
+        anyhow::anyhow!("cannot listen on {address} for the API (api.address): {e}")
+    })?;
     let bound = listener.local_addr()?;
     let app = Router::new()
         .route("/metrics", get(render_metrics))

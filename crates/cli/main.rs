@@ -21,7 +21,11 @@ use clap::{Parser, Subcommand};
 const EXIT_INVALID: u8 = 2;
 
 #[derive(Debug, Parser)]
-#[command(name = "sluice", version, about = "Collects 1Password Business activity into Elasticsearch, Splunk and other SIEMs.")]
+#[command(
+    name = "sluice",
+    version,
+    about = "Collects 1Password Business activity into Elasticsearch, Splunk and other SIEMs."
+)]
 struct Cli {
     /// Log format on standard error: `text` for people, `json` for log collectors.
     /// The level comes from RUST_LOG (default `info`), e.g. RUST_LOG=sluice=debug.
@@ -58,7 +62,8 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     if let Ok(secs) = text.parse::<u64>() {
         return Ok(Duration::from_secs(secs));
     }
-    humantime::parse_duration(text).map_err(|e| format!("`{text}` is not a duration like 30s or 2m: {e}"))
+    humantime::parse_duration(text)
+        .map_err(|e| format!("`{text}` is not a duration like 30s or 2m: {e}"))
 }
 
 fn main() -> ExitCode {

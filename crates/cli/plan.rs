@@ -38,7 +38,7 @@ pub fn plan(raw: RawConfig) -> Result<Plan, ConfigError> {
         sinks: Vec::new(),
         warnings: Vec::new(),
     };
-    let mut errors = Vec::new();
+    let mut errors = raw.errors;
     let mut nodes = Vec::new();
     for component in &raw.components {
         let inputs = || component.inputs.iter().map(|i| i.name.clone()).collect::<Vec<_>>();
@@ -46,7 +46,12 @@ pub fn plan(raw: RawConfig) -> Result<Plan, ConfigError> {
             ComponentKind::Source => add(component, &mut errors, |config: SourceConfig| {
                 let (type_name, outputs) = (config.type_name(), config.outputs());
                 let source = config.validate(component)?;
-                plan.sources.push(SourcePiece { id: component.id.clone(), type_name, outputs: outputs.clone(), source });
+                plan.sources.push(SourcePiece {
+                    id: component.id.clone(),
+                    type_name,
+                    outputs: outputs.clone(),
+                    source,
+                });
                 Ok(outputs)
             }),
             ComponentKind::Transform => add(component, &mut errors, |config: TransformConfig| {
@@ -64,7 +69,12 @@ pub fn plan(raw: RawConfig) -> Result<Plan, ConfigError> {
             ComponentKind::Sink => add(component, &mut errors, |config: SinkConfig| {
                 let type_name = config.type_name();
                 let sink = config.validate(component)?;
-                plan.sinks.push(SinkPiece { id: component.id.clone(), type_name, inputs: inputs(), sink });
+                plan.sinks.push(SinkPiece {
+                    id: component.id.clone(),
+                    type_name,
+                    inputs: inputs(),
+                    sink,
+                });
                 Ok(Vec::new())
             }),
         };
@@ -83,7 +93,7 @@ pub fn plan(raw: RawConfig) -> Result<Plan, ConfigError> {
         Ok(plan)
     } else {
         // Component errors come first in file order, then graph errors; show them by position.
-        errors.sort_by(|a, b| position(a).cmp(&position(b)));
+        errors.sort_by_key(position);
         Err(ConfigError::new(errors))
     }
 }
@@ -102,9 +112,14 @@ fn add<T: serde::de::DeserializeOwned>(
     build: impl FnOnce(T) -> Result<Vec<String>, Vec<FieldError>>,
 ) -> Option<Vec<String>> {
     let config = match component.deserialize::<T>() {
-        Ok(config) => config,
+        Ok(config) if !component.has_errors => config,
+        // An unset variable is reported already; report other problems, not
+        // the ones its unsubstituted `${...}` text causes.
+        Ok(_) => return None,
         Err(diagnostic) => {
-            errors.push(diagnostic);
+            if !(component.has_errors && diagnostic.message.contains("${")) {
+                errors.push(diagnostic);
+            }
             return None;
         }
     };

@@ -53,7 +53,10 @@ impl TransformConfig {
         match *self {}
     }
 
-    pub fn validate(self, _raw: &RawComponent) -> Result<Box<dyn FunctionTransform>, Vec<FieldError>> {
+    pub fn validate(
+        self,
+        _raw: &RawComponent,
+    ) -> Result<Box<dyn FunctionTransform>, Vec<FieldError>> {
         match self {}
     }
 }

@@ -17,7 +17,7 @@ use crate::plan::{Plan, plan};
 const CHANNEL_CAPACITY: usize = 8;
 
 fn load(configs: &[PathBuf]) -> Result<Plan, ConfigError> {
-    plan(load_files(configs)?)
+    plan(load_files(configs))
 }
 
 fn warn_all(plan: &Plan) {
@@ -55,11 +55,18 @@ pub fn run(configs: &[PathBuf], shutdown_timeout: Duration) -> anyhow::Result<Ex
     };
     warn_all(&plan);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(run_plan(plan, shutdown_timeout))
+    let result = runtime.block_on(run_plan(plan, shutdown_timeout));
+    // A sink stuck in a blocking write (a full stdout pipe) must not hold the exit.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    result
 }
 
 async fn run_plan(plan: Plan, shutdown_timeout: Duration) -> anyhow::Result<ExitCode> {
-    let metrics = PrometheusBuilder::new().install_recorder().context("cannot install the metrics recorder")?;
+    // Before anything answers: a SIGTERM from then on must drain, not kill.
+    let mut signals = Signals::new()?;
+    let metrics = PrometheusBuilder::new()
+        .install_recorder()
+        .context("cannot install the metrics recorder")?;
     metrics::gauge!("sluice_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     let health = Health::new();
     if plan.api.enabled {
@@ -78,14 +85,15 @@ async fn run_plan(plan: Plan, shutdown_timeout: Duration) -> anyhow::Result<Exit
     if plan.data_dir.is_none() {
         tracing::info!(data_dir = %data_dir.display(), "data_dir not set; using ./data");
     }
-    std::fs::create_dir_all(&data_dir).with_context(|| format!("cannot create data_dir {}", data_dir.display()))?;
-    let options = TopologyOptions { data_dir, channel_capacity: CHANNEL_CAPACITY, health: health.clone() };
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create data_dir {}", data_dir.display()))?;
+    let options =
+        TopologyOptions { data_dir, channel_capacity: CHANNEL_CAPACITY, health: health.clone() };
     let counts = (plan.sources.len(), plan.transforms.len(), plan.sinks.len());
     let mut topology = start(plan.sources, plan.transforms, plan.sinks, &options);
     tracing::info!(sources = counts.0, transforms = counts.1, sinks = counts.2, "topology started");
 
     let mut failed = false;
-    let mut signals = Signals::new()?;
     loop {
         tokio::select! {
             name = signals.next() => {
@@ -141,7 +149,10 @@ struct Signals {
 impl Signals {
     fn new() -> anyhow::Result<Self> {
         use tokio::signal::unix::{SignalKind, signal};
-        Ok(Self { interrupt: signal(SignalKind::interrupt())?, terminate: signal(SignalKind::terminate())? })
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
     }
 
     async fn next(&mut self) -> &'static str {

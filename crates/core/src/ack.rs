@@ -16,8 +16,8 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::task::{Context, Poll};
 
 use tokio::sync::oneshot;
@@ -332,7 +332,10 @@ mod tests {
             (vec![AckStatus::Delivered, AckStatus::Errored], BatchStatus::Errored),
             (vec![AckStatus::Errored, AckStatus::Rejected], BatchStatus::Rejected),
             (vec![AckStatus::Rejected, AckStatus::Delivered], BatchStatus::Rejected),
-            (vec![AckStatus::Rejected, AckStatus::Errored, AckStatus::Delivered], BatchStatus::Rejected),
+            (
+                vec![AckStatus::Rejected, AckStatus::Errored, AckStatus::Delivered],
+                BatchStatus::Rejected,
+            ),
             (vec![AckStatus::Dropped, AckStatus::Delivered], BatchStatus::Delivered),
         ] {
             let (finalizers, receiver) = batch(statuses.len());

@@ -68,7 +68,11 @@ pub struct Outputs {
 
 impl Outputs {
     /// Outputs with the given consumers.
-    pub fn new(default: Fanout, named: BTreeMap<String, Fanout>, metrics: ComponentMetrics) -> Self {
+    pub fn new(
+        default: Fanout,
+        named: BTreeMap<String, Fanout>,
+        metrics: ComponentMetrics,
+    ) -> Self {
         Self { default, named, metrics }
     }
 

@@ -76,13 +76,19 @@ impl ComponentMetrics {
 
     /// Events sent on `output` (`_default` or a port name); for sinks, delivered.
     pub fn sent(&self, events: usize, output: &str) {
-        counter!("sluice_component_sent_events_total", self.labels_with(&[("output", output.to_owned())]))
-            .increment(events as u64);
+        counter!(
+            "sluice_component_sent_events_total",
+            self.labels_with(&[("output", output.to_owned())])
+        )
+        .increment(events as u64);
     }
 
     /// One error; `error_type` is a short fixed word such as `parse_failed`.
     pub fn error(&self, stage: Stage, error_type: &'static str) {
-        let labels = self.labels_with(&[("stage", stage.as_str().to_owned()), ("error_type", error_type.to_owned())]);
+        let labels = self.labels_with(&[
+            ("stage", stage.as_str().to_owned()),
+            ("error_type", error_type.to_owned()),
+        ]);
         counter!("sluice_component_errors_total", labels).increment(1);
     }
 

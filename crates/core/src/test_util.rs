@@ -10,18 +10,21 @@ use crate::ack::{AckStatus, BatchNotifier, BatchStatus, EventFinalizers, Ordered
 use crate::component::{ComponentFuture, DEFAULT_OUTPUT, Sink, SinkContext, Source, SourceContext};
 use crate::event::Event;
 
+/// Where [`VecSource`] records `(batch index, status)`.
+pub type Statuses = Arc<Mutex<Vec<(usize, BatchStatus)>>>;
+
 /// Emits fixed batches, then waits for their statuses (in order) and stops.
 #[derive(Debug)]
 pub struct VecSource {
     /// The batches to emit.
     pub batches: Vec<Vec<Value>>,
     /// Receives `(batch index, status)` in batch order.
-    pub statuses: Arc<Mutex<Vec<(usize, BatchStatus)>>>,
+    pub statuses: Statuses,
 }
 
 impl VecSource {
     /// A source of `batches`, and where their statuses will be recorded.
-    pub fn new(batches: Vec<Vec<Value>>) -> (Self, Arc<Mutex<Vec<(usize, BatchStatus)>>>) {
+    pub fn new(batches: Vec<Vec<Value>>) -> (Self, Statuses) {
         let statuses = Arc::new(Mutex::new(Vec::new()));
         (Self { batches, statuses: statuses.clone() }, statuses)
     }

@@ -43,7 +43,12 @@ impl FileSink {
         if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
             tokio::fs::create_dir_all(dir).await?;
         }
-        let mut file = tokio::fs::OpenOptions::new().create(true).read(true).append(true).open(&self.path).await?;
+        let mut file = tokio::fs::OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(&self.path)
+            .await?;
         repair_torn_tail(&mut file, &self.path).await?;
         Ok(file)
     }
@@ -52,7 +57,10 @@ impl FileSink {
 impl Sink for FileSink {
     fn run(self: Box<Self>, mut cx: SinkContext) -> ComponentFuture {
         Box::pin(async move {
-            let mut file = self.open().await.map_err(|e| format!("cannot open {}: {e}", self.path.display()))?;
+            let mut file = self
+                .open()
+                .await
+                .map_err(|e| format!("cannot open {}: {e}", self.path.display()))?;
             let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(30));
             let mut buffer = Vec::new();
             while let Some(mut events) = cx.input.recv().await {
@@ -79,7 +87,10 @@ impl Sink for FileSink {
                         cx.metrics.error(Stage::Sending, "write_failed");
                         let wait = backoff.next_delay();
                         tracing::error!(path = %self.path.display(), error = %err, retry_in = ?wait, "cannot write; the batch will be read again");
-                        cx.health.set_unhealthy("", format!("cannot write {}: {err}", self.path.display()));
+                        cx.health.set_unhealthy(
+                            "",
+                            format!("cannot write {}: {err}", self.path.display()),
+                        );
                         tokio::time::sleep(wait).await;
                         file = reopen(&self, file).await?;
                     }
@@ -103,25 +114,6 @@ async fn write_durably(file: &mut tokio::fs::File, bytes: &[u8]) -> std::io::Res
         let _ = file.set_len(before).await;
     }
     result
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn opening_cuts_off_a_torn_last_line() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("out/x.ndjson");
-        let sink = FileSinkConfig { path: "out/x.ndjson".into() }.validate(dir.path()).expect("valid");
-        drop(sink.open().await.expect("creates folder and file"));
-        std::fs::write(&path, "{\"a\":1}\n{\"a\":2}\n{\"a\":").expect("write");
-        drop(sink.open().await.expect("open"));
-        assert_eq!(std::fs::read_to_string(&path).expect("read"), "{\"a\":1}\n{\"a\":2}\n");
-        std::fs::write(&path, "no newline at all").expect("write");
-        drop(sink.open().await.expect("open"));
-        assert_eq!(std::fs::read_to_string(&path).expect("read"), "");
-    }
 }
 
 /// A crash (kill -9, power loss) during a write can leave half a line at the
@@ -155,4 +147,24 @@ async fn repair_torn_tail(file: &mut tokio::fs::File, path: &Path) -> std::io::R
 async fn reopen(sink: &FileSink, old: tokio::fs::File) -> Result<tokio::fs::File, BoxError> {
     drop(old);
     Ok(sink.open().await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn opening_cuts_off_a_torn_last_line() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("out/x.ndjson");
+        let sink =
+            FileSinkConfig { path: "out/x.ndjson".into() }.validate(dir.path()).expect("valid");
+        drop(sink.open().await.expect("creates folder and file"));
+        std::fs::write(&path, "{\"a\":1}\n{\"a\":2}\n{\"a\":").expect("write");
+        drop(sink.open().await.expect("open"));
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), "{\"a\":1}\n{\"a\":2}\n");
+        std::fs::write(&path, "no newline at all").expect("write");
+        drop(sink.open().await.expect("open"));
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), "");
+    }
 }

@@ -74,10 +74,16 @@ impl FileSourceConfig {
     pub fn validate(mut self, dir: &Path) -> Result<FileSource, Vec<FieldError>> {
         let mut errors = Vec::new();
         if !(1..=100_000).contains(&self.batch_max_events) {
-            errors.push(FieldError::new("batch_max_events", "batch_max_events must be between 1 and 100000"));
+            errors.push(FieldError::new(
+                "batch_max_events",
+                "batch_max_events must be between 1 and 100000",
+            ));
         }
         if self.max_pending_batches == 0 {
-            errors.push(FieldError::new("max_pending_batches", "max_pending_batches must be at least 1"));
+            errors.push(FieldError::new(
+                "max_pending_batches",
+                "max_pending_batches must be at least 1",
+            ));
         }
         if self.poll_interval_ms == 0 {
             errors.push(FieldError::new("poll_interval_ms", "poll_interval_ms must be at least 1"));
@@ -135,7 +141,11 @@ impl Reader {
                 tracing::info!(old = %saved.path.display(), new = %config.path.display(), "path changed; reading from the start");
                 0
             }
-            Some(Err(err)) => return Err(format!("corrupt checkpoint {}: {err}", checkpoint_path.display()).into()),
+            Some(Err(err)) => {
+                return Err(
+                    format!("corrupt checkpoint {}: {err}", checkpoint_path.display()).into()
+                );
+            }
             None => 0,
         };
         let file = tokio::fs::File::open(&config.path)
@@ -202,7 +212,10 @@ impl Reader {
         while !self.acks.is_empty() {
             let (offset, status) = self.acks.next().await;
             if !status.is_final() {
-                tracing::warn!(offset = self.committed, "a batch failed while draining; it will be read again at the next start");
+                tracing::warn!(
+                    offset = self.committed,
+                    "a batch failed while draining; it will be read again at the next start"
+                );
                 break;
             }
             self.commit(offset)?;
@@ -310,8 +323,9 @@ impl Reader {
         }
         let checkpoint = Checkpoint { path: self.config.path.clone(), offset };
         let bytes = serde_json::to_vec(&checkpoint)?;
-        crate::checkpoint::write_atomic(&self.checkpoint_path, &bytes)
-            .map_err(|e| format!("cannot write checkpoint {}: {e}", self.checkpoint_path.display()))?;
+        crate::checkpoint::write_atomic(&self.checkpoint_path, &bytes).map_err(|e| {
+            format!("cannot write checkpoint {}: {e}", self.checkpoint_path.display())
+        })?;
         self.committed = offset;
         Ok(())
     }

@@ -47,11 +47,15 @@ mod tests {
     fn waits_stay_under_a_growing_capped_ceiling() {
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
         for attempt in 0..30 {
-            let ceiling = Duration::from_millis(100 * (1 << attempt.min(20))).min(Duration::from_secs(2));
+            let ceiling =
+                Duration::from_millis(100 * (1 << attempt.min(20))).min(Duration::from_secs(2));
             assert!(backoff.next_delay() <= ceiling);
         }
         let late: Vec<_> = (0..50).map(|_| backoff.next_delay()).collect();
-        assert!(late.iter().any(|d| *d > Duration::from_millis(200)), "jitter spreads up to the cap");
+        assert!(
+            late.iter().any(|d| *d > Duration::from_millis(200)),
+            "jitter spreads up to the cap"
+        );
         backoff.reset();
         assert!(backoff.next_delay() <= Duration::from_millis(100));
     }

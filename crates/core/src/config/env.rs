@@ -59,7 +59,10 @@ fn expand(expr: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String,
 /// Substitute inside one scalar. A value that was nothing but one reference
 /// (`port: ${PORT}`) is read again as a YAML scalar, as if it had been
 /// written in the file, so numbers and booleans keep their type.
-pub fn interpolate_value(value: &mut Value, lookup: &dyn Fn(&str) -> Option<String>) -> Result<(), String> {
+pub fn interpolate_value(
+    value: &mut Value,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), String> {
     let Value::String(text) = value else { return Ok(()) };
     if !text.contains('$') {
         return Ok(());
@@ -93,14 +96,20 @@ mod tests {
         assert_eq!(interpolate("${UNSET:-fallback}", &env).as_deref(), Ok("fallback"));
         assert_eq!(interpolate("${EMPTY:-fallback}", &env).as_deref(), Ok("fallback"));
         assert_eq!(interpolate("${TOKEN:-fallback}", &env).as_deref(), Ok("abc"));
-        assert_eq!(interpolate("cost: $$5 and $${TOKEN}", &env).as_deref(), Ok("cost: $5 and ${TOKEN}"));
+        assert_eq!(
+            interpolate("cost: $$5 and $${TOKEN}", &env).as_deref(),
+            Ok("cost: $5 and ${TOKEN}")
+        );
         assert_eq!(interpolate("pa$word", &env).as_deref(), Ok("pa$word"));
     }
 
     #[test]
     fn refuses_unset_malformed_and_multiline_values() {
         let unset = interpolate("${NOPE}", &env).expect_err("unset");
-        assert_eq!(unset, "environment variable NOPE is not set (write ${NOPE:-default} to give a default)");
+        assert_eq!(
+            unset,
+            "environment variable NOPE is not set (write ${NOPE:-default} to give a default)"
+        );
         assert!(interpolate("${TOKEN", &env).expect_err("open").contains("unterminated"));
         assert!(interpolate("${1X}", &env).expect_err("bad name").contains("not a valid"));
         assert!(interpolate("${MULTI}", &env).expect_err("newline").contains("line break"));

@@ -7,42 +7,40 @@ use serde_yaml_ng::{Mapping, Value};
 
 use super::env::interpolate_value;
 use super::{
-    ApiConfig, ComponentKind, ConfigError, Diagnostic, FileContext, Input, Locator, RawComponent,
-    RawConfig, Seg,
+    ApiConfig, ComponentKind, Diagnostic, FileContext, Input, Locator, RawComponent, RawConfig, Seg,
 };
 
 const TOP_LEVEL_KEYS: &str = "data_dir, api, sources, transforms, sinks";
 
 /// Load and merge `paths`, substituting variables from the process environment.
-pub fn load_files(paths: &[PathBuf]) -> Result<RawConfig, ConfigError> {
+pub fn load_files(paths: &[PathBuf]) -> RawConfig {
     load_files_with(paths, &|name| std::env::var(name).ok())
 }
 
-/// Load and merge `paths` with an explicit variable lookup.
-pub fn load_files_with(
-    paths: &[PathBuf],
-    lookup: &dyn Fn(&str) -> Option<String>,
-) -> Result<RawConfig, ConfigError> {
-    let mut loader = Loader { config: RawConfig::default(), errors: Vec::new(), lookup, data_dir_at: None };
+/// Load and merge `paths` with an explicit variable lookup. Problems are
+/// collected in [`RawConfig::errors`]; loading goes on past them so that all
+/// are reported at once.
+pub fn load_files_with(paths: &[PathBuf], lookup: &dyn Fn(&str) -> Option<String>) -> RawConfig {
+    let mut loader =
+        Loader { config: RawConfig::default(), errors: Vec::new(), lookup, data_dir_at: None };
     if paths.is_empty() {
         loader.errors.push(Diagnostic::global("no config file given"));
     }
     for path in paths {
         match std::fs::read_to_string(path) {
             Ok(text) => loader.add_file(path, &text),
-            Err(err) => loader.errors.push(Diagnostic::global(format!("{}: cannot read: {err}", path.display()))),
+            Err(err) => loader
+                .errors
+                .push(Diagnostic::global(format!("{}: cannot read: {err}", path.display()))),
         }
     }
     loader.finish()
 }
 
 /// Load one config from text, as if read from `path` (for tests and embedded configs).
-pub fn load_str(
-    path: &Path,
-    text: &str,
-    lookup: &dyn Fn(&str) -> Option<String>,
-) -> Result<RawConfig, ConfigError> {
-    let mut loader = Loader { config: RawConfig::default(), errors: Vec::new(), lookup, data_dir_at: None };
+pub fn load_str(path: &Path, text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> RawConfig {
+    let mut loader =
+        Loader { config: RawConfig::default(), errors: Vec::new(), lookup, data_dir_at: None };
     loader.add_file(path, text);
     loader.finish()
 }
@@ -55,8 +53,9 @@ struct Loader<'a> {
 }
 
 impl Loader<'_> {
-    fn finish(self) -> Result<RawConfig, ConfigError> {
-        if self.errors.is_empty() { Ok(self.config) } else { Err(ConfigError { diagnostics: self.errors }) }
+    fn finish(mut self) -> RawConfig {
+        self.config.errors = self.errors;
+        self.config
     }
 
     fn add_file(&mut self, path: &Path, text: &str) {
@@ -73,7 +72,10 @@ impl Loader<'_> {
             Err(err) => {
                 let (line, column) = err.location().map_or((1, 1), |l| (l.line(), l.column()));
                 let location = super::Location { file: file_path, line, column };
-                self.errors.push(Diagnostic::at(location, format!("invalid YAML: {}", strip_position(&err))));
+                self.errors.push(Diagnostic::at(
+                    location,
+                    format!("invalid YAML: {}", strip_position(&err)),
+                ));
                 return;
             }
         };
@@ -84,13 +86,15 @@ impl Loader<'_> {
             Value::Null => return,
             Value::Mapping(map) => map,
             _ => {
-                self.errors.push(Diagnostic::at(file.location(&[]), "a config file must be a mapping"));
+                self.errors
+                    .push(Diagnostic::at(file.location(&[]), "a config file must be a mapping"));
                 return;
             }
         };
         for (key, value) in map {
             let Some(key) = key.as_str() else {
-                self.errors.push(Diagnostic::at(file.location(&[]), "top-level keys must be strings"));
+                self.errors
+                    .push(Diagnostic::at(file.location(&[]), "top-level keys must be strings"));
                 continue;
             };
             let at = file.location(&[Seg::Key(key.to_owned())]);
@@ -142,7 +146,11 @@ impl Loader<'_> {
                         }
                         _ => None,
                     };
-                    self.errors.push(Diagnostic { location: Some(file.location(path)), component, message });
+                    self.errors.push(Diagnostic {
+                        location: Some(file.location(path)),
+                        component,
+                        message,
+                    });
                 }
             }
         }
@@ -155,10 +163,12 @@ impl Loader<'_> {
         };
         let resolved = file.dir.join(dir);
         match (&self.config.data_dir, &self.data_dir_at) {
-            (Some(existing), Some(first)) if *existing != resolved => self.errors.push(Diagnostic::at(
-                at,
-                format!("data_dir is already set to {} at {first}", existing.display()),
-            )),
+            (Some(existing), Some(first)) if *existing != resolved => {
+                self.errors.push(Diagnostic::at(
+                    at,
+                    format!("data_dir is already set to {} at {first}", existing.display()),
+                ))
+            }
             _ => {
                 self.config.data_dir = Some(resolved);
                 self.data_dir_at = Some(at);
@@ -192,21 +202,30 @@ impl Loader<'_> {
                 continue;
             }
             if let Some(first) = self.config.components.iter().find(|c| c.id == id) {
-                self.errors.push(error(format!("component id `{id}` is already used at {}", first.location)));
+                self.errors.push(error(format!(
+                    "component id `{id}` is already used at {}",
+                    first.location
+                )));
                 continue;
             }
             let Value::Mapping(mut body) = body else {
-                self.errors.push(error(format!("a {} must be a mapping with a `type`", kind.as_str())));
+                self.errors
+                    .push(error(format!("a {} must be a mapping with a `type`", kind.as_str())));
                 continue;
             };
+            let errors_before = self.errors.len();
             let inputs = self.take_inputs(file, kind, &mut body, &path, &error);
             let type_name = body.get("type").and_then(Value::as_str).map(str::to_owned);
+            let has_errors = self.errors[..errors_before]
+                .iter()
+                .any(|e| e.component.as_deref() == Some(id.as_str()));
             self.config.components.push(RawComponent {
                 id,
                 kind,
                 type_name,
                 inputs,
                 body: Value::Mapping(body),
+                has_errors,
                 location,
                 file: file.clone(),
             });
@@ -227,7 +246,10 @@ impl Loader<'_> {
         let items = match (kind, raw) {
             (ComponentKind::Source, None) => return Vec::new(),
             (ComponentKind::Source, Some(_)) => {
-                self.errors.push(Diagnostic { location: Some(file.location(&input_path)), ..error("a source takes no inputs".into()) });
+                self.errors.push(Diagnostic {
+                    location: Some(file.location(&input_path)),
+                    ..error("a source takes no inputs".into())
+                });
                 return Vec::new();
             }
             (_, None) => {
@@ -236,12 +258,18 @@ impl Loader<'_> {
             }
             (_, Some(Value::Sequence(items))) => items,
             (_, Some(_)) => {
-                self.errors.push(Diagnostic { location: Some(file.location(&input_path)), ..error("`inputs` must be a list of component ids".into()) });
+                self.errors.push(Diagnostic {
+                    location: Some(file.location(&input_path)),
+                    ..error("`inputs` must be a list of component ids".into())
+                });
                 return Vec::new();
             }
         };
         if items.is_empty() {
-            self.errors.push(Diagnostic { location: Some(file.location(&input_path)), ..error(format!("a {} needs at least one input", kind.as_str())) });
+            self.errors.push(Diagnostic {
+                location: Some(file.location(&input_path)),
+                ..error(format!("a {} needs at least one input", kind.as_str()))
+            });
         }
         let mut inputs = Vec::new();
         for (index, item) in items.into_iter().enumerate() {
@@ -251,12 +279,18 @@ impl Loader<'_> {
             match item {
                 Value::String(name) => {
                     if inputs.iter().any(|i: &Input| i.name == name) {
-                        self.errors.push(Diagnostic { location: Some(location), ..error(format!("input `{name}` is listed twice")) });
+                        self.errors.push(Diagnostic {
+                            location: Some(location),
+                            ..error(format!("input `{name}` is listed twice"))
+                        });
                     } else {
                         inputs.push(Input { name, location });
                     }
                 }
-                _ => self.errors.push(Diagnostic { location: Some(location), ..error("an input must be a component id".into()) }),
+                _ => self.errors.push(Diagnostic {
+                    location: Some(location),
+                    ..error("an input must be a component id".into())
+                }),
             }
         }
         inputs

@@ -150,7 +150,10 @@ mod tests {
         assert_eq!(locator.find(&[key("sources")]), (1, 1));
         assert_eq!(locator.find(&[key("sources"), key("in")]), (2, 3));
         assert_eq!(locator.find(&[key("sources"), key("in"), key("type")]), (3, 5));
-        assert_eq!(locator.find(&[key("sources"), key("in"), key("inputs"), Seg::Index(1)]), (4, 17));
+        assert_eq!(
+            locator.find(&[key("sources"), key("in"), key("inputs"), Seg::Index(1)]),
+            (4, 17)
+        );
         assert_eq!(locator.find(&[key("sinks"), Seg::Index(0), key("x")]), (6, 5));
         assert_eq!(locator.find(&[key("sinks"), Seg::Index(0), key("y"), key("z")]), (7, 9));
     }

@@ -200,6 +200,8 @@ pub struct RawComponent {
     pub body: Value,
     /// Where its id is written.
     pub location: Location,
+    /// Whether loading already found a problem in it (an unset variable).
+    pub has_errors: bool,
     file: Arc<FileContext>,
 }
 
@@ -263,13 +265,19 @@ fn locate_in_body(body: &Value, message: &str) -> Option<Vec<Seg>> {
     })
 }
 
-fn find(value: &Value, path: &mut Vec<Seg>, hit: &dyn Fn(Option<&str>, &Value) -> bool) -> Option<Vec<Seg>> {
+fn find(
+    value: &Value,
+    path: &mut Vec<Seg>,
+    hit: &dyn Fn(Option<&str>, &Value) -> bool,
+) -> Option<Vec<Seg>> {
     let children: Vec<(Seg, Option<&str>, &Value)> = match value {
         Value::Mapping(map) => map
             .iter()
             .filter_map(|(k, v)| k.as_str().map(|k| (Seg::Key(k.to_owned()), Some(k), v)))
             .collect(),
-        Value::Sequence(items) => items.iter().enumerate().map(|(i, v)| (Seg::Index(i), None, v)).collect(),
+        Value::Sequence(items) => {
+            items.iter().enumerate().map(|(i, v)| (Seg::Index(i), None, v)).collect()
+        }
         _ => return None,
     };
     for (seg, key, child) in children {
@@ -294,6 +302,15 @@ pub struct RawConfig {
     pub api: ApiConfig,
     /// Every component, in file order.
     pub components: Vec<RawComponent>,
+    /// Problems found while loading, in file order.
+    pub errors: Vec<Diagnostic>,
+}
+
+impl RawConfig {
+    /// The config if loading found no problem.
+    pub fn check(self) -> Result<Self, ConfigError> {
+        if self.errors.is_empty() { Ok(self) } else { Err(ConfigError::new(self.errors)) }
+    }
 }
 
 /// A problem a component's `validate()` found, optionally tied to one of its keys.

@@ -58,7 +58,8 @@ pub fn check(nodes: &[Node]) -> GraphCheck {
                 continue;
             };
             if up.kind == ComponentKind::Sink {
-                let message = format!("input `{}` is a sink, and sinks have no outputs", input.name);
+                let message =
+                    format!("input `{}` is a sink, and sinks have no outputs", input.name);
                 result.errors.push(diagnostic(node, &input.location, message));
                 continue;
             }
@@ -68,9 +69,19 @@ pub fn check(nodes: &[Node]) -> GraphCheck {
                 let known = if outputs.is_empty() {
                     "it has only its default output".to_owned()
                 } else {
-                    format!("it has: {}", outputs.iter().map(|o| format!("{upstream}.{o}")).collect::<Vec<_>>().join(", "))
+                    format!(
+                        "it has: {}",
+                        outputs
+                            .iter()
+                            .map(|o| format!("{upstream}.{o}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
                 };
-                let message = format!("input `{}` does not exist: `{upstream}` has no output `{port}` ({known})", input.name);
+                let message = format!(
+                    "input `{}` does not exist: `{upstream}` has no output `{port}` ({known})",
+                    input.name
+                );
                 result.errors.push(diagnostic(node, &input.location, message));
                 continue;
             }
@@ -80,11 +91,14 @@ pub fn check(nodes: &[Node]) -> GraphCheck {
     }
     result.errors.extend(find_cycles(nodes, &edges));
     for node in nodes.iter().filter(|n| n.kind != ComponentKind::Sink) {
-        let ports = std::iter::once(None).chain(node.outputs.iter().flatten().map(|p| Some(p.as_str())));
+        let ports =
+            std::iter::once(None).chain(node.outputs.iter().flatten().map(|p| Some(p.as_str())));
         for port in ports {
             if !consumed.contains(&(node.id.as_str(), port)) {
                 let name = port.map_or(node.id.clone(), |p| format!("{}.{p}", node.id));
-                let message = format!("output `{name}` is not consumed by any component; its events are discarded");
+                let message = format!(
+                    "output `{name}` is not consumed by any component; its events are discarded"
+                );
                 result.warnings.push(diagnostic(node, &node.location, message));
             }
         }
@@ -102,7 +116,12 @@ fn find_cycles(nodes: &[Node], edges: &BTreeMap<&str, Vec<&str>>) -> Vec<Diagnos
         }
         if let Some(cycle) = path_back(node.id.as_str(), edges) {
             reported.extend(cycle.iter().copied());
-            let text = cycle.iter().chain(std::iter::once(&cycle[0])).copied().collect::<Vec<_>>().join(" -> ");
+            let text = cycle
+                .iter()
+                .chain(std::iter::once(&cycle[0]))
+                .copied()
+                .collect::<Vec<_>>()
+                .join(" -> ");
             errors.push(diagnostic(node, &node.location, format!("the graph has a cycle: {text}")));
         }
     }
@@ -145,7 +164,10 @@ mod tests {
         Node {
             id: id.into(),
             kind,
-            inputs: inputs.iter().map(|name| Input { name: (*name).into(), location: at(line + 1) }).collect(),
+            inputs: inputs
+                .iter()
+                .map(|name| Input { name: (*name).into(), location: at(line + 1) })
+                .collect(),
             outputs: Some(outputs.iter().map(|o| (*o).to_owned()).collect()),
             location: at(line),
         }
@@ -191,7 +213,9 @@ mod tests {
         );
         assert_eq!(
             text(&result.warnings),
-            ["t.yaml:3:3: component a: output `a.dropped` is not consumed by any component; its events are discarded"]
+            [
+                "t.yaml:3:3: component a: output `a.dropped` is not consumed by any component; its events are discarded"
+            ]
         );
     }
 
@@ -203,7 +227,14 @@ mod tests {
 
     #[test]
     fn a_self_loop_is_a_cycle() {
-        let nodes = [node("op", Source, &[], &[], 1), node("t", Transform, &["op", "t"], &[], 3), node("s", Sink, &["t"], &[], 5)];
-        assert_eq!(text(&check(&nodes).errors), ["t.yaml:3:3: component t: the graph has a cycle: t -> t"]);
+        let nodes = [
+            node("op", Source, &[], &[], 1),
+            node("t", Transform, &["op", "t"], &[], 3),
+            node("s", Sink, &["t"], &[], 5),
+        ];
+        assert_eq!(
+            text(&check(&nodes).errors),
+            ["t.yaml:3:3: component t: the graph has a cycle: t -> t"]
+        );
     }
 }

@@ -117,7 +117,10 @@ pub fn start(
     // One channel per consumer; every upstream output it names gets a sender.
     let mut senders: BTreeMap<String, Vec<mpsc::Sender<_>>> = BTreeMap::new();
     let mut receivers = HashMap::new();
-    let consumers = transforms.iter().map(|t| (&t.id, &t.inputs)).chain(sinks.iter().map(|s| (&s.id, &s.inputs)));
+    let consumers = transforms
+        .iter()
+        .map(|t| (&t.id, &t.inputs))
+        .chain(sinks.iter().map(|s| (&s.id, &s.inputs)));
     for (id, inputs) in consumers {
         let (tx, rx) = mpsc::channel(options.channel_capacity.max(1));
         receivers.insert(id.clone(), rx);
@@ -136,7 +139,12 @@ pub fn start(
     };
 
     let shutdown = ShutdownSignal::new();
-    let mut running = RunningTopology { tasks: JoinSet::new(), names: HashMap::new(), sources: Vec::new(), shutdown: shutdown.clone() };
+    let mut running = RunningTopology {
+        tasks: JoinSet::new(),
+        names: HashMap::new(),
+        sources: Vec::new(),
+        shutdown: shutdown.clone(),
+    };
     for piece in sources {
         let metrics = ComponentMetrics::new(&piece.id, "source", piece.type_name);
         let cx = SourceContext {
@@ -183,7 +191,8 @@ async fn run_transform(
         for event in events {
             // If the transform panics, the event it held must not count as delivered.
             let finalizers = event.meta.finalizers.clone();
-            let result = std::panic::catch_unwind(AssertUnwindSafe(|| transform.transform(event, &mut out)));
+            let result =
+                std::panic::catch_unwind(AssertUnwindSafe(|| transform.transform(event, &mut out)));
             if result.is_err() {
                 finalizers.update_status(AckStatus::Errored);
                 metrics.error(Stage::Processing, "panic");
@@ -216,7 +225,8 @@ impl RunningTopology {
             Err(join) if join.is_panic() => (join.id(), Err("the component panicked".to_owned())),
             Err(join) => (join.id(), Err("the component was aborted".to_owned())),
         };
-        let (id, kind) = self.names.remove(&task_id).unwrap_or_else(|| ("?".into(), ComponentKind::Source));
+        let (id, kind) =
+            self.names.remove(&task_id).unwrap_or_else(|| ("?".into(), ComponentKind::Source));
         Some(ComponentExit { id, kind, result })
     }
 

@@ -29,7 +29,9 @@ fn uuids(sink: &RecordingSink) -> Vec<String> {
     sink.values()
         .iter()
         .map(|v| match v {
-            Value::Object(map) => map.get("uuid").map_or_else(|| "?".into(), |u| u.to_string_lossy().into_owned()),
+            Value::Object(map) => {
+                map.get("uuid").map_or_else(|| "?".into(), |u| u.to_string_lossy().into_owned())
+            }
             _ => "?".into(),
         })
         .collect()
@@ -49,13 +51,32 @@ struct Run {
 fn run(config: FileSourceConfig, data_dir: &Path, sink: RecordingSink) -> Run {
     let dropped = RecordingSink::new(AckStatus::Delivered);
     let source = FileSource { config };
-    let options = TopologyOptions { data_dir: data_dir.to_owned(), channel_capacity: 4, health: Health::new() };
+    let options = TopologyOptions {
+        data_dir: data_dir.to_owned(),
+        channel_capacity: 4,
+        health: Health::new(),
+    };
     let topology = start(
-        vec![SourcePiece { id: "in".into(), type_name: "file", outputs: FileSourceConfig::outputs(), source: Box::new(source) }],
+        vec![SourcePiece {
+            id: "in".into(),
+            type_name: "file",
+            outputs: FileSourceConfig::outputs(),
+            source: Box::new(source),
+        }],
         vec![],
         vec![
-            SinkPiece { id: "out".into(), type_name: "recording", inputs: vec!["in".into()], sink: Box::new(sink.clone()) },
-            SinkPiece { id: "dlq".into(), type_name: "recording", inputs: vec!["in.dropped".into()], sink: Box::new(dropped.clone()) },
+            SinkPiece {
+                id: "out".into(),
+                type_name: "recording",
+                inputs: vec!["in".into()],
+                sink: Box::new(sink.clone()),
+            },
+            SinkPiece {
+                id: "dlq".into(),
+                type_name: "recording",
+                inputs: vec!["in.dropped".into()],
+                sink: Box::new(dropped.clone()),
+            },
         ],
         &options,
     );
@@ -76,7 +97,12 @@ async fn once_reads_everything_commits_the_end_and_resumes_there() {
     // The last line has no newline, and a blank line sits in the middle.
     let text = format!("{}\n{}{{\"uuid\":\"last\"}}", lines(0..5), lines(5..10));
     std::fs::write(&input, &text).expect("write");
-    let first = finish(run(config(&input, ReadMode::Once, 3), dir.path(), RecordingSink::new(AckStatus::Delivered))).await;
+    let first = finish(run(
+        config(&input, ReadMode::Once, 3),
+        dir.path(),
+        RecordingSink::new(AckStatus::Delivered),
+    ))
+    .await;
     let mut expected: Vec<String> = (0..10).map(|n| n.to_string()).collect();
     expected.push("last".into());
     assert_eq!(uuids(&first.sink), expected);
@@ -84,7 +110,12 @@ async fn once_reads_everything_commits_the_end_and_resumes_there() {
 
     let mut file = std::fs::OpenOptions::new().append(true).open(&input).expect("open");
     file.write_all(b"\n{\"uuid\":\"new\"}\n").expect("append");
-    let second = finish(run(config(&input, ReadMode::Once, 3), dir.path(), RecordingSink::new(AckStatus::Delivered))).await;
+    let second = finish(run(
+        config(&input, ReadMode::Once, 3),
+        dir.path(),
+        RecordingSink::new(AckStatus::Delivered),
+    ))
+    .await;
     assert_eq!(uuids(&second.sink), ["new"], "nothing committed is read again");
 }
 
@@ -93,14 +124,22 @@ async fn invalid_lines_go_to_the_dropped_output_with_the_reason() {
     let dir = tempfile::tempdir().expect("tempdir");
     let input = dir.path().join("in.ndjson");
     std::fs::write(&input, "{\"uuid\":\"a\"}\n{not json\n{\"uuid\":\"b\"}\n").expect("write");
-    let done = finish(run(config(&input, ReadMode::Once, 10), dir.path(), RecordingSink::new(AckStatus::Delivered))).await;
+    let done = finish(run(
+        config(&input, ReadMode::Once, 10),
+        dir.path(),
+        RecordingSink::new(AckStatus::Delivered),
+    ))
+    .await;
     assert_eq!(uuids(&done.sink), ["a", "b"]);
     let dropped = done.dropped.values();
     assert_eq!(dropped.len(), 1);
     let Value::Object(event) = &dropped[0] else { panic!("object") };
     assert_eq!(event["message"], Value::from("{not json"));
     let Value::Object(error) = &event["error"] else { panic!("error object") };
-    assert!(error["message"].to_string_lossy().starts_with("invalid JSON: key must be a string"), "{error:?}");
+    assert!(
+        error["message"].to_string_lossy().starts_with("invalid JSON: key must be a string"),
+        "{error:?}"
+    );
     assert_eq!(error["component_id"], Value::from("in"));
     let Value::Object(file) = &event["file"] else { panic!("file object") };
     assert_eq!(file["offset"], Value::from(13));
@@ -119,7 +158,12 @@ async fn an_errored_batch_is_read_again_and_never_skipped() {
     assert!(committed.is_none(), "nothing may be committed while every batch errors");
     running.topology.stop(Duration::from_secs(5)).await;
 
-    let healthy = finish(run(config(&input, ReadMode::Once, 2), dir.path(), RecordingSink::new(AckStatus::Delivered))).await;
+    let healthy = finish(run(
+        config(&input, ReadMode::Once, 2),
+        dir.path(),
+        RecordingSink::new(AckStatus::Delivered),
+    ))
+    .await;
     assert_eq!(uuids(&healthy.sink), ["0", "1", "2", "3"]);
     assert_eq!(checkpoint(dir.path()), lines(0..4).len() as u64);
 }
@@ -129,7 +173,11 @@ async fn follow_picks_up_appended_and_completed_lines_and_commits_on_stop() {
     let dir = tempfile::tempdir().expect("tempdir");
     let input = dir.path().join("in.ndjson");
     std::fs::write(&input, lines(0..2)).expect("write");
-    let running = run(config(&input, ReadMode::Follow, 100), dir.path(), RecordingSink::new(AckStatus::Delivered));
+    let running = run(
+        config(&input, ReadMode::Follow, 100),
+        dir.path(),
+        RecordingSink::new(AckStatus::Delivered),
+    );
     assert!(wait_for(Duration::from_secs(5), || running.sink.values().len() == 2).await);
     let mut file = std::fs::OpenOptions::new().append(true).open(&input).expect("open");
     file.write_all(b"{\"uuid\":\"half").expect("append");
@@ -152,6 +200,8 @@ fn validate_checks_ranges_and_resolves_the_path() {
     let errors = bad.validate(Path::new("/etc/sluice")).expect_err("invalid");
     let fields: Vec<_> = errors.iter().map(|e| e.field).collect();
     assert_eq!(fields, [Some("batch_max_events"), Some("max_pending_batches")]);
-    let good = config(Path::new("in.ndjson"), ReadMode::Once, 10).validate(Path::new("/etc/sluice")).expect("valid");
+    let good = config(Path::new("in.ndjson"), ReadMode::Once, 10)
+        .validate(Path::new("/etc/sluice"))
+        .expect("valid");
     assert_eq!(good.config.path, Path::new("/etc/sluice/in.ndjson"));
 }

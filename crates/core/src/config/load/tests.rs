@@ -3,13 +3,14 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::*;
+use crate::config::ConfigError;
 
 fn env(name: &str) -> Option<String> {
     (name == "OUT").then(|| "/tmp/out".to_owned())
 }
 
 fn load(text: &str) -> Result<RawConfig, ConfigError> {
-    load_str(Path::new("conf/a.yaml"), text, &env)
+    load_str(Path::new("conf/a.yaml"), text, &env).check()
 }
 
 fn messages(err: ConfigError) -> Vec<String> {
@@ -64,18 +65,25 @@ fn files_merge_and_ids_must_be_unique() {
     let b = dir.path().join("sub/b.yaml");
     std::fs::create_dir_all(b.parent().expect("parent")).expect("mkdir");
     std::fs::write(&a, "data_dir: state\nsources:\n  in: {type: file, path: x}\n").expect("write");
-    std::fs::write(&b, "sinks:\n  out: {type: blackhole, inputs: [in]}\n  in: {type: blackhole, inputs: [out]}\n")
-        .expect("write");
-    let err = load_files_with(&[a.clone(), b.clone()], &env).expect_err("duplicate");
+    std::fs::write(
+        &b,
+        "sinks:\n  out: {type: blackhole, inputs: [in]}\n  in: {type: blackhole, inputs: [out]}\n",
+    )
+    .expect("write");
+    let err = load_files_with(&[a.clone(), b.clone()], &env).check().expect_err("duplicate");
     let lines = messages(err);
     assert_eq!(lines.len(), 1);
     assert_eq!(
         lines[0],
-        format!("{}:3:3: component in: component id `in` is already used at {}:3:3", b.display(), a.display())
+        format!(
+            "{}:3:3: component in: component id `in` is already used at {}:3:3",
+            b.display(),
+            a.display()
+        )
     );
 
     std::fs::write(&b, "sinks:\n  out: {type: blackhole, inputs: [in]}\n").expect("write");
-    let config = load_files_with(&[a, b], &env).expect("valid");
+    let config = load_files_with(&[a, b], &env).check().expect("valid");
     assert_eq!(config.data_dir, Some(dir.path().join("state")));
     let ids: Vec<_> = config.components.iter().map(|c| (c.id.as_str(), c.kind)).collect();
     assert_eq!(ids, [("in", ComponentKind::Source), ("out", ComponentKind::Sink)]);
@@ -126,17 +134,26 @@ fn deserialize_errors_point_at_the_offending_key() {
     let text = "sinks:\n  out:\n    type: file\n    inputs: [in]\n    path: x\n    pth: y\n";
     let config = load(text).expect("loads");
     let err = config.components[0].deserialize::<TestSink>().expect_err("unknown field");
-    assert!(err.to_string().starts_with("conf/a.yaml:6:5: component out: unknown field `pth`"), "{err}");
+    assert!(
+        err.to_string().starts_with("conf/a.yaml:6:5: component out: unknown field `pth`"),
+        "{err}"
+    );
 
     let text = "sinks:\n  out:\n    type: fiel\n    inputs: [in]\n";
     let config = load(text).expect("loads");
     let err = config.components[0].deserialize::<TestSink>().expect_err("unknown type");
-    assert!(err.to_string().starts_with("conf/a.yaml:3:5: component out: unknown variant `fiel`"), "{err}");
+    assert!(
+        err.to_string().starts_with("conf/a.yaml:3:5: component out: unknown variant `fiel`"),
+        "{err}"
+    );
 
     let text = "sinks:\n  out:\n    type: file\n    inputs: [in]\n    path: x\n    mode: twice\n";
     let config = load(text).expect("loads");
     let err = config.components[0].deserialize::<TestSink>().expect_err("unknown mode");
-    assert!(err.to_string().starts_with("conf/a.yaml:6:5: component out: unknown variant `twice`"), "{err}");
+    assert!(
+        err.to_string().starts_with("conf/a.yaml:6:5: component out: unknown variant `twice`"),
+        "{err}"
+    );
 }
 
 #[test]

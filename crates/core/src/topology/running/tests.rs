@@ -17,7 +17,12 @@ fn source(id: &str, source: VecSource) -> SourcePiece {
 }
 
 fn sink(id: &str, inputs: &[&str], sink: RecordingSink) -> SinkPiece {
-    SinkPiece { id: id.into(), type_name: "recording", inputs: inputs.iter().map(|i| (*i).to_owned()).collect(), sink: Box::new(sink) }
+    SinkPiece {
+        id: id.into(),
+        type_name: "recording",
+        inputs: inputs.iter().map(|i| (*i).to_owned()).collect(),
+        sink: Box::new(sink),
+    }
 }
 
 fn values(range: std::ops::Range<i64>) -> Vec<Value> {
@@ -64,7 +69,10 @@ async fn the_worst_sink_status_reaches_the_source() {
         &options(),
     );
     run_to_end(topology).await;
-    assert_eq!(*statuses.lock().expect("lock"), [(0, BatchStatus::Rejected), (1, BatchStatus::Rejected)]);
+    assert_eq!(
+        *statuses.lock().expect("lock"),
+        [(0, BatchStatus::Rejected), (1, BatchStatus::Rejected)]
+    );
 }
 
 /// Sends odd numbers to its `dropped` output and drops 0.
@@ -101,7 +109,11 @@ async fn transforms_route_to_named_outputs() {
     run_to_end(topology).await;
     assert_eq!(even.values(), [Value::from(2), Value::from(4)]);
     assert_eq!(odd.values(), values(1..6).into_iter().step_by(2).collect::<Vec<_>>());
-    assert_eq!(*statuses.lock().expect("lock"), [(0, BatchStatus::Delivered)], "the dropped 0 counts as delivered");
+    assert_eq!(
+        *statuses.lock().expect("lock"),
+        [(0, BatchStatus::Delivered)],
+        "the dropped 0 counts as delivered"
+    );
 }
 
 /// Panics on its first event.
@@ -143,7 +155,12 @@ async fn a_panicking_transform_errors_its_events_and_reports_the_failure() {
 async fn stop_aborts_what_outlives_the_deadline() {
     let (vec_source, statuses) = VecSource::new(vec![values(0..1)]);
     let (stuck, _gate) = RecordingSink::gated(AckStatus::Delivered);
-    let topology = start(vec![source("in", vec_source)], vec![], vec![sink("stuck", &["in"], stuck)], &options());
+    let topology = start(
+        vec![source("in", vec_source)],
+        vec![],
+        vec![sink("stuck", &["in"], stuck)],
+        &options(),
+    );
     let report = topology.stop(Duration::from_millis(100)).await;
     assert_eq!(report.timed_out, ["in", "stuck"]);
     assert!(statuses.lock().expect("lock").is_empty(), "an aborted source records no status");

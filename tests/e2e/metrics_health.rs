@@ -1,0 +1,178 @@
+//! A running sluice: `/metrics` with component labels, `/health` turning 503
+//! while draining, SIGTERM draining to exit 0, and a real Prometheus scrape.
+
+use std::io::Read;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use super::util::{free_port, http_get, signal, spawn, stderr_of, wait_exit, wait_for};
+
+const CONFIG: &str = "\
+data_dir: state
+api:
+  address: 127.0.0.1:${API_PORT}
+sources:
+  in:
+    type: file
+    path: input.ndjson
+    stream: signin_attempts
+    mode: follow
+    batch_max_events: 100
+    max_pending_batches: 2
+sinks:
+  stdout:
+    type: console
+    inputs: [in]
+  dlq:
+    type: blackhole
+    inputs: [in.dropped]
+";
+
+fn setup(lines: usize) -> (tempfile::TempDir, u64) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("sluice.yaml"), CONFIG).expect("config");
+    let text: String = (0..lines)
+        .map(|n| format!("{{\"uuid\":\"S{n:06}\",\"category\":\"success\"}}\n"))
+        .collect();
+    std::fs::write(dir.path().join("input.ndjson"), &text).expect("input");
+    (dir, text.len() as u64)
+}
+
+fn committed(dir: &Path) -> Option<u64> {
+    let bytes = std::fs::read(dir.join("state/in/checkpoint.json")).ok()?;
+    serde_json::from_slice::<serde_json::Value>(&bytes).ok()?["offset"].as_u64()
+}
+
+#[test]
+fn sigterm_drains_with_health_503_then_exits_0() {
+    // Standard output is not read at first: the console sink blocks on a
+    // full pipe, so events are in flight when SIGTERM arrives.
+    let (dir, total) = setup(20_000);
+    let port = free_port();
+    let mut child = spawn(Path::new("sluice.yaml"), dir.path(), &[("API_PORT", port.to_string())]);
+    let health = wait_for(Duration::from_secs(30), || http_get(port, "/health"));
+    assert_eq!(health.as_ref().map(|(s, _)| *s), Some(200), "{health:?}");
+    assert!(health.expect("health").1.contains("\"status\":\"ok\""));
+
+    let metrics = wait_for(Duration::from_secs(30), || {
+        http_get(port, "/metrics")
+            .filter(|(_, body)| body.contains("sluice_component_sent_events_total"))
+    })
+    .expect("metrics appear")
+    .1;
+    for expected in [
+        "sluice_component_received_events_total{component_id=\"in\",component_kind=\"source\",component_type=\"file\"}",
+        "sluice_component_sent_events_total{component_id=\"in\",component_kind=\"source\",component_type=\"file\",output=\"_default\"}",
+        "sluice_component_received_events_total{component_id=\"stdout\",component_kind=\"sink\",component_type=\"console\"}",
+    ] {
+        assert!(metrics.contains(expected), "missing {expected} in\n{metrics}");
+    }
+
+    signal(&child, libc::SIGTERM);
+    let draining =
+        wait_for(Duration::from_secs(10), || http_get(port, "/health").filter(|(s, _)| *s == 503));
+    let Some((_, body)) = draining else {
+        let exited = child.try_wait().expect("try_wait");
+        let _ = child.kill();
+        panic!(
+            "/health never answered 503 while draining (exited: {exited:?}): {}",
+            stderr_of(&mut child)
+        );
+    };
+    assert!(body.contains("\"status\":\"draining\""), "{body}");
+
+    let mut stdout = child.stdout.take().expect("stdout");
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        stdout.read_to_string(&mut text).expect("read stdout");
+        text
+    });
+    let status = wait_exit(&mut child, Duration::from_secs(30));
+    let stderr = stderr_of(&mut child);
+    assert!(status.success(), "exit {status:?}: {stderr}");
+    assert!(stderr.contains("drained; checkpoints committed"), "{stderr}");
+    let printed = reader.join().expect("reader").lines().count() as u64;
+    let offset = committed(dir.path()).expect("checkpoint");
+    assert!(offset > 0 && offset <= total);
+    // What was committed was printed: every committed line is on stdout.
+    let committed_lines = std::fs::read_to_string(dir.path().join("input.ndjson")).expect("input")
+        [..offset as usize]
+        .lines()
+        .count() as u64;
+    assert!(printed >= committed_lines, "printed {printed} < committed {committed_lines}");
+}
+
+#[test]
+fn a_drain_that_outlives_the_timeout_exits_1_and_names_the_component() {
+    let (dir, _) = setup(20_000);
+    let port = free_port();
+    let mut command = super::util::sluice();
+    command
+        .args(["run", "sluice.yaml", "--shutdown-timeout", "1s"])
+        .current_dir(dir.path())
+        .env("API_PORT", port.to_string())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = command.spawn().expect("starts");
+    wait_for(Duration::from_secs(30), || http_get(port, "/health")).expect("up");
+    std::thread::sleep(Duration::from_millis(300));
+    signal(&child, libc::SIGTERM);
+    // Standard output is never read, so the console sink never finishes.
+    let status = wait_exit(&mut child, Duration::from_secs(20));
+    let stderr = stderr_of(&mut child);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("drain did not finish within --shutdown-timeout"), "{stderr}");
+    assert!(stderr.contains("stdout"), "{stderr}");
+}
+
+/// A real Prometheus server scrapes sluice. `.ci/run` installs Prometheus and
+/// sets SLUICE_REQUIRE_PROMETHEUS=1; elsewhere the test says why it skips.
+#[test]
+fn a_real_prometheus_scrapes_the_component_counters() {
+    if Command::new("prometheus").arg("--version").output().is_err() {
+        assert!(
+            std::env::var_os("SLUICE_REQUIRE_PROMETHEUS").is_none(),
+            "SLUICE_REQUIRE_PROMETHEUS is set but `prometheus` is not installed"
+        );
+        eprintln!(
+            "notice: skipping the Prometheus scrape test: `prometheus` is not installed (apt-get install prometheus)"
+        );
+        return;
+    }
+    let (dir, _) = setup(500);
+    std::fs::write(
+        dir.path().join("sluice.yaml"),
+        CONFIG.replace("type: console", "type: blackhole"),
+    )
+    .expect("config");
+    let port = free_port();
+    let mut sluice = spawn(Path::new("sluice.yaml"), dir.path(), &[("API_PORT", port.to_string())]);
+    let prom_port = free_port();
+    let prom_config = format!(
+        "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: sluice\n    scrape_interval: 1s\n    scrape_timeout: 1s\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
+    );
+    std::fs::write(dir.path().join("prometheus.yml"), prom_config).expect("prometheus config");
+    let mut prometheus = Command::new("prometheus")
+        .arg(format!("--config.file={}", dir.path().join("prometheus.yml").display()))
+        .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("prometheus starts");
+    let query =
+        "/api/v1/query?query=sluice_component_sent_events_total%7Bcomponent_id%3D%22stdout%22%7D";
+    let result = wait_for(Duration::from_secs(45), || {
+        http_get(prom_port, query)
+            .filter(|(status, body)| *status == 200 && body.contains("\"500\""))
+    });
+    let _ = prometheus.kill();
+    let _ = prometheus.wait();
+    signal(&sluice, libc::SIGTERM);
+    let status = wait_exit(&mut sluice, Duration::from_secs(30));
+    let (_, body) = result.expect("Prometheus reports 500 events sent by the sink");
+    assert!(body.contains("\"component_kind\":\"sink\""), "{body}");
+    assert!(body.contains("\"component_type\":\"blackhole\""), "{body}");
+    assert!(status.success(), "{}", stderr_of(&mut sluice));
+}

@@ -1,0 +1,144 @@
+//! `sluice validate`: exit codes and positioned, collected errors.
+
+use super::util::{repo, run};
+
+fn validate(text: &str, env: &[(&str, &str)]) -> (i32, String, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("sluice.yaml"), text).expect("write");
+    let mut command = super::util::sluice();
+    command.arg("validate").arg("sluice.yaml").current_dir(dir.path());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let output = command.output().expect("runs");
+    (
+        output.status.code().expect("exit code"),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_yaml_syntax_error_exits_2_with_file_and_line() {
+    let (code, _, stderr) = validate("sources:\n  in:\n    type: file\n  - oops\n", &[]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("sluice.yaml:4:3: invalid YAML"), "{stderr}");
+}
+
+#[test]
+fn four_kinds_of_error_are_reported_in_one_run() {
+    let text = "\
+sources:
+  in:
+    type: file
+    path: ${SLUICE_TEST_UNSET_VARIABLE}
+    stream: item_usages
+    colour: blue
+transforms:
+  a:
+    type: vrl
+    inputs: [in, b]
+  b:
+    type: vrl
+    inputs: [a]
+sinks:
+  out:
+    type: console
+    inputs: [b, nowhere]
+";
+    let (code, stdout, stderr) = validate(text, &[]);
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    for expected in [
+        "sluice.yaml:4:5: component in: environment variable SLUICE_TEST_UNSET_VARIABLE is not set",
+        "sluice.yaml:6:5: component in: unknown field `colour`",
+        "sluice.yaml:8:3: component a: the graph has a cycle: a -> b -> a",
+        "sluice.yaml:17:17: component out: input `nowhere` does not exist",
+    ] {
+        assert!(stderr.contains(expected), "missing `{expected}` in:\n{stderr}");
+    }
+}
+
+#[test]
+fn a_valid_config_exits_0_and_variables_are_substituted() {
+    let text = "\
+sources:
+  in: {type: file, path: '${INPUT}', stream: audit_events}
+sinks:
+  out: {type: blackhole, inputs: [in]}
+  dlq: {type: file, path: '${OUT:-dead.ndjson}', inputs: [in.dropped]}
+";
+    let (code, stdout, stderr) = validate(text, &[("INPUT", "events.ndjson")]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout, "valid: 1 source(s), 0 transform(s), 2 sink(s)\n");
+}
+
+#[test]
+fn an_unconsumed_output_is_a_warning_not_an_error() {
+    let text = "sources:\n  in: {type: file, path: x, stream: audit_events}\nsinks:\n  out: {type: blackhole, inputs: [in]}\n";
+    let (code, _, stderr) = validate(text, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("output `in.dropped` is not consumed by any component"), "{stderr}");
+}
+
+#[test]
+fn a_missing_file_is_an_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let output = run(&["validate", "nope.yaml"], dir.path());
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("nope.yaml: cannot read"));
+}
+
+#[test]
+fn every_shipped_pipeline_validates() {
+    let mut checked = 0;
+    for entry in std::fs::read_dir(repo().join("pipelines")).expect("pipelines/") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            let output = run(&["validate", path.to_str().expect("utf-8")], &repo());
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert_eq!(output.status.code(), Some(0), "{}: {stderr}", path.display());
+            checked += 1;
+        }
+    }
+    assert!(checked >= 1, "no pipeline found");
+}
+
+#[test]
+fn help_documents_every_flag() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let help = String::from_utf8(run(&["run", "--help"], dir.path()).stdout).expect("utf-8");
+    for flag in ["--shutdown-timeout", "--log-format", "RUST_LOG"] {
+        assert!(help.contains(flag), "`run --help` lacks {flag}:\n{help}");
+    }
+    let version = String::from_utf8(run(&["--version"], dir.path()).stdout).expect("utf-8");
+    assert_eq!(version.trim(), format!("sluice {}", env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn the_shipped_replay_pipeline_prints_its_sample_and_resumes() {
+    let state = tempfile::tempdir().expect("tempdir");
+    let run_once = || {
+        super::util::sluice()
+            .args(["run", "pipelines/replay.yaml"])
+            .current_dir(repo())
+            .env("SLUICE_DATA_DIR", state.path())
+            .env("SLUICE_API_ADDRESS", format!("127.0.0.1:{}", super::util::free_port()))
+            .output()
+            .expect("runs")
+    };
+    let output = run_once();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let stdout = String::from_utf8(output.stdout).expect("utf-8");
+    let uuids: Vec<String> = stdout
+        .lines()
+        .map(|line| {
+            let value: serde_json::Value = serde_json::from_str(line).expect("JSON line");
+            value["uuid"].as_str().expect("uuid").to_owned()
+        })
+        .collect();
+    assert_eq!(uuids.len(), 5, "{stdout}");
+    assert_eq!(uuids[0], "56YE2TYN2VFYRLNSHKPW5NVT5E");
+    let again = run_once();
+    assert!(again.status.success());
+    assert!(again.stdout.is_empty(), "a second run resumes at the checkpoint and prints nothing");
+}
