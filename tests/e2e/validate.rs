@@ -142,3 +142,17 @@ fn the_shipped_replay_pipeline_prints_its_sample_and_resumes() {
     assert!(again.status.success());
     assert!(again.stdout.is_empty(), "a second run resumes at the checkpoint and prints nothing");
 }
+
+#[test]
+fn log_format_json_writes_one_json_object_per_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = "sources:\n  in: {type: file, path: x, stream: audit_events}\nsinks:\n  out: {type: blackhole, inputs: [in]}\n";
+    std::fs::write(dir.path().join("sluice.yaml"), text).expect("write");
+    let output = run(&["validate", "--log-format", "json", "sluice.yaml"], dir.path());
+    assert_eq!(output.status.code(), Some(0));
+    let stderr = String::from_utf8(output.stderr).expect("utf-8");
+    let line = stderr.lines().next().expect("a warning is logged");
+    let record: serde_json::Value = serde_json::from_str(line).expect("JSON log line");
+    assert_eq!(record["level"], "WARN");
+    assert!(record["message"].as_str().expect("message").contains("in.dropped"), "{record}");
+}
