@@ -7,5 +7,6 @@ mod e2e {
 
     mod crash_recovery;
     mod metrics_health;
+    mod sim;
     mod validate;
 }

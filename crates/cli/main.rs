@@ -10,6 +10,7 @@ mod logging;
 mod plan;
 mod registry;
 mod run;
+mod sim;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -56,6 +57,10 @@ enum Command {
         #[arg(required = true, value_name = "CONFIG")]
         configs: Vec<PathBuf>,
     },
+    /// Serve a simulator of the 1Password Events API (for tests, demos and
+    /// docker-compose): generated or fixture events, tokens, cursors, rate
+    /// limits and faults. Runs until SIGINT or SIGTERM.
+    Sim(sim::SimArgs),
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -72,6 +77,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run { configs, shutdown_timeout } => run::run(&configs, shutdown_timeout),
         Command::Validate { configs } => run::validate(&configs),
+        Command::Sim(args) => sim::run(&args),
     };
     match result {
         Ok(code) => code,
