@@ -6,6 +6,8 @@
 //! runs them with `/metrics` and `/health` ([`api`]) until a signal, then drains.
 
 mod api;
+mod checkpoint;
+mod demo;
 mod logging;
 mod plan;
 mod registry;
@@ -56,14 +58,24 @@ enum Command {
         /// Config files, merged in order (at least one).
         #[arg(required = true, value_name = "CONFIG")]
         configs: Vec<PathBuf>,
+        /// Also run each component's network checks: read and decode tokens,
+        /// ask the 1Password API which streams a token permits.
+        #[arg(long)]
+        network: bool,
     },
     /// Serve a simulator of the 1Password Events API (for tests, demos and
     /// docker-compose): generated or fixture events, tokens, cursors, rate
     /// limits and faults. Runs until SIGINT or SIGTERM.
     Sim(sim::SimArgs),
+    /// The first run, without credentials: the Events API simulator plus the
+    /// embedded pipelines/demo.yaml, printing events until Ctrl-C.
+    Demo(demo::DemoArgs),
+    /// See or rewind where the onepassword sources stand.
+    #[command(subcommand)]
+    Checkpoint(checkpoint::CheckpointCommand),
 }
 
-fn parse_duration(text: &str) -> Result<Duration, String> {
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
     if let Ok(secs) = text.parse::<u64>() {
         return Ok(Duration::from_secs(secs));
     }
@@ -76,8 +88,10 @@ fn main() -> ExitCode {
     logging::init(cli.log_format);
     let result = match cli.command {
         Command::Run { configs, shutdown_timeout } => run::run(&configs, shutdown_timeout),
-        Command::Validate { configs } => run::validate(&configs),
+        Command::Validate { configs, network } => run::validate(&configs, network),
         Command::Sim(args) => sim::run(&args),
+        Command::Demo(args) => demo::run(&args),
+        Command::Checkpoint(command) => checkpoint::run(&command),
     };
     match result {
         Ok(code) => code,

@@ -8,11 +8,14 @@ use sluice_core::builtin::{
 };
 use sluice_core::component::{FunctionTransform, Sink, Source};
 use sluice_core::config::{FieldError, RawComponent};
+use sluice_source_onepassword::OnePasswordSourceConfig;
 
 /// Every source type.
 #[derive(Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum SourceConfig {
+    /// The 1Password Events API.
+    Onepassword(OnePasswordSourceConfig),
     /// NDJSON file of raw 1Password items.
     File(FileSourceConfig),
 }
@@ -20,6 +23,7 @@ pub enum SourceConfig {
 impl SourceConfig {
     pub fn type_name(&self) -> &'static str {
         match self {
+            Self::Onepassword(_) => "onepassword",
             Self::File(_) => "file",
         }
     }
@@ -27,6 +31,7 @@ impl SourceConfig {
     /// Named outputs besides the default one.
     pub fn outputs(&self) -> Vec<String> {
         match self {
+            Self::Onepassword(_) => Vec::new(),
             Self::File(_) => FileSourceConfig::outputs(),
         }
     }
@@ -34,6 +39,7 @@ impl SourceConfig {
     /// Pure validation; the result is ready to run.
     pub fn validate(self, raw: &RawComponent) -> Result<Box<dyn Source>, Vec<FieldError>> {
         match self {
+            Self::Onepassword(config) => Ok(Box::new(config.validate(raw.dir())?)),
             Self::File(config) => Ok(Box::new(config.validate(raw.dir())?)),
         }
     }

@@ -8,7 +8,7 @@ use anyhow::Context;
 use metrics_exporter_prometheus::PrometheusBuilder;
 use sluice_core::config::{ConfigError, load_files};
 use sluice_core::health::Health;
-use sluice_core::topology::{TopologyOptions, start};
+use sluice_core::topology::{TopologyOptions, error_chain, start};
 
 use crate::EXIT_INVALID;
 use crate::plan::{Plan, plan};
@@ -16,20 +16,27 @@ use crate::plan::{Plan, plan};
 /// Events arrays a component's input holds before its senders wait.
 const CHANNEL_CAPACITY: usize = 8;
 
-fn load(configs: &[PathBuf]) -> Result<Plan, ConfigError> {
+pub fn load(configs: &[PathBuf]) -> Result<Plan, ConfigError> {
     plan(load_files(configs))
 }
 
-fn warn_all(plan: &Plan) {
+pub fn warn_all(plan: &Plan) {
     for warning in &plan.warnings {
         tracing::warn!("{warning}");
     }
 }
 
-pub fn validate(configs: &[PathBuf]) -> anyhow::Result<ExitCode> {
+pub fn validate(configs: &[PathBuf], network: bool) -> anyhow::Result<ExitCode> {
     match load(configs) {
-        Ok(plan) => {
+        Ok(mut plan) => {
             warn_all(&plan);
+            if network {
+                let problems = block_on_value(preflight(&mut plan))?;
+                if !problems.is_empty() {
+                    eprint!("{}", preflight_report(&problems));
+                    return Ok(ExitCode::from(EXIT_INVALID));
+                }
+            }
             println!(
                 "valid: {} source(s), {} transform(s), {} sink(s)",
                 plan.sources.len(),
@@ -54,16 +61,62 @@ pub fn run(configs: &[PathBuf], shutdown_timeout: Duration) -> anyhow::Result<Ex
         }
     };
     warn_all(&plan);
+    block_on(run_plan(plan, shutdown_timeout))
+}
+
+/// Run `future` on a new multi-threaded runtime.
+pub fn block_on(
+    future: impl Future<Output = anyhow::Result<ExitCode>>,
+) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let result = runtime.block_on(run_plan(plan, shutdown_timeout));
+    let result = runtime.block_on(future);
     // A sink stuck in a blocking write (a full stdout pipe) must not hold the exit.
     runtime.shutdown_timeout(Duration::from_secs(1));
     result
 }
 
-async fn run_plan(plan: Plan, shutdown_timeout: Duration) -> anyhow::Result<ExitCode> {
+/// Run every component's preflight; the problems, one per component.
+pub async fn preflight(plan: &mut Plan) -> Vec<String> {
+    let mut problems = Vec::new();
+    for piece in &mut plan.sources {
+        if let Err(err) = piece.source.preflight().await {
+            problems.push(format!("component {}: {}", piece.id, error_chain(err.as_ref())));
+        }
+    }
+    for piece in &mut plan.sinks {
+        if let Err(err) = piece.sink.preflight().await {
+            problems.push(format!("component {}: {}", piece.id, error_chain(err.as_ref())));
+        }
+    }
+    problems
+}
+
+fn preflight_report(problems: &[String]) -> String {
+    let mut text = format!(
+        "preflight failed ({} problem{}):\n",
+        problems.len(),
+        if problems.len() == 1 { "" } else { "s" }
+    );
+    for problem in problems {
+        text.push_str(&format!("  {problem}\n"));
+    }
+    text
+}
+
+fn block_on_value<T>(future: impl Future<Output = T>) -> anyhow::Result<T> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    Ok(runtime.block_on(future))
+}
+
+/// Preflight, then run a plan until a signal or until every component ends.
+pub async fn run_plan(mut plan: Plan, shutdown_timeout: Duration) -> anyhow::Result<ExitCode> {
     // Before anything answers: a SIGTERM from then on must drain, not kill.
     let mut signals = Signals::new()?;
+    let problems = preflight(&mut plan).await;
+    if !problems.is_empty() {
+        eprint!("{}", preflight_report(&problems));
+        return Ok(ExitCode::from(EXIT_INVALID));
+    }
     let metrics = PrometheusBuilder::new()
         .install_recorder()
         .context("cannot install the metrics recorder")?;

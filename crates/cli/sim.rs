@@ -138,7 +138,7 @@ pub fn run(args: &SimArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Write `secret` readable by the owner only.
-fn write_secret(path: &std::path::Path, secret: &str) -> std::io::Result<()> {
+pub fn write_secret(path: &std::path::Path, secret: &str) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {

@@ -23,6 +23,9 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// A running component.
 pub type ComponentFuture = Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send>>;
 
+/// Checks a component makes before it runs.
+pub type PreflightFuture<'a> = Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send + 'a>>;
+
 /// The signal that tells sources to stop fetching.
 pub type ShutdownSignal = CancellationToken;
 
@@ -161,12 +164,25 @@ pub struct SinkContext {
 
 /// Produces events.
 pub trait Source: Send {
+    /// Checks that need the network or the filesystem (a token, an
+    /// endpoint), run once before `run` and by `sluice validate --network`.
+    /// An error stops the start with a message naming the component.
+    fn preflight(&mut self) -> PreflightFuture<'_> {
+        Box::pin(async { Ok(()) })
+    }
+
     /// Run until the shutdown signal, or until there is nothing more to read.
     fn run(self: Box<Self>, cx: SourceContext) -> ComponentFuture;
 }
 
 /// Delivers events, and marks each one's finalizer when delivery is final.
 pub trait Sink: Send {
+    /// Checks that need the network (credentials, the destination's
+    /// version), run once before `run` and by `sluice validate --network`.
+    fn preflight(&mut self) -> PreflightFuture<'_> {
+        Box::pin(async { Ok(()) })
+    }
+
     /// Run until the input closes, then flush and return.
     fn run(self: Box<Self>, cx: SinkContext) -> ComponentFuture;
 }

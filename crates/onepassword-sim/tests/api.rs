@@ -135,7 +135,11 @@ async fn a_late_arrival_reaches_a_cursor_client_and_escapes_a_timestamp_client()
     let late = sim.inject(SimStream::SigninAttempts, newest_nanos - 600_000_000_000);
     let (by_cursor, _) =
         drain(&sim, "/api/v1/signinattempts", &token, json!({"cursor": cursor})).await;
-    assert_eq!(uuids(&by_cursor), std::slice::from_ref(&late.uuid), "the cursor client gets the late event");
+    assert_eq!(
+        uuids(&by_cursor),
+        std::slice::from_ref(&late.uuid),
+        "the cursor client gets the late event"
+    );
 
     let (by_timestamp, _) =
         drain(&sim, "/api/v1/signinattempts", &token, json!({"start_time": newest})).await;

@@ -1,0 +1,69 @@
+//! `sluice demo`: the first run that needs no credentials. It starts the
+//! Events API simulator in-process on a free loopback port, writes its token
+//! to a temporary file and runs the embedded pipelines/demo.yaml against it.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use sluice_core::config::load_str;
+use sluice_onepassword_sim::{SimConfig, Simulator};
+
+use crate::plan::plan;
+use crate::run::{block_on, run_plan, warn_all};
+
+/// The demo topology, built into the binary.
+const DEMO_YAML: &str = include_str!("../../pipelines/demo.yaml");
+
+/// Options of `sluice demo`.
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Events the simulator backfills per stream, over the past 24 hours.
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    events: usize,
+    /// New events per second per stream while the demo runs.
+    #[arg(long, default_value_t = 0.5, value_name = "R")]
+    rate: f64,
+    /// How long the drain may take after SIGINT/SIGTERM.
+    #[arg(long, default_value = "30s", value_parser = crate::parse_duration, value_name = "DURATION")]
+    shutdown_timeout: Duration,
+}
+
+pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
+    block_on(async move {
+        let dir = tempfile::Builder::new()
+            .prefix("sluice-demo-")
+            .tempdir()
+            .context("cannot create a temporary folder")?;
+        let config = SimConfig {
+            events_per_stream: args.events,
+            rate_per_sec: args.rate,
+            ..SimConfig::default()
+        };
+        let listen: SocketAddr = ([127, 0, 0, 1], 0).into();
+        let sim = Simulator::start(config, listen).await?;
+        let token_file = dir.path().join("op_token");
+        crate::sim::write_secret(&token_file, &sim.token())?;
+        let vars = [
+            ("SLUICE_DEMO_URL", sim.url()),
+            ("SLUICE_DEMO_TOKEN_FILE", token_file.display().to_string()),
+            ("SLUICE_DEMO_DATA_DIR", dir.path().join("data").display().to_string()),
+        ];
+        let lookup = |name: &str| {
+            vars.iter()
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| value.clone())
+                .or_else(|| std::env::var(name).ok())
+        };
+        let raw = load_str(Path::new("pipelines/demo.yaml"), DEMO_YAML, &lookup);
+        let plan = plan(raw)
+            .map_err(|err| anyhow::anyhow!("the embedded demo pipeline is invalid:\n{err}"))?;
+        warn_all(&plan);
+        tracing::info!(simulator = %sim.url(), "demo: the 1Password Events API simulator is running; events follow on standard output (Ctrl-C stops)");
+        let code = run_plan(plan, args.shutdown_timeout).await;
+        sim.shutdown().await;
+        code
+    })
+}

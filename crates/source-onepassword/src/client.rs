@@ -1,0 +1,255 @@
+//! Requests to the Events API and its answers, classified into what the
+//! poller does next: use the page, wait as told, back off, or stop the stream.
+
+use std::time::Duration;
+
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use sluice_core::{Secret, Stream};
+
+use crate::config::ApiVersion;
+
+/// The path segment of a stream.
+pub fn path_of(stream: Stream) -> &'static str {
+    match stream {
+        Stream::SigninAttempts => "signinattempts",
+        Stream::ItemUsages => "itemusages",
+        Stream::AuditEvents => "auditevents",
+    }
+}
+
+/// A page of events; each item keeps its raw JSON text.
+#[derive(Debug, Deserialize)]
+pub struct Page {
+    /// Where to continue.
+    pub cursor: String,
+    /// Whether more may be fetched right away.
+    pub has_more: bool,
+    /// The events, as the API wrote them.
+    #[serde(default)]
+    pub items: Vec<Box<RawValue>>,
+}
+
+/// A request body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Request {
+    /// Start a new cursor: `{limit, start_time}`.
+    Reset {
+        /// Page size.
+        limit: u32,
+        /// RFC 3339.
+        start_time: String,
+    },
+    /// Continue: `{cursor}`.
+    Cursor(String),
+}
+
+impl Request {
+    fn body(&self) -> String {
+        match self {
+            Self::Reset { limit, start_time } => {
+                serde_json::json!({"limit": limit, "start_time": start_time}).to_string()
+            }
+            Self::Cursor(cursor) => serde_json::json!({"cursor": cursor}).to_string(),
+        }
+    }
+}
+
+/// The API's rate-limit headers, when it sends them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Quota {
+    /// `RateLimit-Remaining`.
+    pub remaining: Option<u64>,
+    /// `RateLimit-Reset`, seconds.
+    pub reset: Option<Duration>,
+}
+
+/// Why a request did not produce a page.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApiError {
+    /// 401: the token is wrong, revoked, expired, or lacks the stream's feature.
+    #[error(
+        "401 Unauthorized: the token is wrong, revoked or expired, or lacks this stream's feature"
+    )]
+    Unauthorized,
+    /// 400: the API refuses the request (often an unusable cursor).
+    #[error("400 Bad Request: the API refuses the request{0}")]
+    BadRequest(String),
+    /// 429: wait.
+    #[error("429 Too Many Requests")]
+    RateLimited {
+        /// `Retry-After`, or `RateLimit-Reset`.
+        retry_after: Option<Duration>,
+    },
+    /// 5xx or another unexpected status: retry with backoff.
+    #[error("HTTP {0}")]
+    Status(u16),
+    /// Timeout, refused or reset connection, broken body.
+    #[error("request failed: {0}")]
+    Transport(String),
+    /// A 200 whose body is not a page.
+    #[error("the answer is not a page of events: {0}")]
+    Malformed(String),
+}
+
+impl ApiError {
+    /// The `status` label of the requests metric.
+    pub fn status_label(&self) -> String {
+        match self {
+            Self::Unauthorized => "401".into(),
+            Self::BadRequest(_) => "400".into(),
+            Self::RateLimited { .. } => "429".into(),
+            Self::Status(code) => code.to_string(),
+            Self::Transport(_) => "error".into(),
+            Self::Malformed(_) => "200".into(),
+        }
+    }
+
+    /// Whether the stream must stop and retry slowly (the operator has to act).
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, Self::Unauthorized | Self::BadRequest(_))
+    }
+}
+
+/// An Events API client for one base URL.
+#[derive(Clone, Debug)]
+pub struct ApiClient {
+    http: reqwest::Client,
+    base: String,
+    version: ApiVersion,
+}
+
+fn seconds(headers: &HeaderMap, name: &str) -> Option<Duration> {
+    let text = headers.get(name)?.to_str().ok()?;
+    text.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(Duration::from_secs_f64)
+}
+
+fn auth(token: &Secret) -> HeaderValue {
+    let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
+        .unwrap_or_else(|_| HeaderValue::from_static("Bearer invalid-token-characters"));
+    // Never printed by the HTTP stack's debug output.
+    value.set_sensitive(true);
+    value
+}
+
+impl ApiClient {
+    /// A client for `base` (no trailing slash needed).
+    pub fn new(http: reqwest::Client, base: &reqwest::Url, version: ApiVersion) -> Self {
+        Self { http, base: base.as_str().trim_end_matches('/').to_owned(), version }
+    }
+
+    /// The base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// `POST /api/<version>/<stream>`.
+    pub async fn page(
+        &self,
+        token: &Secret,
+        stream: Stream,
+        request: &Request,
+    ) -> (Result<Page, ApiError>, Quota) {
+        let url = format!("{}/api/{}/{}", self.base, self.version.as_str(), path_of(stream));
+        let sent = self
+            .http
+            .post(url)
+            .header(AUTHORIZATION, auth(token))
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(request.body())
+            .send()
+            .await;
+        let response = match sent {
+            Ok(response) => response,
+            Err(err) => return (Err(ApiError::Transport(describe(&err))), Quota::default()),
+        };
+        let headers = response.headers().clone();
+        let quota = Quota {
+            remaining: headers
+                .get("ratelimit-remaining")
+                .and_then(|v| v.to_str().ok()?.parse().ok()),
+            reset: seconds(&headers, "ratelimit-reset"),
+        };
+        let status = response.status().as_u16();
+        let body = match response.bytes().await {
+            Ok(body) => body,
+            Err(err) => return (Err(ApiError::Transport(describe(&err))), quota),
+        };
+        let result = match status {
+            200 => serde_json::from_slice::<Page>(&body)
+                .map_err(|e| ApiError::Malformed(e.to_string())),
+            400 => Err(ApiError::BadRequest(error_message(&body))),
+            401 | 403 => Err(ApiError::Unauthorized),
+            429 => Err(ApiError::RateLimited {
+                retry_after: seconds(&headers, "retry-after").or(quota.reset),
+            }),
+            other => Err(ApiError::Status(other)),
+        };
+        (result, quota)
+    }
+
+    /// `GET /api/v2/auth/introspect`: the token's features.
+    pub async fn introspect(&self, token: &Secret) -> Result<Vec<String>, ApiError> {
+        #[derive(Deserialize)]
+        struct Introspection {
+            features: Vec<String>,
+        }
+        let url = format!("{}/api/v2/auth/introspect", self.base);
+        let response = self
+            .http
+            .get(url)
+            .header(AUTHORIZATION, auth(token))
+            .send()
+            .await
+            .map_err(|e| ApiError::Transport(describe(&e)))?;
+        let status = response.status().as_u16();
+        let body = response.bytes().await.map_err(|e| ApiError::Transport(describe(&e)))?;
+        match status {
+            200 => serde_json::from_slice::<Introspection>(&body)
+                .map(|i| i.features)
+                .map_err(|e| ApiError::Malformed(e.to_string())),
+            401 | 403 => Err(ApiError::Unauthorized),
+            400 => Err(ApiError::BadRequest(error_message(&body))),
+            429 => Err(ApiError::RateLimited { retry_after: None }),
+            other => Err(ApiError::Status(other)),
+        }
+    }
+}
+
+/// The API's `{"Error":{"Message":...}}`, as a suffix for the error text.
+fn error_message(body: &[u8]) -> String {
+    let message = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v["Error"]["Message"].as_str().map(str::to_owned));
+    match message {
+        Some(message) if message != "Bad Request" => format!(": {message}"),
+        _ => String::new(),
+    }
+}
+
+/// A transport error on one line, with its causes (never holding headers).
+fn describe(err: &reqwest::Error) -> String {
+    let kind = if err.is_timeout() {
+        "timed out"
+    } else if err.is_connect() {
+        "cannot connect"
+    } else if err.is_body() || err.is_decode() {
+        "the answer broke off"
+    } else {
+        "failed"
+    };
+    let mut text = format!("{kind}: {err}");
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,346 @@
+//! The `onepassword` source's settings, validated without any I/O.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use sluice_core::config::FieldError;
+use sluice_core::{Secret, Stream};
+
+use crate::source::OnePasswordSource;
+use crate::token::{ALLOWED_HOSTS, TokenSource, decode};
+
+/// The API keeps 120 days of events.
+pub const RETENTION: Duration = Duration::from_secs(120 * 24 * 3600);
+
+/// Which event routes to use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ApiVersion {
+    /// `/api/v1/...`.
+    V1,
+    /// `/api/v2/...` (default): adds `account_uuid`, `user_type`, `actor_type`, ...
+    #[default]
+    V2,
+}
+
+impl ApiVersion {
+    /// `v1` or `v2`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::V1 => "v1",
+            Self::V2 => "v2",
+        }
+    }
+}
+
+/// TLS settings.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Extra CA certificates (PEM) to trust, e.g. for a TLS-inspecting proxy.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// The client-side rate limit, shared by everything that uses one token.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Requests per minute (the API allows 600).
+    #[serde(default = "default_per_minute")]
+    pub per_minute: u32,
+    /// Requests per hour (the API allows 30,000).
+    #[serde(default = "default_per_hour")]
+    pub per_hour: u32,
+}
+
+fn default_per_minute() -> u32 {
+    600
+}
+fn default_per_hour() -> u32 {
+    30_000
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self { per_minute: default_per_minute(), per_hour: default_per_hour() }
+    }
+}
+
+/// `type: onepassword` under `sources`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OnePasswordSourceConfig {
+    /// The Events API token (use `${VAR}`); or `token_file`.
+    pub token: Option<Secret>,
+    /// A file holding the token, read again when the API refuses it.
+    pub token_file: Option<PathBuf>,
+    /// The API's base URL; default `https://` + the token's audience. Hosts
+    /// other than 1Password's events hosts need `allow_custom_url: true`.
+    pub url: Option<String>,
+    /// Allow a `url` (or token audience) outside 1Password's events hosts.
+    #[serde(default)]
+    pub allow_custom_url: bool,
+    /// Streams to collect; default every stream the token permits.
+    pub streams: Option<Vec<Stream>>,
+    /// `v2` (default) or `v1`.
+    #[serde(default)]
+    pub api_version: ApiVersion,
+    /// Where the first run starts: RFC 3339, or a duration ago like `30d`
+    /// (default `7d`); clamped to the API's 120 days.
+    pub start_time: Option<String>,
+    /// Events per page, 1 to 1000 (default 1000).
+    #[serde(default = "default_limit")]
+    pub limit: u32,
+    /// Seconds between polls once a stream is caught up (default 10, with jitter).
+    #[serde(default = "default_interval")]
+    pub interval_secs: u64,
+    /// Seconds before a request times out (default 30).
+    #[serde(default = "default_timeout")]
+    pub request_timeout_secs: u64,
+    /// Pages per stream sent but not yet acknowledged before polling waits (default 4).
+    #[serde(default = "default_pages")]
+    pub max_pages_in_flight: usize,
+    /// Seconds between retries of a stream the API refuses with 400 or 401 (default 60).
+    #[serde(default = "default_refused_retry")]
+    pub refused_retry_secs: u64,
+    /// An HTTP(S) proxy URL.
+    pub proxy: Option<String>,
+    /// TLS settings.
+    #[serde(default)]
+    pub tls: TlsConfig,
+    /// The client-side rate limit.
+    #[serde(default)]
+    pub rate_limit: RateLimitConfig,
+}
+
+fn default_limit() -> u32 {
+    1000
+}
+fn default_interval() -> u64 {
+    10
+}
+fn default_timeout() -> u64 {
+    30
+}
+fn default_pages() -> usize {
+    4
+}
+fn default_refused_retry() -> u64 {
+    60
+}
+
+/// Where a first run starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartTime {
+    /// A fixed instant.
+    At(DateTime<Utc>),
+    /// That long before the start.
+    Ago(Duration),
+}
+
+impl StartTime {
+    /// The instant, clamped to the API's retention at `now` (with a warning).
+    pub fn resolve(self, now: DateTime<Utc>) -> DateTime<Utc> {
+        let wanted = match self {
+            Self::At(at) => at,
+            Self::Ago(ago) => {
+                now - chrono::Duration::from_std(ago).unwrap_or(chrono::Duration::MAX)
+            }
+        };
+        let oldest = now - chrono::Duration::from_std(RETENTION).expect("120 days fit")
+            + chrono::Duration::minutes(1);
+        if wanted < oldest {
+            tracing::warn!(start_time = %wanted.to_rfc3339(), oldest = %oldest.to_rfc3339(), "start_time is older than the API's 120 days; starting at the oldest available event");
+            return oldest;
+        }
+        wanted
+    }
+}
+
+/// Validated settings.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// The token.
+    pub token: TokenSource,
+    /// The configured URL, if any.
+    pub url: Option<reqwest::Url>,
+    /// Allow hosts outside the allowlist.
+    pub allow_custom_url: bool,
+    /// Configured streams.
+    pub streams: Option<Vec<Stream>>,
+    /// API version.
+    pub api_version: ApiVersion,
+    /// First-run start.
+    pub start_time: StartTime,
+    /// Page size.
+    pub limit: u32,
+    /// Idle poll interval.
+    pub interval: Duration,
+    /// Request timeout.
+    pub request_timeout: Duration,
+    /// Pages in flight per stream.
+    pub max_pages_in_flight: usize,
+    /// Retry interval of a refused stream.
+    pub refused_retry: Duration,
+    /// Proxy URL.
+    pub proxy: Option<String>,
+    /// CA file.
+    pub ca_file: Option<PathBuf>,
+    /// Rate limit.
+    pub rate_limit: RateLimitConfig,
+}
+
+/// Whether `host` is one of 1Password's events hosts.
+pub fn is_allowed_host(host: &str) -> bool {
+    ALLOWED_HOSTS.contains(&host)
+}
+
+/// `start_time` as written: RFC 3339, or a duration ago.
+pub fn parse_start_time(text: &str) -> Result<StartTime, String> {
+    if let Ok(at) = DateTime::parse_from_rfc3339(text) {
+        return Ok(StartTime::At(at.with_timezone(&Utc)));
+    }
+    humantime::parse_duration(text)
+        .map(StartTime::Ago)
+        .map_err(|_| format!("start_time `{text}` is neither RFC 3339 (2026-08-01T00:00:00Z) nor a duration (30d, 12h)"))
+}
+
+impl OnePasswordSourceConfig {
+    /// Check the settings without I/O; relative paths resolve against `dir`.
+    pub fn validate(self, dir: &Path) -> Result<OnePasswordSource, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let token = match (self.token, self.token_file) {
+            (Some(token), None) => Some(TokenSource::Inline(token)),
+            (None, Some(path)) => Some(TokenSource::File(dir.join(path))),
+            (Some(_), Some(_)) => {
+                errors.push(FieldError::new(
+                    "token_file",
+                    "set either `token` or `token_file`, not both",
+                ));
+                None
+            }
+            (None, None) => {
+                errors.push(FieldError {
+                    field: None,
+                    message: "a token is required: set `token` or `token_file`".into(),
+                });
+                None
+            }
+        };
+        if let Some(TokenSource::Inline(secret)) = &token {
+            match decode(secret) {
+                Ok(claims)
+                    if self.url.is_none()
+                        && !self.allow_custom_url
+                        && !is_allowed_host(&claims.audience) =>
+                {
+                    errors.push(FieldError::new("token", format!(
+                        "the token's audience `{}` is not a 1Password events host ({}); set `url` and `allow_custom_url: true` to use it",
+                        claims.audience,
+                        ALLOWED_HOSTS.join(", ")
+                    )));
+                }
+                Ok(_) => {}
+                Err(err) => errors.push(FieldError::new("token", err.to_string())),
+            }
+        }
+        let url = match self.url.as_deref().map(reqwest::Url::parse) {
+            None => None,
+            Some(Ok(url)) if !matches!(url.scheme(), "http" | "https") => {
+                errors.push(FieldError::new("url", format!("url `{url}` must be http or https")));
+                None
+            }
+            Some(Ok(url)) => {
+                let host = url.host_str().unwrap_or_default();
+                if !self.allow_custom_url && !is_allowed_host(host) {
+                    errors.push(FieldError::new("url", format!(
+                        "`{host}` is not a 1Password events host ({}); set `allow_custom_url: true` to send the token there",
+                        ALLOWED_HOSTS.join(", ")
+                    )));
+                }
+                Some(url)
+            }
+            Some(Err(err)) => {
+                errors.push(FieldError::new("url", format!("url is not a URL: {err}")));
+                None
+            }
+        };
+        if let Some(streams) = &self.streams {
+            if streams.is_empty() {
+                errors.push(FieldError::new(
+                    "streams",
+                    "streams must not be empty (leave it out for every permitted stream)",
+                ));
+            }
+            let mut seen = streams.clone();
+            seen.sort();
+            seen.dedup();
+            if seen.len() != streams.len() {
+                errors.push(FieldError::new("streams", "a stream is listed twice"));
+            }
+        }
+        let start_time = match self.start_time.as_deref().map(parse_start_time) {
+            None => StartTime::Ago(Duration::from_secs(7 * 24 * 3600)),
+            Some(Ok(start)) => start,
+            Some(Err(message)) => {
+                errors.push(FieldError::new("start_time", message));
+                StartTime::Ago(Duration::ZERO)
+            }
+        };
+        for (field, ok, message) in [
+            ("limit", (1..=1000).contains(&self.limit), "limit must be between 1 and 1000"),
+            ("interval_secs", self.interval_secs >= 1, "interval_secs must be at least 1"),
+            (
+                "request_timeout_secs",
+                self.request_timeout_secs >= 1,
+                "request_timeout_secs must be at least 1",
+            ),
+            (
+                "max_pages_in_flight",
+                self.max_pages_in_flight >= 1,
+                "max_pages_in_flight must be at least 1",
+            ),
+            (
+                "refused_retry_secs",
+                self.refused_retry_secs >= 1,
+                "refused_retry_secs must be at least 1",
+            ),
+            (
+                "rate_limit",
+                self.rate_limit.per_minute >= 1 && self.rate_limit.per_hour >= 1,
+                "rate_limit values must be at least 1",
+            ),
+        ] {
+            if !ok {
+                errors.push(FieldError::new(field, message));
+            }
+        }
+        if let Some(proxy) = &self.proxy
+            && let Err(err) = reqwest::Proxy::all(proxy)
+        {
+            errors.push(FieldError::new("proxy", format!("proxy is not a URL: {err}")));
+        }
+        let (Some(token), true) = (token, errors.is_empty()) else { return Err(errors) };
+        Ok(OnePasswordSource::new(Settings {
+            token,
+            url,
+            allow_custom_url: self.allow_custom_url,
+            streams: self.streams,
+            api_version: self.api_version,
+            start_time,
+            limit: self.limit,
+            interval: Duration::from_secs(self.interval_secs),
+            request_timeout: Duration::from_secs(self.request_timeout_secs),
+            max_pages_in_flight: self.max_pages_in_flight,
+            refused_retry: Duration::from_secs(self.refused_retry_secs),
+            proxy: self.proxy,
+            ca_file: self.tls.ca_file.map(|f| dir.join(f)),
+            rate_limit: self.rate_limit,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,84 @@
+use std::path::Path;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use super::*;
+
+fn token(aud: &str) -> String {
+    let claims = format!(
+        r#"{{"aud":["{aud}"],"1password.com/fts":["signinattempts","itemusages","auditevents"]}}"#
+    );
+    format!("eyJhbGciOiJFUzI1NiJ9.{}.c2ln", URL_SAFE_NO_PAD.encode(claims))
+}
+
+fn config(yaml: &str) -> OnePasswordSourceConfig {
+    serde_yaml_ng::from_str(yaml).expect("deserialises")
+}
+
+fn messages(config: OnePasswordSourceConfig) -> Vec<(Option<&'static str>, String)> {
+    match config.validate(Path::new("/etc/sluice")) {
+        Ok(_) => Vec::new(),
+        Err(errors) => errors.into_iter().map(|e| (e.field, e.message)).collect(),
+    }
+}
+
+#[test]
+fn a_token_for_a_1password_host_is_enough() {
+    let yaml = format!("token: {}\n", token("events.1password.eu"));
+    assert!(messages(config(&yaml)).is_empty());
+}
+
+#[test]
+fn hosts_outside_1password_need_allow_custom_url() {
+    let yaml = format!("token: {}\n", token("127.0.0.1:8080"));
+    let errors = messages(config(&yaml));
+    assert_eq!(errors.len(), 1);
+    assert!(errors[0].1.contains("`127.0.0.1:8080` is not a 1Password events host"), "{errors:?}");
+    let errors = messages(config("token_file: t\nurl: https://evil.example.com\n"));
+    assert_eq!(errors[0].0, Some("url"));
+    assert!(
+        messages(config("token_file: t\nurl: http://127.0.0.1:8080\nallow_custom_url: true\n"))
+            .is_empty()
+    );
+}
+
+#[test]
+fn every_problem_is_reported() {
+    let yaml = "token_file: t\ntoken: x.y.z\nstart_time: last tuesday\nlimit: 1001\nstreams: []\ninterval_secs: 0\n";
+    let fields: Vec<_> = messages(config(yaml)).into_iter().map(|(f, _)| f).collect();
+    assert_eq!(
+        fields,
+        [
+            Some("token_file"),
+            Some("streams"),
+            Some("start_time"),
+            Some("limit"),
+            Some("interval_secs")
+        ]
+    );
+    let errors = messages(config("streams: [item_usages]\n"));
+    assert_eq!(errors, [(None, "a token is required: set `token` or `token_file`".to_owned())]);
+}
+
+#[test]
+fn start_time_is_a_date_or_a_duration_clamped_to_120_days() {
+    assert!(matches!(parse_start_time("2026-08-01T00:00:00Z"), Ok(StartTime::At(_))));
+    assert_eq!(parse_start_time("30d"), Ok(StartTime::Ago(Duration::from_secs(30 * 86_400))));
+    let now = Utc::now();
+    let clamped = StartTime::Ago(Duration::from_secs(400 * 86_400)).resolve(now);
+    assert!(
+        now - clamped < chrono::Duration::days(120) && now - clamped > chrono::Duration::days(119)
+    );
+    let recent = StartTime::Ago(Duration::from_secs(3600)).resolve(now);
+    assert_eq!(now - recent, chrono::Duration::hours(1));
+}
+
+#[test]
+fn the_token_never_shows_in_debug_output() {
+    let secret = token("events.1password.com");
+    let source = config(&format!("token: {secret}\n")).validate(Path::new("/")).expect("valid");
+    let debug = format!("{source:?}");
+    assert!(!debug.contains(&secret), "{debug}");
+    assert!(debug.contains("REDACTED"));
+}

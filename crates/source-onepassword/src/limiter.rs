@@ -1,0 +1,135 @@
+//! One rate limiter per token, shared by every stream and every source that
+//! uses it: the API counts requests per account (600 a minute, 30,000 an
+//! hour), so three streams polling on their own would exceed it together.
+//! A `Retry-After` seen by one stream pauses them all.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{HashMap, VecDeque};
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+use sluice_core::Secret;
+use tokio::time::Instant;
+
+use crate::config::RateLimitConfig;
+
+const MINUTE: Duration = Duration::from_secs(60);
+const HOUR: Duration = Duration::from_secs(3600);
+
+#[derive(Debug, Default)]
+struct Windows {
+    sent: VecDeque<Instant>,
+    paused_until: Option<Instant>,
+}
+
+/// Sliding-window limiter.
+#[derive(Debug)]
+pub struct Limiter {
+    limits: RateLimitConfig,
+    windows: Mutex<Windows>,
+}
+
+impl Limiter {
+    /// A limiter of its own (tests); sources use [`Limiter::for_token`].
+    pub fn new(limits: RateLimitConfig) -> Self {
+        Self { limits, windows: Mutex::new(Windows::default()) }
+    }
+
+    /// The limiter shared by every user of `token` (keyed by a hash; the
+    /// token itself is not kept). The first user's limits apply.
+    pub fn for_token(token: &Secret, limits: RateLimitConfig) -> Arc<Self> {
+        static REGISTRY: OnceLock<Mutex<HashMap<u64, Arc<Limiter>>>> = OnceLock::new();
+        let mut hasher = DefaultHasher::new();
+        token.expose().hash(&mut hasher);
+        let key = hasher.finish();
+        let mut registry =
+            REGISTRY.get_or_init(Mutex::default).lock().unwrap_or_else(|p| p.into_inner());
+        registry.entry(key).or_insert_with(|| Arc::new(Self::new(limits))).clone()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Windows> {
+        self.windows.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// How long to wait before a request may be sent at `now`; zero records it as sent.
+    fn reserve(&self, now: Instant) -> Duration {
+        let mut windows = self.lock();
+        if let Some(until) = windows.paused_until {
+            if until > now {
+                return until - now;
+            }
+            windows.paused_until = None;
+        }
+        while windows.sent.front().is_some_and(|t| now.duration_since(*t) >= HOUR) {
+            windows.sent.pop_front();
+        }
+        let minute_start = windows.sent.partition_point(|t| now.duration_since(*t) >= MINUTE);
+        if windows.sent.len() - minute_start >= self.limits.per_minute as usize {
+            return (windows.sent[minute_start] + MINUTE) - now;
+        }
+        if windows.sent.len() >= self.limits.per_hour as usize {
+            return (windows.sent[0] + HOUR) - now;
+        }
+        windows.sent.push_back(now);
+        Duration::ZERO
+    }
+
+    /// Wait until a request may be sent; returns how long that took.
+    pub async fn acquire(&self) -> Duration {
+        let started = Instant::now();
+        loop {
+            let wait = self.reserve(Instant::now());
+            if wait.is_zero() {
+                return started.elapsed();
+            }
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Send nothing before `after` from now (a `Retry-After`, a reset).
+    pub fn pause_for(&self, after: Duration) {
+        let until = Instant::now() + after;
+        let mut windows = self.lock();
+        windows.paused_until =
+            Some(windows.paused_until.map_or(until, |current| current.max(until)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn waits_for_the_minute_window() {
+        let limiter = Limiter::new(RateLimitConfig { per_minute: 2, per_hour: 100 });
+        assert_eq!(limiter.acquire().await, Duration::ZERO);
+        assert_eq!(limiter.acquire().await, Duration::ZERO);
+        let waited = limiter.acquire().await;
+        assert_eq!(waited, MINUTE, "the third request waits for the first to leave the minute");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pause_holds_every_user_until_it_ends() {
+        let limiter = Arc::new(Limiter::new(RateLimitConfig::default()));
+        limiter.pause_for(Duration::from_secs(7));
+        limiter.pause_for(Duration::from_secs(3));
+        let other = limiter.clone();
+        let (a, b) = tokio::join!(limiter.acquire(), other.acquire());
+        assert_eq!(
+            (a, b),
+            (Duration::from_secs(7), Duration::from_secs(7)),
+            "the longer pause wins"
+        );
+    }
+
+    #[test]
+    fn one_limiter_per_token() {
+        let limits = RateLimitConfig::default();
+        let a = Limiter::for_token(&Secret::new("token-a"), limits);
+        let again = Limiter::for_token(&Secret::new("token-a"), limits);
+        let b = Limiter::for_token(&Secret::new("token-b"), limits);
+        assert!(Arc::ptr_eq(&a, &again));
+        assert!(!Arc::ptr_eq(&a, &b));
+    }
+}

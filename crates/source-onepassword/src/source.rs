@@ -1,0 +1,189 @@
+//! The `onepassword` source: a preflight that checks the token against the
+//! API before anything runs, then one poller per stream.
+
+use std::sync::Arc;
+
+use sluice_core::component::{BoxError, ComponentFuture, PreflightFuture, Source, SourceContext};
+use sluice_core::{Secret, Stream};
+
+use crate::Error;
+use crate::checkpoint;
+use crate::client::{ApiClient, ApiError, path_of};
+use crate::config::{Settings, is_allowed_host};
+use crate::limiter::Limiter;
+use crate::stream::StreamPoller;
+use crate::token::decode;
+
+/// Warn when the token expires within this long.
+const EXPIRY_WARNING: i64 = 7 * 24 * 3600;
+
+/// What the preflight established.
+#[derive(Debug)]
+struct Resolved {
+    client: ApiClient,
+    streams: Vec<Stream>,
+    token: Secret,
+}
+
+/// A validated `onepassword` source.
+#[derive(Debug)]
+pub struct OnePasswordSource {
+    settings: Arc<Settings>,
+    resolved: Option<Resolved>,
+}
+
+impl OnePasswordSource {
+    pub(crate) fn new(settings: Settings) -> Self {
+        Self { settings: Arc::new(settings), resolved: None }
+    }
+
+    fn http(&self) -> Result<reqwest::Client, Error> {
+        let mut builder = reqwest::Client::builder()
+            .timeout(self.settings.request_timeout)
+            .connect_timeout(self.settings.request_timeout.min(std::time::Duration::from_secs(10)))
+            .user_agent(concat!("sluice/", env!("CARGO_PKG_VERSION")));
+        if let Some(proxy) = &self.settings.proxy {
+            builder = builder.proxy(
+                reqwest::Proxy::all(proxy).map_err(|e| Error::Preflight(format!("proxy: {e}")))?,
+            );
+        }
+        if let Some(path) = &self.settings.ca_file {
+            let pem = std::fs::read(path).map_err(|e| {
+                Error::Preflight(format!("cannot read tls.ca_file {}: {e}", path.display()))
+            })?;
+            let certificate = reqwest::Certificate::from_pem(&pem).map_err(|e| {
+                Error::Preflight(format!(
+                    "tls.ca_file {} is not a PEM certificate: {e}",
+                    path.display()
+                ))
+            })?;
+            builder = builder.add_root_certificate(certificate);
+        }
+        builder.build().map_err(|e| Error::Preflight(format!("cannot build the HTTP client: {e}")))
+    }
+
+    async fn resolve(&self) -> Result<Resolved, Error> {
+        let settings = &self.settings;
+        let token = settings.token.load()?;
+        let claims = decode(&token)?;
+        let now = chrono::Utc::now().timestamp();
+        if let Some(exp) = claims.expires_at {
+            let at = chrono::DateTime::from_timestamp(exp, 0)
+                .map(|t| t.to_rfc3339())
+                .unwrap_or_default();
+            if exp <= now {
+                return Err(Error::Token(format!(
+                    "the token expired at {at}; issue a new one in 1Password (Integrations > Events Reporting)"
+                )));
+            }
+            if exp - now < EXPIRY_WARNING {
+                tracing::warn!(expires_at = %at, "the Events API token expires within 7 days");
+            }
+        }
+        let base = match &settings.url {
+            Some(url) => url.clone(),
+            None => {
+                if !settings.allow_custom_url && !is_allowed_host(&claims.audience) {
+                    return Err(Error::Token(format!(
+                        "the token's audience `{}` is not a 1Password events host; set `url` and `allow_custom_url: true` to use it",
+                        claims.audience
+                    )));
+                }
+                reqwest::Url::parse(&format!("https://{}", claims.audience)).map_err(|e| {
+                    Error::Token(format!(
+                        "the token's audience `{}` is not a host: {e}",
+                        claims.audience
+                    ))
+                })?
+            }
+        };
+        let client = ApiClient::new(self.http()?, &base, settings.api_version);
+        let features = match client.introspect(&token).await {
+            Ok(features) => features,
+            Err(ApiError::Unauthorized) => {
+                return Err(Error::Preflight(format!(
+                    "{} refused the token (401 Unauthorized): it is wrong, revoked or expired",
+                    client.base()
+                )));
+            }
+            Err(err) => {
+                tracing::warn!(url = client.base(), error = %err, "cannot introspect the token; using the features it claims");
+                claims.features.clone()
+            }
+        };
+        let permitted: Vec<Stream> =
+            Stream::ALL.into_iter().filter(|s| features.iter().any(|f| f == path_of(*s))).collect();
+        let streams = match &settings.streams {
+            Some(wanted) => {
+                let missing: Vec<String> = wanted
+                    .iter()
+                    .filter(|s| !permitted.contains(s))
+                    .map(|s| format!("{s} (needs the `{}` feature)", path_of(*s)))
+                    .collect();
+                if !missing.is_empty() {
+                    return Err(Error::Preflight(format!(
+                        "the token does not permit stream {}; it has: {}",
+                        missing.join(", "),
+                        if features.is_empty() { "no feature".into() } else { features.join(", ") }
+                    )));
+                }
+                wanted.clone()
+            }
+            None if permitted.is_empty() => {
+                return Err(Error::Preflight("the token permits no event stream".into()));
+            }
+            None => permitted,
+        };
+        Ok(Resolved { client, streams, token })
+    }
+}
+
+impl Source for OnePasswordSource {
+    fn preflight(&mut self) -> PreflightFuture<'_> {
+        Box::pin(async move {
+            let resolved = self.resolve().await?;
+            let streams: Vec<&str> = resolved.streams.iter().map(|s| s.as_str()).collect();
+            tracing::info!(url = resolved.client.base(), streams = ?streams, "Events API token accepted");
+            self.resolved = Some(resolved);
+            Ok(())
+        })
+    }
+
+    fn run(mut self: Box<Self>, cx: SourceContext) -> ComponentFuture {
+        Box::pin(async move {
+            if self.resolved.is_none() {
+                self.preflight().await?;
+            }
+            let resolved = self.resolved.take().expect("resolved by preflight");
+            let limiter = Limiter::for_token(&resolved.token, self.settings.rate_limit);
+            let out = Arc::new(cx.out);
+            let mut tasks = tokio::task::JoinSet::new();
+            for stream in resolved.streams {
+                let poller = StreamPoller {
+                    stream,
+                    source_id: cx.id.clone(),
+                    settings: self.settings.clone(),
+                    client: resolved.client.clone(),
+                    limiter: limiter.clone(),
+                    out: out.clone(),
+                    shutdown: cx.shutdown.clone(),
+                    health: cx.health.clone(),
+                    metrics: cx.metrics.clone(),
+                    checkpoint_path: checkpoint::path(&cx.data_dir, &cx.id, stream),
+                };
+                tasks.spawn(poller.run());
+            }
+            let mut first_error: Option<BoxError> = None;
+            while let Some(joined) = tasks.join_next().await {
+                let result = joined
+                    .unwrap_or_else(|join| Err(format!("a stream poller panicked: {join}").into()));
+                if let Err(err) = result {
+                    tracing::error!(error = %err, "a stream stopped; stopping the source");
+                    cx.shutdown.cancel();
+                    first_error.get_or_insert(err);
+                }
+            }
+            first_error.map_or(Ok(()), Err)
+        })
+    }
+}

@@ -1,0 +1,477 @@
+//! The poller of one stream. It follows the cursor while `has_more`, sends
+//! each page as one acknowledgement batch, and commits a page's cursor only
+//! when that page and every page before it are final. A page whose delivery
+//! errored is fetched again from the last committed cursor, never skipped.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::{DateTime, SecondsFormat, Utc};
+use metrics::{Counter, Gauge, counter, gauge};
+use sluice_core::ack::{BatchNotifier, BatchStatus, EventFinalizers, OrderedAcks};
+use sluice_core::builtin::Backoff;
+use sluice_core::component::{BoxError, Outputs, ShutdownSignal};
+use sluice_core::health::HealthHandle;
+use sluice_core::metrics::{ComponentMetrics, Stage};
+use sluice_core::{Event, Stream};
+use tokio::time::Instant;
+
+use crate::checkpoint::{self, StreamCheckpoint};
+use crate::client::{ApiClient, ApiError, Page, Request};
+use crate::config::{Settings, StartTime};
+use crate::limiter::Limiter;
+
+/// Pages in a row with `has_more` but no events and no new cursor before the
+/// poller treats the stream as caught up.
+const STUCK_PAGES: u32 = 5;
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
+/// Everything one stream's poller needs.
+#[derive(Debug)]
+pub struct StreamPoller {
+    /// The stream.
+    pub stream: Stream,
+    /// The source's id.
+    pub source_id: String,
+    /// Settings.
+    pub settings: Arc<Settings>,
+    /// The API.
+    pub client: ApiClient,
+    /// The token's shared limiter.
+    pub limiter: Arc<Limiter>,
+    /// Where pages go.
+    pub out: Arc<Outputs>,
+    /// Stop signal.
+    pub shutdown: ShutdownSignal,
+    /// Health switch of the source.
+    pub health: HealthHandle,
+    /// The source's metrics.
+    pub metrics: ComponentMetrics,
+    /// The checkpoint file.
+    pub checkpoint_path: PathBuf,
+}
+
+/// Where a page leaves the stream, kept until the page is final.
+#[derive(Debug)]
+struct Position {
+    cursor: String,
+    newest: Option<DateTime<Utc>>,
+    events: u64,
+}
+
+struct StreamMetrics {
+    events: Counter,
+    pages: Counter,
+    rate_limit_wait: Counter,
+    lag: Gauge,
+    checkpoint_age: Gauge,
+    up: Gauge,
+    component: ComponentMetrics,
+    stream: &'static str,
+}
+
+impl StreamMetrics {
+    fn new(component: &ComponentMetrics, stream: Stream) -> Self {
+        let labels = component.labels_with(&[("stream", stream.as_str().to_owned())]);
+        Self {
+            events: counter!("sluice_onepassword_events_total", labels.clone()),
+            pages: counter!("sluice_onepassword_pages_total", labels.clone()),
+            rate_limit_wait: counter!(
+                "sluice_onepassword_rate_limit_wait_milliseconds_total",
+                labels.clone()
+            ),
+            lag: gauge!("sluice_onepassword_lag_seconds", labels.clone()),
+            checkpoint_age: gauge!("sluice_onepassword_checkpoint_age_seconds", labels.clone()),
+            up: gauge!("sluice_onepassword_stream_up", labels),
+            component: component.clone(),
+            stream: stream.as_str(),
+        }
+    }
+
+    fn request(&self, status: String) {
+        let labels =
+            self.component.labels_with(&[("stream", self.stream.to_owned()), ("status", status)]);
+        counter!("sluice_onepassword_requests_total", labels).increment(1);
+    }
+
+    fn retry(&self, reason: &'static str) {
+        let labels = self
+            .component
+            .labels_with(&[("stream", self.stream.to_owned()), ("reason", reason.to_owned())]);
+        counter!("sluice_onepassword_retries_total", labels).increment(1);
+    }
+}
+
+struct State {
+    checkpoint: StreamCheckpoint,
+    committed_at: Instant,
+    next: Request,
+    acks: OrderedAcks<Position>,
+    backoff: Backoff,
+    stuck: u32,
+    refused: bool,
+    progress_at: Instant,
+    events_this_run: u64,
+}
+
+impl StreamPoller {
+    /// Poll until shutdown, then commit what was acknowledged.
+    pub async fn run(self) -> Result<(), BoxError> {
+        let metrics = StreamMetrics::new(&self.metrics, self.stream);
+        metrics.up.set(1.0);
+        let checkpoint = checkpoint::load(&self.checkpoint_path)?.unwrap_or_default();
+        let next = self.resume_request(&checkpoint);
+        let mut state = State {
+            checkpoint,
+            committed_at: Instant::now(),
+            next,
+            acks: OrderedAcks::new(),
+            backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(60)),
+            stuck: 0,
+            refused: false,
+            progress_at: Instant::now(),
+            events_this_run: 0,
+        };
+        let result = self.poll(&mut state, &metrics).await;
+        // Stop fetching; commit every page the sinks still acknowledge.
+        while !state.acks.is_empty() {
+            let (position, status) = state.acks.next().await;
+            if !status.is_final() {
+                tracing::warn!(stream = %self.stream, "a page failed while draining; it is fetched again at the next start");
+                break;
+            }
+            self.commit(&mut state, &metrics, position)?;
+        }
+        result
+    }
+
+    fn resume_request(&self, checkpoint: &StreamCheckpoint) -> Request {
+        let limit = self.settings.limit;
+        match (&checkpoint.cursor, checkpoint.api_version == self.settings.api_version) {
+            (Some(cursor), true) => {
+                tracing::info!(stream = %self.stream, "resuming from the checkpointed cursor");
+                Request::Cursor(cursor.clone())
+            }
+            (cursor, same_version) => {
+                let start = match (
+                    &checkpoint.start_time,
+                    &checkpoint.newest_timestamp,
+                    cursor.is_some() && !same_version,
+                ) {
+                    (Some(start), _, _) => DateTime::parse_from_rfc3339(start)
+                        .map(|t| StartTime::At(t.with_timezone(&Utc)))
+                        .unwrap_or(self.settings.start_time),
+                    (None, Some(newest), true) => {
+                        tracing::warn!(stream = %self.stream, "the checkpoint's cursor is for another api_version; restarting from its newest timestamp (late events before it may be missed)");
+                        DateTime::parse_from_rfc3339(newest)
+                            .map(|t| StartTime::At(t.with_timezone(&Utc)))
+                            .unwrap_or(self.settings.start_time)
+                    }
+                    _ => self.settings.start_time,
+                };
+                let start_time =
+                    start.resolve(Utc::now()).to_rfc3339_opts(SecondsFormat::Nanos, true);
+                tracing::info!(stream = %self.stream, %start_time, "no checkpoint: starting a new cursor");
+                Request::Reset { limit, start_time }
+            }
+        }
+    }
+
+    async fn poll(&self, state: &mut State, metrics: &StreamMetrics) -> Result<(), BoxError> {
+        loop {
+            while let Some((position, status)) = state.acks.try_next() {
+                self.on_ack(state, metrics, position, status).await?;
+            }
+            self.update_gauges(state, metrics);
+            if self.shutdown.is_cancelled() {
+                return Ok(());
+            }
+            if state.acks.len() >= self.settings.max_pages_in_flight {
+                tokio::select! {
+                    (position, status) = state.acks.next() => self.on_ack(state, metrics, position, status).await?,
+                    () = self.shutdown.cancelled() => return Ok(()),
+                }
+                continue;
+            }
+            let waited = tokio::select! {
+                waited = self.limiter.acquire() => waited,
+                () = self.shutdown.cancelled() => return Ok(()),
+            };
+            metrics.rate_limit_wait.increment(waited.as_millis() as u64);
+            let token = match self.settings.token.load() {
+                Ok(token) => token,
+                Err(err) => {
+                    self.refuse(state, metrics, &err.to_string());
+                    self.idle(state, metrics, self.settings.refused_retry).await?;
+                    continue;
+                }
+            };
+            let (result, quota) = tokio::select! {
+                answer = self.client.page(&token, self.stream, &state.next) => answer,
+                () = self.shutdown.cancelled() => return Ok(()),
+            };
+            if quota.remaining == Some(0)
+                && let Some(reset) = quota.reset
+            {
+                self.limiter.pause_for(reset);
+            }
+            match result {
+                Ok(page) => {
+                    metrics.request("200".into());
+                    if state.refused {
+                        state.refused = false;
+                        metrics.up.set(1.0);
+                        self.health.set_healthy(self.stream.as_str());
+                        tracing::info!(stream = %self.stream, "the API accepts the stream again");
+                    }
+                    state.backoff.reset();
+                    let has_more = page.has_more;
+                    let caught_up = !self.on_page(state, metrics, page).await?;
+                    if has_more && !caught_up {
+                        self.log_progress(state);
+                        continue;
+                    }
+                    self.idle(state, metrics, jitter(self.settings.interval)).await?;
+                }
+                Err(err) => {
+                    metrics.request(err.status_label());
+                    self.on_error(state, metrics, err).await?;
+                }
+            }
+        }
+    }
+
+    /// Emit a page. Returns whether the cursor moved or events came (false: treat as caught up).
+    async fn on_page(
+        &self,
+        state: &mut State,
+        metrics: &StreamMetrics,
+        page: Page,
+    ) -> Result<bool, BoxError> {
+        metrics.pages.increment(1);
+        let count = page.items.len();
+        let moved = !matches!(&state.next, Request::Cursor(c) if *c == page.cursor);
+        let (notifier, receiver) = BatchNotifier::new_with_receiver();
+        let mut events = Vec::with_capacity(count);
+        let mut newest: Option<DateTime<Utc>> = None;
+        let mut bytes = 0;
+        for item in page.items {
+            let raw = Bytes::copy_from_slice(item.get().as_bytes());
+            bytes += raw.len();
+            let mut event = Event::from_json(raw)?;
+            if let Some(ts) = timestamp_of(&event) {
+                newest = Some(newest.map_or(ts, |n| n.max(ts)));
+            }
+            event.meta.stream = Some(self.stream);
+            event.meta.source_id = Some(self.source_id.as_str().into());
+            event.meta.finalizers = EventFinalizers::new(notifier.finalizer());
+            events.push(event);
+        }
+        drop(notifier);
+        metrics.events.increment(count as u64);
+        self.metrics.received(count, bytes);
+        state.events_this_run += count as u64;
+        if count > 0 || moved {
+            state.acks.push(
+                Position { cursor: page.cursor.clone(), newest, events: count as u64 },
+                receiver,
+            );
+            // Not cancelled by shutdown: a page half sent would count as delivered.
+            self.out.send(events).await?;
+        }
+        state.next = Request::Cursor(page.cursor);
+        if count == 0 && !moved && page.has_more {
+            state.stuck += 1;
+            if state.stuck >= STUCK_PAGES {
+                tracing::warn!(stream = %self.stream, pages = state.stuck, "the API keeps answering empty pages with has_more and the same cursor; waiting an interval");
+                state.stuck = 0;
+                return Ok(false);
+            }
+        } else {
+            state.stuck = 0;
+        }
+        Ok(true)
+    }
+
+    async fn on_error(
+        &self,
+        state: &mut State,
+        metrics: &StreamMetrics,
+        err: ApiError,
+    ) -> Result<(), BoxError> {
+        match err {
+            ApiError::RateLimited { retry_after } => {
+                let wait = retry_after
+                    .unwrap_or_else(|| state.backoff.next_delay())
+                    .max(Duration::from_millis(100));
+                metrics.retry("rate_limited");
+                tracing::debug!(stream = %self.stream, ?wait, "429 Too Many Requests; every stream of this token waits");
+                self.limiter.pause_for(wait);
+                Ok(())
+            }
+            err if err.is_refusal() => {
+                metrics.component.error(
+                    Stage::Receiving,
+                    if matches!(err, ApiError::Unauthorized) {
+                        "unauthorized"
+                    } else {
+                        "bad_request"
+                    },
+                );
+                self.refuse(state, metrics, &err.to_string());
+                self.idle(state, metrics, self.settings.refused_retry).await
+            }
+            err => {
+                let reason = match err {
+                    ApiError::Malformed(_) => "malformed",
+                    ApiError::Transport(_) => "transport",
+                    _ => "server_error",
+                };
+                metrics.retry(reason);
+                metrics.component.error(Stage::Receiving, reason);
+                let wait = state.backoff.next_delay();
+                tracing::warn!(stream = %self.stream, error = %err, retry_in = ?wait, "request failed; retrying");
+                self.idle(state, metrics, wait).await
+            }
+        }
+    }
+
+    /// The API refuses the stream: say so once, mark it, keep the other streams going.
+    fn refuse(&self, state: &mut State, metrics: &StreamMetrics, reason: &str) {
+        metrics.up.set(0.0);
+        self.health.set_unhealthy(self.stream.as_str(), reason);
+        if !state.refused {
+            state.refused = true;
+            tracing::error!(stream = %self.stream, error = reason, retry_every = ?self.settings.refused_retry, "the API refuses this stream; the other streams go on. Fix the token (a token_file is read again) or reset the checkpoint");
+        }
+    }
+
+    /// Wait `duration`, committing acknowledgements as they come.
+    async fn idle(
+        &self,
+        state: &mut State,
+        metrics: &StreamMetrics,
+        duration: Duration,
+    ) -> Result<(), BoxError> {
+        let deadline = Instant::now() + duration;
+        loop {
+            tokio::select! {
+                (position, status) = state.acks.next() => self.on_ack(state, metrics, position, status).await?,
+                () = tokio::time::sleep_until(deadline) => return Ok(()),
+                () = self.shutdown.cancelled() => return Ok(()),
+            }
+        }
+    }
+
+    async fn on_ack(
+        &self,
+        state: &mut State,
+        metrics: &StreamMetrics,
+        position: Position,
+        status: BatchStatus,
+    ) -> Result<(), BoxError> {
+        if status.is_final() {
+            return self.commit(state, metrics, position);
+        }
+        // A sink gave up on a page: fetch again from the last committed
+        // cursor rather than skip it. Later pages are fetched again too.
+        let wait = state.backoff.next_delay();
+        tracing::warn!(stream = %self.stream, retry_in = ?wait, "a page was not delivered; fetching again from the last committed cursor");
+        metrics.retry("delivery_failed");
+        state.acks.clear();
+        state.next = self.resume_request(&state.checkpoint);
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = self.shutdown.cancelled() => {}
+        }
+        Ok(())
+    }
+
+    fn commit(
+        &self,
+        state: &mut State,
+        metrics: &StreamMetrics,
+        position: Position,
+    ) -> Result<(), BoxError> {
+        let checkpoint = &mut state.checkpoint;
+        if checkpoint.cursor.as_deref() == Some(position.cursor.as_str()) && position.events == 0 {
+            return Ok(());
+        }
+        checkpoint.cursor = Some(position.cursor);
+        checkpoint.api_version = self.settings.api_version;
+        checkpoint.start_time = None;
+        checkpoint.events += position.events;
+        if let Some(newest) = position.newest {
+            let known = checkpoint
+                .newest_timestamp
+                .as_deref()
+                .and_then(|t| DateTime::parse_from_rfc3339(t).ok());
+            if known.is_none_or(|k| newest > k) {
+                checkpoint.newest_timestamp =
+                    Some(newest.to_rfc3339_opts(SecondsFormat::AutoSi, true));
+            }
+        }
+        checkpoint.committed_at = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
+        checkpoint::save(&self.checkpoint_path, checkpoint)?;
+        state.committed_at = Instant::now();
+        self.update_gauges(state, metrics);
+        Ok(())
+    }
+
+    fn update_gauges(&self, state: &State, metrics: &StreamMetrics) {
+        metrics.checkpoint_age.set(state.committed_at.elapsed().as_secs_f64());
+        if let Some(newest) = state
+            .checkpoint
+            .newest_timestamp
+            .as_deref()
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        {
+            let lag = (Utc::now() - newest.with_timezone(&Utc)).num_milliseconds() as f64 / 1000.0;
+            metrics.lag.set(lag.max(0.0));
+        }
+    }
+
+    fn log_progress(&self, state: &mut State) {
+        if state.progress_at.elapsed() < PROGRESS_EVERY {
+            return;
+        }
+        state.progress_at = Instant::now();
+        let newest = state.checkpoint.newest_timestamp.clone().unwrap_or_else(|| "-".into());
+        let lag = state
+            .checkpoint
+            .newest_timestamp
+            .as_deref()
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| {
+                humantime::format_duration(Duration::from_secs(
+                    (Utc::now() - t.with_timezone(&Utc)).num_seconds().max(0) as u64,
+                ))
+                .to_string()
+            })
+            .unwrap_or_else(|| "-".into());
+        tracing::info!(stream = %self.stream, events = state.events_this_run, newest_delivered = %newest, %lag, "backfill progress");
+    }
+}
+
+/// The event's `timestamp`, when it is RFC 3339.
+fn timestamp_of(event: &Event) -> Option<DateTime<Utc>> {
+    let vrl::value::Value::Object(map) = &event.value else { return None };
+    let text = match map.get("timestamp")? {
+        value @ (vrl::value::Value::Bytes(_) | vrl::value::Value::String(_)) => {
+            value.to_string_lossy()
+        }
+        _ => return None,
+    };
+    DateTime::parse_from_rfc3339(&text).ok().map(|t| t.with_timezone(&Utc))
+}
+
+/// `duration` ± 10 %, so many sources do not poll in lockstep.
+fn jitter(duration: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let factor = 0.9 + f64::from(nanos % 1000) / 5000.0;
+    duration.mul_f64(factor)
+}
