@@ -28,7 +28,7 @@ pub mod store;
 pub mod vocab;
 
 pub use config::{Fault, Faults, RateLimits, SimConfig};
-pub use running::{SimError, Simulator};
+pub use running::{RequestRecord, SimError, Simulator};
 
 /// The three event streams, with their API paths and token features.
 #[derive(

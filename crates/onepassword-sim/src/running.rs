@@ -69,6 +69,20 @@ pub struct SimState {
     revoked: Mutex<HashSet<String>>,
     ids: Mutex<ChaCha8Rng>,
     requests: AtomicU64,
+    log: Mutex<Vec<RequestRecord>>,
+}
+
+/// One answered request, for tests that check a client's timing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestRecord {
+    /// When the answer was sent.
+    pub at: std::time::Instant,
+    /// The request path.
+    pub path: String,
+    /// The answer's status.
+    pub status: u16,
+    /// Its `Retry-After`, in seconds.
+    pub retry_after: Option<u64>,
 }
 
 impl SimState {
@@ -95,6 +109,7 @@ impl SimState {
             revoked: Mutex::new(HashSet::new()),
             ids: Mutex::new(ids),
             requests: AtomicU64::new(0),
+            log: Mutex::new(Vec::new()),
             account_uuid,
             audience,
             config,
@@ -107,6 +122,10 @@ impl SimState {
 
     pub(crate) fn requests(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn record(&self, record: RequestRecord) {
+        lock(&self.log).push(record);
     }
 
     pub(crate) fn is_revoked(&self, sub: &str) -> bool {
@@ -324,6 +343,11 @@ impl Simulator {
     /// Requests answered so far.
     pub fn requests(&self) -> u64 {
         self.state.requests()
+    }
+
+    /// Every answered request, in order.
+    pub fn request_log(&self) -> Vec<RequestRecord> {
+        lock(&self.state.log).clone()
     }
 
     /// Stop serving and wait for open connections to finish.

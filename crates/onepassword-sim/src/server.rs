@@ -38,6 +38,7 @@ pub fn router(state: Arc<SimState>) -> Router {
     }
     router
         .merge(crate::control::router())
+        .layer(axum::middleware::from_fn_with_state(state.clone(), record))
         .fallback(|| async {
             (
                 StatusCode::NOT_FOUND,
@@ -46,6 +47,25 @@ pub fn router(state: Arc<SimState>) -> Router {
             )
         })
         .with_state(state)
+}
+
+/// Log every answer (path, status, `Retry-After`) for tests.
+async fn record(
+    State(state): State<Arc<SimState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = request.uri().path().to_owned();
+    let response = next.run(request).await;
+    let retry_after =
+        response.headers().get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()?.parse().ok());
+    state.record(crate::running::RequestRecord {
+        at: Instant::now(),
+        path,
+        status: response.status().as_u16(),
+        retry_after,
+    });
+    response
 }
 
 /// The API's JSON error body.

@@ -105,6 +105,10 @@ pub struct OnePasswordSourceConfig {
     /// Seconds between retries of a stream the API refuses with 400 or 401 (default 60).
     #[serde(default = "default_refused_retry")]
     pub refused_retry_secs: u64,
+    /// The longest wait between retries of a failed request (default 60;
+    /// waits grow from 1 s with full jitter).
+    #[serde(default = "default_max_backoff")]
+    pub retry_max_backoff_secs: u64,
     /// An HTTP(S) proxy URL.
     pub proxy: Option<String>,
     /// TLS settings.
@@ -128,6 +132,9 @@ fn default_pages() -> usize {
     4
 }
 fn default_refused_retry() -> u64 {
+    60
+}
+fn default_max_backoff() -> u64 {
     60
 }
 
@@ -184,6 +191,8 @@ pub struct Settings {
     pub max_pages_in_flight: usize,
     /// Retry interval of a refused stream.
     pub refused_retry: Duration,
+    /// Cap of the retry backoff.
+    pub retry_max_backoff: Duration,
     /// Proxy URL.
     pub proxy: Option<String>,
     /// CA file.
@@ -335,6 +344,7 @@ impl OnePasswordSourceConfig {
             request_timeout: Duration::from_secs(self.request_timeout_secs),
             max_pages_in_flight: self.max_pages_in_flight,
             refused_retry: Duration::from_secs(self.refused_retry_secs),
+            retry_max_backoff: Duration::from_secs(self.retry_max_backoff_secs),
             proxy: self.proxy,
             ca_file: self.tls.ca_file.map(|f| dir.join(f)),
             rate_limit: self.rate_limit,

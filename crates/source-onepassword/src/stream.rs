@@ -128,7 +128,10 @@ impl StreamPoller {
             committed_at: Instant::now(),
             next,
             acks: OrderedAcks::new(),
-            backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(60)),
+            backoff: Backoff::new(
+                Duration::from_secs(1),
+                self.settings.retry_max_backoff.max(Duration::from_secs(1)),
+            ),
             stuck: 0,
             refused: false,
             progress_at: Instant::now(),

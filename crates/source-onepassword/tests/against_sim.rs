@@ -1,0 +1,375 @@
+//! The onepassword source against the Events API simulator, through a real
+//! topology: delivery, checkpoints, late arrivals, faults, refusals, backpressure.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sluice_core::component::{ComponentFuture, Sink, SinkContext, Source};
+use sluice_core::health::Health;
+use sluice_core::test_util::{RecordingSink, wait_for};
+use sluice_core::topology::{RunningTopology, SinkPiece, SourcePiece, TopologyOptions, start};
+use sluice_core::{AckStatus, Stream};
+use sluice_onepassword_sim::{Fault, SimConfig, SimStream, Simulator};
+use sluice_source_onepassword::OnePasswordSourceConfig;
+use vrl::value::Value;
+
+const ALL: [&str; 3] = ["signinattempts", "itemusages", "auditevents"];
+
+struct Harness {
+    sim: Simulator,
+    dir: tempfile::TempDir,
+}
+
+impl Harness {
+    async fn new(events: usize) -> Self {
+        let config = SimConfig { events_per_stream: events, ..SimConfig::default() };
+        let sim =
+            Simulator::start(config, "127.0.0.1:0".parse().expect("addr")).await.expect("sim");
+        let harness = Self { sim, dir: tempfile::tempdir().expect("tempdir") };
+        harness.write_token(&harness.sim.token());
+        harness
+    }
+
+    fn token_file(&self) -> PathBuf {
+        self.dir.path().join("token")
+    }
+
+    fn write_token(&self, token: &str) {
+        std::fs::write(self.token_file(), token).expect("token file");
+    }
+
+    fn source(&self, extra: &str) -> Box<dyn Source> {
+        let yaml = format!(
+            "url: {}\nallow_custom_url: true\ntoken_file: {}\nstart_time: 2d\ninterval_secs: 1\n{extra}",
+            self.sim.url(),
+            self.token_file().display()
+        );
+        let config: OnePasswordSourceConfig = serde_yaml_ng::from_str(&yaml).expect("config");
+        Box::new(config.validate(self.dir.path()).expect("valid"))
+    }
+
+    fn start(
+        &self,
+        source: Box<dyn Source>,
+        sink: Box<dyn Sink>,
+        health: &Health,
+    ) -> RunningTopology {
+        let options = TopologyOptions {
+            data_dir: self.dir.path().join("data"),
+            channel_capacity: 2,
+            health: health.clone(),
+        };
+        start(
+            vec![SourcePiece {
+                id: "op".into(),
+                type_name: "onepassword",
+                outputs: vec![],
+                source,
+            }],
+            vec![],
+            vec![SinkPiece {
+                id: "out".into(),
+                type_name: "test",
+                inputs: vec!["op".into()],
+                sink,
+            }],
+            &options,
+        )
+    }
+
+    fn visible(&self, streams: &[SimStream]) -> usize {
+        streams.iter().map(|s| self.sim.visible_events(*s)).sum()
+    }
+}
+
+fn uuids(values: &[Value]) -> Vec<String> {
+    values
+        .iter()
+        .map(|v| match v {
+            Value::Object(map) => {
+                map.get("uuid").map(|u| u.to_string_lossy().into_owned()).unwrap_or_default()
+            }
+            _ => String::new(),
+        })
+        .collect()
+}
+
+fn assert_unique(values: &[Value]) -> HashSet<String> {
+    let all = uuids(values);
+    let set: HashSet<String> = all.iter().cloned().collect();
+    assert_eq!(set.len(), all.len(), "no event twice");
+    set
+}
+
+async fn stop(topology: RunningTopology) {
+    let report = topology.stop(Duration::from_secs(10)).await;
+    assert!(report.failed.is_empty() && report.timed_out.is_empty(), "{report:?}");
+}
+
+#[tokio::test]
+async fn delivers_every_stream_once_and_resumes_from_the_checkpoint() {
+    let harness = Harness::new(250).await;
+    let total = harness.visible(&SimStream::ALL);
+    let sink = RecordingSink::new(AckStatus::Delivered);
+    let topology = harness.start(harness.source(""), Box::new(sink.clone()), &Health::new());
+    assert!(
+        wait_for(Duration::from_secs(30), || sink.values().len() >= total).await,
+        "{} of {total}",
+        sink.values().len()
+    );
+    stop(topology).await;
+    assert_unique(&sink.values());
+    assert_eq!(sink.values().len(), total);
+    for stream in Stream::ALL {
+        let path = harness.dir.path().join(format!("data/op/{}.json", stream.as_str()));
+        let checkpoint: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).expect("checkpoint")).expect("json");
+        assert!(checkpoint["cursor"].is_string(), "{checkpoint}");
+        assert_eq!(checkpoint["api_version"], "v2");
+    }
+
+    let fresh: Vec<String> = (0..3)
+        .map(|_| {
+            harness.sim.inject(SimStream::ItemUsages, sluice_onepassword_sim::now_nanos()).uuid
+        })
+        .collect();
+    let second = RecordingSink::new(AckStatus::Delivered);
+    let topology = harness.start(harness.source(""), Box::new(second.clone()), &Health::new());
+    assert!(wait_for(Duration::from_secs(20), || second.values().len() >= 3).await);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop(topology).await;
+    assert_eq!(uuids(&second.values()), fresh, "a restart continues after the committed cursors");
+}
+
+#[tokio::test]
+async fn late_arrivals_are_delivered() {
+    let harness = Harness::new(40).await;
+    let sink = RecordingSink::new(AckStatus::Delivered);
+    let topology = harness.start(
+        harness.source("streams: [signin_attempts]\n"),
+        Box::new(sink.clone()),
+        &Health::new(),
+    );
+    let initial = harness.visible(&[SimStream::SigninAttempts]);
+    assert!(wait_for(Duration::from_secs(20), || sink.values().len() >= initial).await);
+    // It happened an hour ago, long before events already delivered, and arrives now.
+    let late = harness
+        .sim
+        .inject(SimStream::SigninAttempts, sluice_onepassword_sim::now_nanos() - 3_600_000_000_000);
+    assert!(
+        wait_for(Duration::from_secs(20), || uuids(&sink.values()).contains(&late.uuid)).await,
+        "the late event arrives"
+    );
+    stop(topology).await;
+    assert_unique(&sink.values());
+}
+
+#[tokio::test]
+async fn rate_limits_and_server_errors_lose_nothing_and_retry_after_is_honoured() {
+    let harness = Harness::new(120).await;
+    for fault in [
+        Fault::Status { status: 429 },
+        Fault::Status { status: 503 },
+        Fault::Status { status: 429 },
+        Fault::Status { status: 500 },
+        Fault::Malformed,
+        Fault::Status { status: 429 },
+        Fault::Reset,
+        Fault::Status { status: 502 },
+        Fault::Status { status: 429 },
+    ] {
+        harness.sim.push_fault(fault);
+    }
+    let sink = RecordingSink::new(AckStatus::Delivered);
+    let source = harness.source("streams: [audit_events]\nlimit: 20\nretry_max_backoff_secs: 1\n");
+    let topology = harness.start(source, Box::new(sink.clone()), &Health::new());
+    let total = harness.visible(&[SimStream::AuditEvents]);
+    assert!(
+        wait_for(Duration::from_secs(60), || sink.values().len() >= total).await,
+        "{} of {total}",
+        sink.values().len()
+    );
+    stop(topology).await;
+    assert_eq!(assert_unique(&sink.values()).len(), total, "nothing lost, nothing doubled");
+
+    let log: Vec<_> = harness
+        .sim
+        .request_log()
+        .into_iter()
+        .filter(|r| r.path.starts_with("/api/v2/auditevents"))
+        .collect();
+    let limited: Vec<_> = log.iter().enumerate().filter(|(_, r)| r.status == 429).collect();
+    assert_eq!(limited.len(), 4, "{log:#?}");
+    for (index, record) in limited {
+        let retry = Duration::from_secs(record.retry_after.expect("Retry-After"));
+        let next = &log[index + 1];
+        assert!(
+            next.at.duration_since(record.at) >= retry,
+            "a request came {:?} after a 429 that said {retry:?}",
+            next.at.duration_since(record.at)
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_refused_stream_stops_alone_and_health_names_it() {
+    let harness = Harness::new(20).await;
+    let health = Health::new();
+    let sink = RecordingSink::new(AckStatus::Delivered);
+    let topology =
+        harness.start(harness.source("refused_retry_secs: 1\n"), Box::new(sink.clone()), &health);
+    let initial = harness.visible(&SimStream::ALL);
+    assert!(wait_for(Duration::from_secs(20), || sink.values().len() >= initial).await);
+
+    // The token in the file is replaced by one without `itemusages`.
+    harness.write_token(&harness.sim.mint_token(&["signinattempts", "auditevents"], None));
+    assert!(
+        wait_for(Duration::from_secs(20), || health
+            .report()
+            .unhealthy
+            .contains_key("op.item_usages"))
+        .await,
+        "{:?}",
+        health.report()
+    );
+    let report = health.report();
+    assert_eq!(report.status, "unhealthy");
+    assert!(report.unhealthy["op.item_usages"].contains("401 Unauthorized"), "{report:?}");
+    assert_eq!(report.unhealthy.len(), 1, "only item usages is refused");
+
+    let signin =
+        harness.sim.inject(SimStream::SigninAttempts, sluice_onepassword_sim::now_nanos()).uuid;
+    let audit =
+        harness.sim.inject(SimStream::AuditEvents, sluice_onepassword_sim::now_nanos()).uuid;
+    let item = harness.sim.inject(SimStream::ItemUsages, sluice_onepassword_sim::now_nanos()).uuid;
+    assert!(
+        wait_for(Duration::from_secs(20), || {
+            let got = uuids(&sink.values());
+            got.contains(&signin) && got.contains(&audit)
+        })
+        .await,
+        "the other streams go on"
+    );
+    assert!(!uuids(&sink.values()).contains(&item));
+
+    harness.write_token(&harness.sim.mint_token(&ALL, None));
+    assert!(
+        wait_for(Duration::from_secs(20), || uuids(&sink.values()).contains(&item)).await,
+        "a fixed token file is picked up"
+    );
+    assert!(health.report().is_ok(), "{:?}", health.report());
+    stop(topology).await;
+}
+
+#[tokio::test]
+async fn preflight_names_what_is_wrong_without_the_token() {
+    let harness = Harness::new(0).await;
+    let lacking = harness.sim.mint_token(&["signinattempts"], None);
+    harness.write_token(&lacking);
+    let mut source = harness.source("streams: [signin_attempts, item_usages]\n");
+    let error = source.preflight().await.expect_err("lacks itemusages").to_string();
+    assert_eq!(
+        error,
+        "the token does not permit stream item_usages (needs the `itemusages` feature); it has: signinattempts"
+    );
+
+    let expired = harness.sim.mint_token(&ALL, Some(-10));
+    harness.write_token(&expired);
+    let error = harness.source("").preflight().await.expect_err("expired").to_string();
+    assert!(error.starts_with("the token expired at "), "{error}");
+    assert!(!error.contains(&expired));
+
+    let foreign = Simulator::start(
+        SimConfig { seed: 42, ..SimConfig::default() },
+        "127.0.0.1:0".parse().expect("addr"),
+    )
+    .await
+    .expect("sim");
+    let wrong = foreign.token();
+    harness.write_token(&wrong);
+    let error = harness.source("").preflight().await.expect_err("refused").to_string();
+    assert!(
+        error.ends_with("refused the token (401 Unauthorized): it is wrong, revoked or expired"),
+        "{error}"
+    );
+    assert!(!error.contains(&wrong));
+
+    harness.write_token(&harness.sim.mint_token(&["auditevents", "itemusages"], None));
+    harness.source("").preflight().await.expect("by default the permitted streams run");
+}
+
+/// Errors the first `failures` arrays, then delivers.
+#[derive(Clone)]
+struct FlakySink {
+    failures: Arc<Mutex<usize>>,
+    delivered: RecordingSink,
+}
+
+impl Sink for FlakySink {
+    fn run(self: Box<Self>, mut cx: SinkContext) -> ComponentFuture {
+        Box::pin(async move {
+            while let Some(mut events) = cx.input.recv().await {
+                let fail = {
+                    let mut left = self.failures.lock().expect("lock");
+                    let fail = *left > 0;
+                    *left = left.saturating_sub(1);
+                    fail
+                };
+                for event in &mut events {
+                    if fail {
+                        event.take_finalizers().finish(AckStatus::Errored);
+                    } else {
+                        event.take_finalizers().finish(AckStatus::Delivered);
+                        self.delivered.received.lock().expect("lock").push(event.value.clone());
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+#[tokio::test]
+async fn an_errored_page_is_fetched_again_never_skipped() {
+    let harness = Harness::new(100).await;
+    let delivered = RecordingSink::new(AckStatus::Delivered);
+    let sink = FlakySink { failures: Arc::new(Mutex::new(2)), delivered: delivered.clone() };
+    let source = harness.source("streams: [item_usages]\nlimit: 10\nretry_max_backoff_secs: 1\n");
+    let topology = harness.start(source, Box::new(sink), &Health::new());
+    let total = harness.visible(&[SimStream::ItemUsages]);
+    let all_there =
+        || uuids(&delivered.values()).into_iter().collect::<HashSet<_>>().len() >= total;
+    assert!(wait_for(Duration::from_secs(30), all_there).await);
+    stop(topology).await;
+    let set: HashSet<_> = uuids(&delivered.values()).into_iter().collect();
+    assert_eq!(set.len(), total, "every event delivered despite two failed pages");
+}
+
+#[tokio::test]
+async fn a_blocked_sink_stops_fetching() {
+    let harness = Harness::new(400).await;
+    let (sink, gate) = RecordingSink::gated(AckStatus::Delivered);
+    let source = harness.source("streams: [item_usages]\nlimit: 10\nmax_pages_in_flight: 2\n");
+    let topology = harness.start(source, Box::new(sink.clone()), &Health::new());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = harness.sim.requests();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(harness.sim.requests(), before, "no request while the sink holds every page");
+    assert!(before <= 8, "only a bounded number of pages is fetched ahead: {before} requests");
+    gate.add_permits(1000);
+    let total = harness.visible(&[SimStream::ItemUsages]);
+    assert!(wait_for(Duration::from_secs(30), || sink.values().len() >= total).await);
+    stop(topology).await;
+}
+
+#[test]
+fn checkpoint_path_is_per_source_and_stream() {
+    let path = sluice_source_onepassword::checkpoint::path(
+        Path::new("/var/lib/sluice"),
+        "op",
+        Stream::AuditEvents,
+    );
+    assert_eq!(path, Path::new("/var/lib/sluice/op/audit_events.json"));
+}
