@@ -7,6 +7,7 @@ mod e2e {
 
     mod crash_recovery;
     mod metrics_health;
+    mod onepassword;
     mod sim;
     mod validate;
 }

@@ -1,5 +1,6 @@
 //! The simulator's control plane under `/_sim/`, for tests and demos: mint
-//! and revoke tokens, set or queue faults, ingest late events, read counters.
+//! and revoke tokens, set or queue faults, ingest late events, read counters
+//! and the uuids of every visible event.
 //! It is not part of the 1Password API.
 
 use std::sync::Arc;
@@ -25,6 +26,7 @@ pub fn router() -> Router<Arc<SimState>> {
         .route("/_sim/faults/next", post(push_faults))
         .route("/_sim/events", post(inject))
         .route("/_sim/stats", get(stats))
+        .route("/_sim/uuids", get(uuids))
 }
 
 #[derive(Deserialize)]
@@ -93,6 +95,15 @@ async fn inject(
     };
     let event = state.ingest_new(request.stream, occurred);
     Json(json!({"uuid": event.uuid, "timestamp": format_timestamp(event.occurred)})).into_response()
+}
+
+async fn uuids(State(state): State<Arc<SimState>>) -> Response {
+    let now = now_nanos();
+    let streams: serde_json::Map<String, serde_json::Value> = SimStream::ALL
+        .iter()
+        .map(|s| (s.name().to_owned(), state.store.visible_uuids(*s, now).into()))
+        .collect();
+    Json(streams).into_response()
 }
 
 async fn stats(State(state): State<Arc<SimState>>) -> Response {

@@ -52,6 +52,16 @@ impl Store {
         key.0
     }
 
+    /// The uuids of the events of `stream` visible at `now`, in paging order.
+    pub fn visible_uuids(&self, stream: SimStream, now: i64) -> Vec<String> {
+        self.lock(stream)
+            .events
+            .iter()
+            .take_while(|e| e.ingested <= now)
+            .map(|e| e.uuid.clone())
+            .collect()
+    }
+
     /// Events of `stream` visible at `now`.
     pub fn visible(&self, stream: SimStream, now: i64) -> usize {
         self.lock(stream).events.iter().take_while(|e| e.ingested <= now).count()
