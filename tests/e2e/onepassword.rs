@@ -241,3 +241,137 @@ fn the_token_appears_in_no_log_metric_error_or_validate_output() {
         assert!(!text.contains(&signature), "{name} shows the token's signature");
     }
 }
+
+#[test]
+fn checkpoint_list_and_reset() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sim = start_sim(dir.path(), 50);
+    std::fs::write(dir.path().join("sluice.yaml"), config(&sim, free_port())).expect("config");
+    let mut run = spawn(Path::new("sluice.yaml"), dir.path(), &[]);
+    let caught_up = wait_for(Duration::from_secs(60), || {
+        let committed: u64 = ["signin_attempts", "item_usages", "audit_events"]
+            .iter()
+            .map(|s| committed_events(dir.path(), s))
+            .sum();
+        (committed > 0
+            && delivered(dir.path()).values().map(Vec::len).sum::<usize>() as u64 == committed)
+            .then_some(())
+    });
+    signal(&run, libc::SIGTERM);
+    assert!(wait_exit(&mut run, Duration::from_secs(30)).success());
+    assert!(caught_up.is_some());
+
+    let list = sluice()
+        .args(["checkpoint", "list", "sluice.yaml"])
+        .current_dir(dir.path())
+        .output()
+        .expect("list");
+    let text = String::from_utf8_lossy(&list.stdout);
+    assert!(list.status.success(), "{}", String::from_utf8_lossy(&list.stderr));
+    let item_line = text
+        .lines()
+        .find(|l| l.starts_with("op") && l.contains("item_usages"))
+        .expect("a line per stream");
+    assert!(item_line.contains(" yes "), "{text}");
+    assert!(item_line.contains(&committed_events(dir.path(), "item_usages").to_string()), "{text}");
+
+    let reset = sluice()
+        .args([
+            "checkpoint",
+            "reset",
+            "sluice.yaml",
+            "--source",
+            "op",
+            "--stream",
+            "item_usages",
+            "--start-time",
+            "3d",
+        ])
+        .current_dir(dir.path())
+        .output()
+        .expect("reset");
+    assert!(reset.status.success(), "{}", String::from_utf8_lossy(&reset.stderr));
+    let checkpoint: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join("state/op/item_usages.json")).expect("file"),
+    )
+    .expect("json");
+    assert!(checkpoint["cursor"].is_null() && checkpoint["start_time"].is_string(), "{checkpoint}");
+    let text = String::from_utf8_lossy(
+        &sluice()
+            .args(["checkpoint", "list", "sluice.yaml"])
+            .current_dir(dir.path())
+            .output()
+            .expect("list")
+            .stdout,
+    )
+    .into_owned();
+    assert!(text.lines().any(|l| l.contains("item_usages") && l.contains(" reset ")), "{text}");
+
+    // The next run reads item usages again from three days back, and only them.
+    let before = delivered(dir.path());
+    let mut again = spawn(Path::new("sluice.yaml"), dir.path(), &[]);
+    let item_total = before["item_usages"].len();
+    let redone = wait_for(Duration::from_secs(60), || {
+        (delivered(dir.path())["item_usages"].len() >= 2 * item_total).then_some(())
+    });
+    signal(&again, libc::SIGTERM);
+    assert!(wait_exit(&mut again, Duration::from_secs(30)).success());
+    assert!(redone.is_some(), "item usages are delivered again after the reset");
+    let after = delivered(dir.path());
+    assert_eq!(
+        after["signin_attempts"].len(),
+        before["signin_attempts"].len(),
+        "other streams are untouched"
+    );
+
+    let wrong = sluice()
+        .args(["checkpoint", "reset", "sluice.yaml", "--source", "nope"])
+        .current_dir(dir.path())
+        .output()
+        .expect("reset");
+    assert_eq!(wrong.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&wrong.stderr)
+            .contains("`nope` is not a onepassword source of this config (it has: op)")
+    );
+}
+
+#[test]
+fn demo_prints_events_and_stops_cleanly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut demo = sluice()
+        .args(["demo", "--events", "20"])
+        .current_dir(dir.path())
+        .env("SLUICE_DEMO_API_ADDRESS", format!("127.0.0.1:{}", free_port()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("demo starts");
+    let mut stdout = demo.stdout.take().expect("stdout");
+    let reader = std::thread::spawn(move || {
+        let mut lines = Vec::new();
+        let mut buffered = std::io::BufReader::new(&mut stdout);
+        let mut line = String::new();
+        while std::io::BufRead::read_line(&mut buffered, &mut line).map(|n| n > 0).unwrap_or(false)
+        {
+            lines.push(std::mem::take(&mut line));
+            if lines.len() == 30 {
+                break;
+            }
+        }
+        // Keep draining so the demo never blocks on a full pipe.
+        let _ = std::io::copy(&mut buffered, &mut std::io::sink());
+        lines
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    signal(&demo, libc::SIGINT);
+    let status = wait_exit(&mut demo, Duration::from_secs(30));
+    let stderr = stderr_of(&mut demo);
+    let lines = reader.join().expect("reader");
+    assert!(status.success(), "{stderr}");
+    assert!(lines.len() >= 30, "the demo printed {} events: {stderr}", lines.len());
+    for line in &lines {
+        let event: serde_json::Value = serde_json::from_str(line).expect("a JSON event per line");
+        assert_eq!(event["uuid"].as_str().map(str::len), Some(26), "{line}");
+    }
+}
