@@ -9,6 +9,7 @@ use sluice_core::builtin::{
 use sluice_core::component::{FunctionTransform, Sink, Source};
 use sluice_core::config::{FieldError, RawComponent};
 use sluice_source_onepassword::OnePasswordSourceConfig;
+use sluice_transform_vrl::VrlTransformConfig;
 
 /// Every source type.
 #[derive(Debug, Deserialize)]

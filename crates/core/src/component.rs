@@ -90,6 +90,11 @@ impl Outputs {
         Ok(())
     }
 
+    /// Whether any component reads the named output `port`.
+    pub fn is_consumed(&self, port: &str) -> bool {
+        self.named.get(port).is_some_and(|fanout| !fanout.senders.is_empty())
+    }
+
     /// Send on the named output `port`. A port the component did not declare
     /// is a programming error; its events are dropped with a log line.
     pub async fn send_to(&self, port: &str, events: Vec<Event>) -> Result<(), ClosedError> {
@@ -187,11 +192,15 @@ pub trait Sink: Send {
     fn run(self: Box<Self>, cx: SinkContext) -> ComponentFuture;
 }
 
+/// The named output that receives events a transform failed on.
+pub const DROPPED: &str = "dropped";
+
 /// Where a transform puts its results.
 #[derive(Debug, Default)]
 pub struct TransformOutput {
     default: Vec<Event>,
     named: BTreeMap<String, Vec<Event>>,
+    failed: Vec<Event>,
 }
 
 impl TransformOutput {
@@ -205,8 +214,28 @@ impl TransformOutput {
         self.named.entry(port.to_owned()).or_default().push(event);
     }
 
+    /// Emit an event the transform failed on, annotated with the reason. It
+    /// goes to `<id>.dropped` when a component reads that output, and
+    /// otherwise down the default output, so a failure is never silent.
+    pub fn push_failed(&mut self, event: Event) {
+        self.failed.push(event);
+    }
+
+    /// What was pushed so far: (default and named outputs, failed events). For tests.
+    pub fn take_for_test(&mut self) -> (Vec<Event>, Vec<Event>) {
+        let mut emitted = std::mem::take(&mut self.default);
+        emitted.extend(std::mem::take(&mut self.named).into_values().flatten());
+        (emitted, std::mem::take(&mut self.failed))
+    }
+
     /// Send everything collected, emptying the buffers.
     pub async fn flush(&mut self, outputs: &Outputs) -> Result<(), ClosedError> {
+        let failed = std::mem::take(&mut self.failed);
+        if outputs.is_consumed(DROPPED) {
+            self.named.entry(DROPPED.to_owned()).or_default().extend(failed);
+        } else {
+            self.default.extend(failed);
+        }
         outputs.send(std::mem::take(&mut self.default)).await?;
         for (port, events) in std::mem::take(&mut self.named) {
             outputs.send_to(&port, events).await?;

@@ -1,0 +1,215 @@
+//! GeoIP lookups as VRL functions, backed by MaxMind databases, producing
+//! the fields of Elasticsearch's `geoip` processor:
+//!
+//! - `geoip_city(ip)`: `{city_name, continent_name, country_iso_code,
+//!   country_name, location: {lat, lon}, region_iso_code, region_name}`;
+//! - `geoip_asn(ip)`: `{number, organization: {name}}`.
+//!
+//! An IP that is absent, unparsable or not in the database gives `null`,
+//! never an error; without a configured database, so does every lookup.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use maxminddb::Reader;
+use serde::Deserialize;
+use vrl::compiler::prelude::*;
+use vrl::value::ObjectMap;
+
+/// The databases a transform was configured with.
+#[derive(Default)]
+pub struct GeoIpDatabases {
+    city: Option<Reader<Vec<u8>>>,
+    asn: Option<Reader<Vec<u8>>>,
+}
+
+impl std::fmt::Debug for GeoIpDatabases {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GeoIpDatabases").field("city", &self.city.is_some()).field("asn", &self.asn.is_some()).finish()
+    }
+}
+
+fn open(path: &Path) -> Result<Reader<Vec<u8>>, String> {
+    Reader::open_readfile(path).map_err(|e| format!("cannot open the MaxMind database {}: {e}", path.display()))
+}
+
+impl GeoIpDatabases {
+    /// Open the given databases.
+    pub fn open(city: Option<&Path>, asn: Option<&Path>) -> Result<Self, String> {
+        Ok(Self { city: city.map(open).transpose()?, asn: asn.map(open).transpose()? })
+    }
+
+    /// The `geoip_city` fields of `ip`, if the database knows it.
+    pub fn city(&self, ip: IpAddr) -> Option<Value> {
+        let record: CityRecord = self.city.as_ref()?.lookup(ip).ok()?.decode().ok()??;
+        let mut fields = ObjectMap::new();
+        let mut put = |key: &str, value: Option<Value>| {
+            if let Some(value) = value {
+                fields.insert(key.into(), value);
+            }
+        };
+        put("city_name", record.city.and_then(|c| c.names.english()));
+        put("continent_name", record.continent.and_then(|c| c.names.english()));
+        let country_code = record.country.as_ref().and_then(|c| c.iso_code.clone());
+        put("country_iso_code", country_code.clone().map(Value::from));
+        put("country_name", record.country.and_then(|c| c.names.english()));
+        if let Some(location) = record.location
+            && let (Some(lat), Some(lon)) = (location.latitude, location.longitude)
+        {
+            let mut point = ObjectMap::new();
+            point.insert("lat".into(), Value::from_f64_or_zero(lat));
+            point.insert("lon".into(), Value::from_f64_or_zero(lon));
+            put("location", Some(Value::Object(point)));
+        }
+        if let Some(region) = record.subdivisions.and_then(|s| s.into_iter().next()) {
+            if let (Some(country), Some(code)) = (&country_code, &region.iso_code) {
+                put("region_iso_code", Some(Value::from(format!("{country}-{code}"))));
+            }
+            put("region_name", region.names.english());
+        }
+        (!fields.is_empty()).then_some(Value::Object(fields))
+    }
+
+    /// The `geoip_asn` fields of `ip`, if the database knows it.
+    pub fn asn(&self, ip: IpAddr) -> Option<Value> {
+        let record: AsnRecord = self.asn.as_ref()?.lookup(ip).ok()?.decode().ok()??;
+        let mut fields = ObjectMap::new();
+        if let Some(number) = record.autonomous_system_number {
+            fields.insert("number".into(), Value::from(i64::from(number)));
+        }
+        if let Some(name) = record.autonomous_system_organization {
+            let mut organization = ObjectMap::new();
+            organization.insert("name".into(), Value::from(name));
+            fields.insert("organization".into(), Value::Object(organization));
+        }
+        (!fields.is_empty()).then_some(Value::Object(fields))
+    }
+}
+
+#[derive(Deserialize, Default)]
+struct Names(BTreeMap<String, String>);
+
+impl Names {
+    fn english(self) -> Option<Value> {
+        self.0.get("en").map(|name| Value::from(name.as_str()))
+    }
+}
+
+#[derive(Deserialize)]
+struct Named {
+    #[serde(default)]
+    names: Names,
+    #[serde(default)]
+    iso_code: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Location {
+    latitude: Option<f64>,
+    longitude: Option<f64>,
+}
+
+#[derive(Deserialize)]
+struct CityRecord {
+    city: Option<Named>,
+    continent: Option<Named>,
+    country: Option<Named>,
+    location: Option<Location>,
+    subdivisions: Option<Vec<Named>>,
+}
+
+#[derive(Deserialize)]
+struct AsnRecord {
+    autonomous_system_number: Option<u32>,
+    autonomous_system_organization: Option<String>,
+}
+
+/// Which lookup a function does.
+#[derive(Clone, Copy, Debug)]
+enum Kind_ {
+    City,
+    Asn,
+}
+
+/// `geoip_city` or `geoip_asn`.
+#[derive(Clone, Debug)]
+pub struct GeoIpFunction {
+    kind: Kind_,
+    databases: Arc<GeoIpDatabases>,
+}
+
+impl GeoIpFunction {
+    /// Both functions over `databases`.
+    pub fn all(databases: Arc<GeoIpDatabases>) -> Vec<Box<dyn Function>> {
+        vec![
+            Box::new(Self { kind: Kind_::City, databases: databases.clone() }),
+            Box::new(Self { kind: Kind_::Asn, databases }),
+        ]
+    }
+}
+
+const PARAMETERS: &[Parameter] = &[Parameter::required("value", kind::ANY, "The IP address (a string); anything else gives null.")];
+
+impl Function for GeoIpFunction {
+    fn identifier(&self) -> &'static str {
+        match self.kind {
+            Kind_::City => "geoip_city",
+            Kind_::Asn => "geoip_asn",
+        }
+    }
+
+    fn usage(&self) -> &'static str {
+        match self.kind {
+            Kind_::City => "Looks the IP address up in the transform's GeoIP City database: the fields of Elasticsearch's geoip processor, or null.",
+            Kind_::Asn => "Looks the IP address up in the transform's GeoIP ASN database: {number, organization: {name}}, or null.",
+        }
+    }
+
+    fn category(&self) -> &'static str {
+        "Enrich"
+    }
+
+    fn return_kind(&self) -> u16 {
+        kind::OBJECT | kind::NULL
+    }
+
+    fn examples(&self) -> &'static [Example] {
+        &[]
+    }
+
+    fn parameters(&self) -> &'static [Parameter] {
+        PARAMETERS
+    }
+
+    fn compile(&self, _state: &state::TypeState, _ctx: &mut FunctionCompileContext, arguments: ArgumentList) -> Compiled {
+        let value = arguments.required("value");
+        Ok(GeoIpCall { function: self.clone(), value }.as_expr())
+    }
+}
+
+#[derive(Debug, Clone)]
+struct GeoIpCall {
+    function: GeoIpFunction,
+    value: Box<dyn Expression>,
+}
+
+impl FunctionExpression for GeoIpCall {
+    fn resolve(&self, ctx: &mut Context) -> Resolved {
+        let value = self.value.resolve(ctx)?;
+        let ip = match &value {
+            Value::Bytes(_) => value.to_string_lossy().trim().parse::<IpAddr>().ok(),
+            _ => None,
+        };
+        let found = ip.and_then(|ip| match self.function.kind {
+            Kind_::City => self.function.databases.city(ip),
+            Kind_::Asn => self.function.databases.asn(ip),
+        });
+        Ok(found.unwrap_or(Value::Null))
+    }
+
+    fn type_def(&self, _: &TypeState) -> TypeDef {
+        TypeDef::object(Collection::any()).or_null().infallible()
+    }
+}

@@ -1,0 +1,16 @@
+//! sluice-transform-vrl: the `vrl` transform, the only crate that pulls the
+//! VRL compiler and standard library.
+//!
+//! - [`config`]: settings; validation reads and compiles the program once;
+//! - [`transform`]: runs it per event within a time budget, and turns an
+//!   event it fails on into an annotated `pipeline_error` document for
+//!   `<id>.dropped`;
+//! - [`geoip`]: sluice's own VRL functions `geoip_city` and `geoip_asn`.
+#![deny(missing_docs)]
+
+pub mod config;
+pub mod geoip;
+pub mod transform;
+
+pub use config::{GeoIpConfig, VrlTransformConfig};
+pub use transform::VrlTransform;

@@ -1,0 +1,174 @@
+//! Running a compiled program on each event, within a time budget; events
+//! it fails on become annotated `pipeline_error` documents on `<id>.dropped`.
+
+use std::ops::ControlFlow;
+use std::time::{Duration, Instant};
+
+use sluice_core::component::{FunctionTransform, TransformOutput};
+use sluice_core::metrics::{ComponentMetrics, Stage};
+use sluice_core::{Event, EventMetadata};
+use vrl::compiler::runtime::{Runtime, Terminate};
+use vrl::compiler::{Program, TargetValue, TimeZone};
+use vrl::value::{ObjectMap, Secrets, Value};
+
+/// How often the budget is checked, in VRL execution checkpoints.
+const BUDGET_CHECK_EVERY: u32 = 16;
+/// At most one error log line per transform in this window.
+const LOG_WINDOW: Duration = Duration::from_secs(10);
+
+/// A compiled `vrl` transform.
+pub struct VrlTransform {
+    id: String,
+    program: Program,
+    runtime: Runtime,
+    timezone: TimeZone,
+    budget: Duration,
+    metrics: Option<ComponentMetrics>,
+    last_log: Option<Instant>,
+    suppressed: u64,
+}
+
+impl std::fmt::Debug for VrlTransform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VrlTransform").field("id", &self.id).field("budget", &self.budget).finish()
+    }
+}
+
+/// Why an event failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// A runtime error (a fallible call that failed).
+    Error,
+    /// The program called `abort`.
+    Abort,
+    /// The program ran past its time budget.
+    Budget,
+}
+
+impl Failure {
+    fn error_type(self) -> &'static str {
+        match self {
+            Self::Error => "vrl_error",
+            Self::Abort => "vrl_abort",
+            Self::Budget => "vrl_budget",
+        }
+    }
+}
+
+/// The metadata a program sees: `%sluice.stream`, `%sluice.source_id`, `%sluice.original`.
+pub fn metadata_of(meta: &EventMetadata) -> Value {
+    let mut sluice = ObjectMap::new();
+    if let Some(stream) = meta.stream {
+        sluice.insert("stream".into(), Value::from(stream.as_str()));
+    }
+    if let Some(source) = &meta.source_id {
+        sluice.insert("source_id".into(), Value::from(source.as_ref()));
+    }
+    if let Some(raw) = &meta.raw {
+        sluice.insert("original".into(), Value::Bytes(raw.clone()));
+    }
+    let mut root = ObjectMap::new();
+    root.insert("sluice".into(), Value::Object(sluice));
+    Value::Object(root)
+}
+
+impl VrlTransform {
+    pub(crate) fn new(id: &str, program: Program, budget: Duration) -> Self {
+        Self {
+            id: id.to_owned(),
+            program,
+            runtime: Runtime::default(),
+            timezone: TimeZone::default(),
+            budget,
+            metrics: None,
+            last_log: None,
+            suppressed: 0,
+        }
+    }
+
+    /// Run the program on one value; the result or why it failed.
+    pub fn run(&mut self, value: Value, metadata: Value) -> Result<Value, (Failure, String, Value)> {
+        let mut target = TargetValue { value, metadata, secrets: Secrets::default() };
+        let started = Instant::now();
+        let budget = self.budget;
+        let mut ticks = 0_u32;
+        let mut control = || {
+            ticks = ticks.wrapping_add(1);
+            if ticks % BUDGET_CHECK_EVERY == 0 && started.elapsed() > budget {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        };
+        let result = self.runtime.resolve_with_control(&mut target, &self.program, &self.timezone, &mut control);
+        self.runtime.clear();
+        match result {
+            Ok(_) => Ok(target.value),
+            Err(Terminate::Interrupted) => {
+                Err((Failure::Budget, format!("the program ran longer than its budget of {budget:?}"), target.value))
+            }
+            Err(Terminate::Abort(error)) => Err((Failure::Abort, error.to_string(), target.value)),
+            Err(Terminate::Error(error)) => Err((Failure::Error, error.to_string(), target.value)),
+        }
+    }
+
+    fn log(&mut self, failure: Failure, message: &str) {
+        let now = Instant::now();
+        if self.last_log.is_some_and(|at| now.duration_since(at) < LOG_WINDOW) {
+            self.suppressed += 1;
+            return;
+        }
+        let suppressed = std::mem::take(&mut self.suppressed);
+        self.last_log = Some(now);
+        tracing::error!(component = %self.id, error_type = failure.error_type(), error = message, suppressed, "the VRL program failed on an event; it goes to `{}.dropped`", self.id);
+    }
+
+    /// The document a failed event becomes: Elastic's `pipeline_error` shape,
+    /// with the raw item in `event.original`.
+    fn failed_event(&self, meta: EventMetadata, partial: Value, failure: Failure, message: String) -> Event {
+        let original = match &meta.raw {
+            Some(raw) => Value::Bytes(raw.clone()),
+            None => Value::from(serde_json::to_string(&partial).unwrap_or_default()),
+        };
+        let mut event = ObjectMap::new();
+        event.insert("kind".into(), Value::from("pipeline_error"));
+        event.insert("original".into(), original);
+        if let Some(stream) = meta.stream {
+            event.insert("dataset".into(), Value::from(format!("1password.{stream}")));
+        }
+        let mut error = ObjectMap::new();
+        error.insert("message".into(), Value::Array(vec![Value::from(message)]));
+        error.insert("type".into(), Value::from(failure.error_type()));
+        let mut sluice = ObjectMap::new();
+        sluice.insert("component_id".into(), Value::from(self.id.as_str()));
+        let mut root = ObjectMap::new();
+        root.insert("@timestamp".into(), Value::from(chrono_now()));
+        root.insert("event".into(), Value::Object(event));
+        root.insert("error".into(), Value::Object(error));
+        root.insert("sluice".into(), Value::Object(sluice));
+        root.insert("tags".into(), Value::Array(vec![Value::from("preserve_original_event")]));
+        Event { value: Value::Object(root), meta }
+    }
+}
+
+fn chrono_now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+impl FunctionTransform for VrlTransform {
+    fn transform(&mut self, event: Event, out: &mut TransformOutput) {
+        let Event { value, meta } = event;
+        match self.run(value, metadata_of(&meta)) {
+            Ok(value) => out.push(Event { value, meta }),
+            Err((failure, message, partial)) => {
+                let id = self.id.clone();
+                self.metrics.get_or_insert_with(|| ComponentMetrics::new(&id, "transform", "vrl")).error(Stage::Processing, failure.error_type());
+                self.log(failure, &message);
+                out.push_failed(self.failed_event(meta, partial, failure, message));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,85 @@
+use std::path::Path;
+
+use sluice_core::component::TransformOutput;
+use sluice_core::{Event, Stream};
+
+use super::*;
+use crate::config::VrlTransformConfig;
+
+fn transform(source: &str) -> VrlTransform {
+    let config = VrlTransformConfig { source: Some(source.into()), file: None, files: None, geoip: Default::default(), event_budget_ms: 50 };
+    config.validate(Path::new("."), "t").expect("compiles")
+}
+
+fn event(json: &str, stream: Stream) -> Event {
+    let mut event = Event::from_json(bytes::Bytes::copy_from_slice(json.as_bytes())).expect("json");
+    event.meta.stream = Some(stream);
+    event
+}
+
+fn json(value: &Value) -> serde_json::Value {
+    serde_json::to_value(value).expect("json")
+}
+
+#[test]
+fn metadata_reaches_the_program() {
+    let mut t = transform(".stream = %sluice.stream\n.original = %sluice.original");
+    let mut out = TransformOutput::default();
+    t.transform(event(r#"{"a":1}"#, Stream::AuditEvents), &mut out);
+    let (events, _) = out.take_for_test();
+    assert_eq!(json(&events[0].value), serde_json::json!({"a": 1, "stream": "audit_events", "original": "{\"a\":1}"}));
+}
+
+#[test]
+fn errors_and_aborts_become_pipeline_error_documents() {
+    let mut t = transform("if .n == 2 { abort \"two is not allowed\" }\n.x = to_int!(.s)");
+    let mut out = TransformOutput::default();
+    t.transform(event(r#"{"n":1,"s":"5"}"#, Stream::ItemUsages), &mut out);
+    t.transform(event(r#"{"n":2,"s":"5"}"#, Stream::ItemUsages), &mut out);
+    t.transform(event(r#"{"n":3,"s":"five"}"#, Stream::ItemUsages), &mut out);
+    let (ok, failed) = out.take_for_test();
+    assert_eq!(json(&ok[0].value)["x"], 5);
+    assert_eq!(failed.len(), 2);
+    let abort = json(&failed[0].value);
+    assert_eq!(abort["event"]["kind"], "pipeline_error");
+    assert_eq!(abort["event"]["original"], "{\"n\":2,\"s\":\"5\"}");
+    assert_eq!(abort["event"]["dataset"], "1password.item_usages");
+    assert_eq!(abort["error"]["type"], "vrl_abort");
+    assert!(abort["error"]["message"][0].as_str().expect("message").contains("two is not allowed"), "{abort}");
+    assert_eq!(abort["sluice"]["component_id"], "t");
+    let error = json(&failed[1].value);
+    assert_eq!(error["error"]["type"], "vrl_error");
+    assert!(error["error"]["message"][0].as_str().expect("message").contains("five"), "{error}");
+}
+
+#[test]
+fn a_program_past_its_budget_is_interrupted() {
+    let config = VrlTransformConfig {
+        source: Some("x = 0\nfor_each(range!(0, 100000)) -> |_i, _v| { for_each(range!(0, 100000)) -> |_j, w| { x = x + w } }\n.x = x".into()),
+        file: None,
+        files: None,
+        geoip: Default::default(),
+        event_budget_ms: 5,
+    };
+    let mut t = config.validate(Path::new("."), "slow").expect("compiles");
+    let mut out = TransformOutput::default();
+    let started = Instant::now();
+    t.transform(event(r#"{"a":1}"#, Stream::AuditEvents), &mut out);
+    assert!(started.elapsed() < Duration::from_secs(2), "stopped early: {:?}", started.elapsed());
+    let (ok, failed) = out.take_for_test();
+    assert!(ok.is_empty());
+    assert_eq!(json(&failed[0].value)["error"]["type"], "vrl_budget", "{}", json(&failed[0].value));
+}
+
+#[test]
+fn a_compile_error_renders_the_diagnostic_with_its_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("bad.vrl"), ".a = 1\n.b = no_such_function(.c)\n").expect("write");
+    let config = VrlTransformConfig { source: None, file: Some("bad.vrl".into()), files: None, geoip: Default::default(), event_budget_ms: 50 };
+    let errors = config.validate(dir.path(), "t").expect_err("syntax error");
+    let message = &errors[0].message;
+    assert_eq!(errors[0].field, Some("file"));
+    assert!(message.starts_with(&format!("the VRL program in {} does not compile:", dir.path().join("bad.vrl").display())), "{message}");
+    assert!(message.contains(&format!("┌─ {}:2:6", dir.path().join("bad.vrl").display())), "{message}");
+    assert!(message.contains("2 │ .b = no_such_function(.c)"), "{message}");
+}
