@@ -46,25 +46,34 @@ impl SourceConfig {
     }
 }
 
-/// Every transform type. None is built in yet; the VRL transform lands here.
+/// Every transform type.
 #[derive(Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
-pub enum TransformConfig {}
+pub enum TransformConfig {
+    /// A VRL program (the ECS mapping is one).
+    Vrl(VrlTransformConfig),
+}
 
 impl TransformConfig {
     pub fn type_name(&self) -> &'static str {
-        match *self {}
+        match self {
+            Self::Vrl(_) => "vrl",
+        }
     }
 
     pub fn outputs(&self) -> Vec<String> {
-        match *self {}
+        match self {
+            Self::Vrl(_) => sluice_transform_vrl::config::outputs(),
+        }
     }
 
     pub fn validate(
         self,
-        _raw: &RawComponent,
+        raw: &RawComponent,
     ) -> Result<Box<dyn FunctionTransform>, Vec<FieldError>> {
-        match self {}
+        match self {
+            Self::Vrl(config) => Ok(Box::new(config.validate(raw.dir(), &raw.id)?)),
+        }
     }
 }
 

@@ -68,12 +68,21 @@ impl VrlTransformConfig {
         let read = |field: &'static str, path: &PathBuf| {
             let path = dir.join(path);
             std::fs::read_to_string(&path)
-                .map_err(|e| FieldError::new(field, format!("cannot read the VRL program {}: {e}", path.display())))
+                .map_err(|e| {
+                    FieldError::new(
+                        field,
+                        format!("cannot read the VRL program {}: {e}", path.display()),
+                    )
+                })
                 .map(|text| (text, path.display().to_string()))
         };
         match (&self.source, &self.file, &self.files) {
-            (Some(source), None, None) => Ok(ProgramText { text: source.clone(), origin: "the inline source".into() }),
-            (None, Some(file), None) => read("file", file).map(|(text, origin)| ProgramText { text, origin }),
+            (Some(source), None, None) => {
+                Ok(ProgramText { text: source.clone(), origin: "the inline source".into() })
+            }
+            (None, Some(file), None) => {
+                read("file", file).map(|(text, origin)| ProgramText { text, origin })
+            }
             (None, None, Some(files)) if !files.is_empty() => {
                 let mut text = String::new();
                 let mut origins = Vec::new();
@@ -85,7 +94,10 @@ impl VrlTransformConfig {
                 }
                 Ok(ProgramText { text, origin: format!("{} (joined)", origins.join(" + ")) })
             }
-            _ => Err(FieldError { field: None, message: "set exactly one of `source`, `file` or `files`".into() }),
+            _ => Err(FieldError {
+                field: None,
+                message: "set exactly one of `source`, `file` or `files`".into(),
+            }),
         }
     }
 
@@ -99,21 +111,41 @@ impl VrlTransformConfig {
         )
         .map_err(|message| vec![FieldError::new("geoip", message)])?;
         let functions = functions(Arc::new(geoip));
-        let compiled = vrl::compiler::compile_with_state(&program.text, &functions, &TypeState::default(), CompileConfig::default())
-            .map_err(|diagnostics| {
-                // vrl renders `┌─ :line:col`; name the program there.
-                let rendered = Formatter::new(&program.text, diagnostics).to_string().replace("┌─ :", &format!("┌─ {}:", program.origin));
-                vec![FieldError::new(
-                    if self.source.is_some() { "source" } else if self.file.is_some() { "file" } else { "files" },
-                    format!("the VRL program in {} does not compile:\n{}", program.origin, indent(&rendered)),
-                )]
-            })?;
+        let compiled = vrl::compiler::compile_with_state(
+            &program.text,
+            &functions,
+            &TypeState::default(),
+            CompileConfig::default(),
+        )
+        .map_err(|diagnostics| {
+            // vrl renders `┌─ :line:col`; name the program there.
+            let rendered = Formatter::new(&program.text, diagnostics)
+                .to_string()
+                .replace("┌─ :", &format!("┌─ {}:", program.origin));
+            vec![FieldError::new(
+                if self.source.is_some() {
+                    "source"
+                } else if self.file.is_some() {
+                    "file"
+                } else {
+                    "files"
+                },
+                format!(
+                    "the VRL program in {} does not compile:\n{}",
+                    program.origin,
+                    indent(&rendered)
+                ),
+            )]
+        })?;
         if !compiled.warnings.is_empty() {
             let rendered = Formatter::new(&program.text, compiled.warnings).to_string();
             tracing::warn!(component = id, program = %program.origin, "VRL warnings:\n{rendered}");
         }
         if self.event_budget_ms == 0 {
-            return Err(vec![FieldError::new("event_budget_ms", "event_budget_ms must be at least 1")]);
+            return Err(vec![FieldError::new(
+                "event_budget_ms",
+                "event_budget_ms must be at least 1",
+            )]);
         }
         Ok(VrlTransform::new(id, compiled.program, Duration::from_millis(self.event_budget_ms)))
     }

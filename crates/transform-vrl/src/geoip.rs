@@ -27,12 +27,16 @@ pub struct GeoIpDatabases {
 
 impl std::fmt::Debug for GeoIpDatabases {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GeoIpDatabases").field("city", &self.city.is_some()).field("asn", &self.asn.is_some()).finish()
+        f.debug_struct("GeoIpDatabases")
+            .field("city", &self.city.is_some())
+            .field("asn", &self.asn.is_some())
+            .finish()
     }
 }
 
 fn open(path: &Path) -> Result<Reader<Vec<u8>>, String> {
-    Reader::open_readfile(path).map_err(|e| format!("cannot open the MaxMind database {}: {e}", path.display()))
+    Reader::open_readfile(path)
+        .map_err(|e| format!("cannot open the MaxMind database {}: {e}", path.display()))
 }
 
 impl GeoIpDatabases {
@@ -88,12 +92,16 @@ impl GeoIpDatabases {
     }
 }
 
-#[derive(Deserialize, Default)]
-struct Names(BTreeMap<String, String>);
+/// Localised names; the geoip processor reports the English one.
+type Names = BTreeMap<String, String>;
 
-impl Names {
+trait English {
+    fn english(self) -> Option<Value>;
+}
+
+impl English for Names {
     fn english(self) -> Option<Value> {
-        self.0.get("en").map(|name| Value::from(name.as_str()))
+        self.get("en").map(|name| Value::from(name.as_str()))
     }
 }
 
@@ -150,7 +158,11 @@ impl GeoIpFunction {
     }
 }
 
-const PARAMETERS: &[Parameter] = &[Parameter::required("value", kind::ANY, "The IP address (a string); anything else gives null.")];
+const PARAMETERS: &[Parameter] = &[Parameter::required(
+    "value",
+    kind::ANY,
+    "The IP address (a string); anything else gives null.",
+)];
 
 impl Function for GeoIpFunction {
     fn identifier(&self) -> &'static str {
@@ -162,8 +174,12 @@ impl Function for GeoIpFunction {
 
     fn usage(&self) -> &'static str {
         match self.kind {
-            Kind_::City => "Looks the IP address up in the transform's GeoIP City database: the fields of Elasticsearch's geoip processor, or null.",
-            Kind_::Asn => "Looks the IP address up in the transform's GeoIP ASN database: {number, organization: {name}}, or null.",
+            Kind_::City => {
+                "Looks the IP address up in the transform's GeoIP City database: the fields of Elasticsearch's geoip processor, or null."
+            }
+            Kind_::Asn => {
+                "Looks the IP address up in the transform's GeoIP ASN database: {number, organization: {name}}, or null."
+            }
         }
     }
 
@@ -183,7 +199,12 @@ impl Function for GeoIpFunction {
         PARAMETERS
     }
 
-    fn compile(&self, _state: &state::TypeState, _ctx: &mut FunctionCompileContext, arguments: ArgumentList) -> Compiled {
+    fn compile(
+        &self,
+        _state: &state::TypeState,
+        _ctx: &mut FunctionCompileContext,
+        arguments: ArgumentList,
+    ) -> Compiled {
         let value = arguments.required("value");
         Ok(GeoIpCall { function: self.clone(), value }.as_expr())
     }
@@ -199,7 +220,9 @@ impl FunctionExpression for GeoIpCall {
     fn resolve(&self, ctx: &mut Context) -> Resolved {
         let value = self.value.resolve(ctx)?;
         let ip = match &value {
-            Value::Bytes(_) => value.to_string_lossy().trim().parse::<IpAddr>().ok(),
+            Value::Bytes(_) | Value::String(_) => {
+                value.to_string_lossy().trim().parse::<IpAddr>().ok()
+            }
             _ => None,
         };
         let found = ip.and_then(|ip| match self.function.kind {

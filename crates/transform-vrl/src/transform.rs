@@ -87,7 +87,11 @@ impl VrlTransform {
     }
 
     /// Run the program on one value; the result or why it failed.
-    pub fn run(&mut self, value: Value, metadata: Value) -> Result<Value, (Failure, String, Value)> {
+    pub fn run(
+        &mut self,
+        value: Value,
+        metadata: Value,
+    ) -> Result<Value, (Failure, String, Value)> {
         let mut target = TargetValue { value, metadata, secrets: Secrets::default() };
         let started = Instant::now();
         let budget = self.budget;
@@ -100,13 +104,20 @@ impl VrlTransform {
                 ControlFlow::Continue(())
             }
         };
-        let result = self.runtime.resolve_with_control(&mut target, &self.program, &self.timezone, &mut control);
+        let result = self.runtime.resolve_with_control(
+            &mut target,
+            &self.program,
+            &self.timezone,
+            &mut control,
+        );
         self.runtime.clear();
         match result {
             Ok(_) => Ok(target.value),
-            Err(Terminate::Interrupted) => {
-                Err((Failure::Budget, format!("the program ran longer than its budget of {budget:?}"), target.value))
-            }
+            Err(Terminate::Interrupted) => Err((
+                Failure::Budget,
+                format!("the program ran longer than its budget of {budget:?}"),
+                target.value,
+            )),
             Err(Terminate::Abort(error)) => Err((Failure::Abort, error.to_string(), target.value)),
             Err(Terminate::Error(error)) => Err((Failure::Error, error.to_string(), target.value)),
         }
@@ -125,7 +136,13 @@ impl VrlTransform {
 
     /// The document a failed event becomes: Elastic's `pipeline_error` shape,
     /// with the raw item in `event.original`.
-    fn failed_event(&self, meta: EventMetadata, partial: Value, failure: Failure, message: String) -> Event {
+    fn failed_event(
+        &self,
+        meta: EventMetadata,
+        partial: Value,
+        failure: Failure,
+        message: String,
+    ) -> Event {
         let original = match &meta.raw {
             Some(raw) => Value::Bytes(raw.clone()),
             None => Value::from(serde_json::to_string(&partial).unwrap_or_default()),
@@ -162,7 +179,9 @@ impl FunctionTransform for VrlTransform {
             Ok(value) => out.push(Event { value, meta }),
             Err((failure, message, partial)) => {
                 let id = self.id.clone();
-                self.metrics.get_or_insert_with(|| ComponentMetrics::new(&id, "transform", "vrl")).error(Stage::Processing, failure.error_type());
+                self.metrics
+                    .get_or_insert_with(|| ComponentMetrics::new(&id, "transform", "vrl"))
+                    .error(Stage::Processing, failure.error_type());
                 self.log(failure, &message);
                 out.push_failed(self.failed_event(meta, partial, failure, message));
             }

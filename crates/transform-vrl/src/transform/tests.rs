@@ -7,7 +7,13 @@ use super::*;
 use crate::config::VrlTransformConfig;
 
 fn transform(source: &str) -> VrlTransform {
-    let config = VrlTransformConfig { source: Some(source.into()), file: None, files: None, geoip: Default::default(), event_budget_ms: 50 };
+    let config = VrlTransformConfig {
+        source: Some(source.into()),
+        file: None,
+        files: None,
+        geoip: Default::default(),
+        event_budget_ms: 50,
+    };
     config.validate(Path::new("."), "t").expect("compiles")
 }
 
@@ -27,7 +33,10 @@ fn metadata_reaches_the_program() {
     let mut out = TransformOutput::default();
     t.transform(event(r#"{"a":1}"#, Stream::AuditEvents), &mut out);
     let (events, _) = out.take_for_test();
-    assert_eq!(json(&events[0].value), serde_json::json!({"a": 1, "stream": "audit_events", "original": "{\"a\":1}"}));
+    assert_eq!(
+        json(&events[0].value),
+        serde_json::json!({"a": 1, "stream": "audit_events", "original": "{\"a\":1}"})
+    );
 }
 
 #[test]
@@ -45,7 +54,10 @@ fn errors_and_aborts_become_pipeline_error_documents() {
     assert_eq!(abort["event"]["original"], "{\"n\":2,\"s\":\"5\"}");
     assert_eq!(abort["event"]["dataset"], "1password.item_usages");
     assert_eq!(abort["error"]["type"], "vrl_abort");
-    assert!(abort["error"]["message"][0].as_str().expect("message").contains("two is not allowed"), "{abort}");
+    assert!(
+        abort["error"]["message"][0].as_str().expect("message").contains("two is not allowed"),
+        "{abort}"
+    );
     assert_eq!(abort["sluice"]["component_id"], "t");
     let error = json(&failed[1].value);
     assert_eq!(error["error"]["type"], "vrl_error");
@@ -74,12 +86,28 @@ fn a_program_past_its_budget_is_interrupted() {
 #[test]
 fn a_compile_error_renders_the_diagnostic_with_its_line() {
     let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(dir.path().join("bad.vrl"), ".a = 1\n.b = no_such_function(.c)\n").expect("write");
-    let config = VrlTransformConfig { source: None, file: Some("bad.vrl".into()), files: None, geoip: Default::default(), event_budget_ms: 50 };
+    std::fs::write(dir.path().join("bad.vrl"), ".a = 1\n.b = no_such_function(.c)\n")
+        .expect("write");
+    let config = VrlTransformConfig {
+        source: None,
+        file: Some("bad.vrl".into()),
+        files: None,
+        geoip: Default::default(),
+        event_budget_ms: 50,
+    };
     let errors = config.validate(dir.path(), "t").expect_err("syntax error");
     let message = &errors[0].message;
     assert_eq!(errors[0].field, Some("file"));
-    assert!(message.starts_with(&format!("the VRL program in {} does not compile:", dir.path().join("bad.vrl").display())), "{message}");
-    assert!(message.contains(&format!("┌─ {}:2:6", dir.path().join("bad.vrl").display())), "{message}");
+    assert!(
+        message.starts_with(&format!(
+            "the VRL program in {} does not compile:",
+            dir.path().join("bad.vrl").display()
+        )),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!("┌─ {}:2:6", dir.path().join("bad.vrl").display())),
+        "{message}"
+    );
     assert!(message.contains("2 │ .b = no_such_function(.c)"), "{message}");
 }
