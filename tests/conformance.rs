@@ -41,40 +41,11 @@ fn map(transform: &mut VrlTransform, stream: &str, raw: &str) -> (Value, bool) {
     (serde_json::to_value(&event.value).expect("JSON"), failed_now)
 }
 
-/// Every difference between two documents, as `path: problem` lines.
-fn diff(path: &str, expected: &Value, actual: &Value, out: &mut Vec<String>) {
-    match (expected, actual) {
-        (Value::Object(e), Value::Object(a)) => {
-            for (key, value) in e {
-                let here = format!("{path}.{key}");
-                match a.get(key) {
-                    None => out.push(format!("{here}: missing (expected {value})")),
-                    Some(actual) => diff(&here, value, actual, out),
-                }
-            }
-            for (key, value) in a {
-                if !e.contains_key(key) {
-                    out.push(format!("{path}.{key}: extra ({value})"));
-                }
-            }
-        }
-        (Value::Array(e), Value::Array(a)) if e.len() == a.len() => {
-            for (index, (e, a)) in e.iter().zip(a).enumerate() {
-                diff(&format!("{path}[{index}]"), e, a, out);
-            }
-        }
-        // Numbers compare by value and type: 29518 is not 29518.0.
-        (e, a) if e != a || e.is_f64() != a.is_f64() => {
-            out.push(format!("{path}: expected {e}, got {a}"))
-        }
-        _ => {}
-    }
-}
-
 fn assert_same(case: &str, expected: &Value, actual: &Value) -> Vec<String> {
-    let mut problems = Vec::new();
-    diff("", expected, actual, &mut problems);
-    problems.into_iter().map(|p| format!("{case}: {p}")).collect()
+    sluice_core::diff::json_diff(expected, actual)
+        .into_iter()
+        .map(|p| format!("{case}: {p}"))
+        .collect()
 }
 
 mod geoip_fixture {

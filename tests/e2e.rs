@@ -10,4 +10,5 @@ mod e2e {
     mod onepassword;
     mod sim;
     mod validate;
+    mod vrl;
 }

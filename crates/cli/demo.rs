@@ -3,7 +3,6 @@
 //! to a temporary file and runs the embedded pipelines/demo.yaml against it.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -14,8 +13,9 @@ use sluice_onepassword_sim::{SimConfig, Simulator};
 use crate::plan::plan;
 use crate::run::{block_on, run_plan, warn_all};
 
-/// The demo topology, built into the binary.
+/// The demo topology and its ECS mapping, built into the binary.
 const DEMO_YAML: &str = include_str!("../../pipelines/demo.yaml");
+const ECS_VRL: &str = include_str!("../../pipelines/vrl/ecs.vrl");
 
 /// Options of `sluice demo`.
 #[derive(Debug, clap::Args)]
@@ -57,7 +57,11 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
                 .map(|(_, value)| value.clone())
                 .or_else(|| std::env::var(name).ok())
         };
-        let raw = load_str(Path::new("pipelines/demo.yaml"), DEMO_YAML, &lookup);
+        // The embedded files are laid out as in pipelines/, so relative paths hold.
+        std::fs::create_dir_all(dir.path().join("vrl"))?;
+        std::fs::write(dir.path().join("vrl/ecs.vrl"), ECS_VRL)?;
+        let mut raw = load_str(&dir.path().join("demo.yaml"), DEMO_YAML, &lookup);
+        raw.tests.clear();
         let plan = plan(raw)
             .map_err(|err| anyhow::anyhow!("the embedded demo pipeline is invalid:\n{err}"))?;
         warn_all(&plan);

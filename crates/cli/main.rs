@@ -13,6 +13,7 @@ mod plan;
 mod registry;
 mod run;
 mod sim;
+mod unit_test;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -63,6 +64,13 @@ enum Command {
         #[arg(long)]
         network: bool,
     },
+    /// Run the `tests:` blocks of configs: raw events inserted at a transform,
+    /// checked with VRL conditions or an expected document. Exits 1 if any fails.
+    Test {
+        /// Config files, merged in order (at least one).
+        #[arg(required = true, value_name = "CONFIG")]
+        configs: Vec<PathBuf>,
+    },
     /// Serve a simulator of the 1Password Events API (for tests, demos and
     /// docker-compose): generated or fixture events, tokens, cursors, rate
     /// limits and faults. Runs until SIGINT or SIGTERM.
@@ -90,6 +98,7 @@ fn main() -> ExitCode {
         Command::Run { configs, shutdown_timeout } => run::run(&configs, shutdown_timeout),
         Command::Validate { configs, network } => run::validate(&configs, network),
         Command::Sim(args) => sim::run(&args),
+        Command::Test { configs } => unit_test::run(&configs),
         Command::Demo(args) => demo::run(&args),
         Command::Checkpoint(command) => checkpoint::run(&command),
     };

@@ -12,6 +12,7 @@
 //! - [`config`]: YAML loading, environment variables, positioned errors;
 //! - [`metrics`], [`health`]: what `/metrics` and `/health` report;
 //! - [`checkpoint`]: atomic checkpoint files; [`secret`]: redacted secrets;
+//! - [`diff`]: field-by-field differences between JSON documents;
 //! - [`builtin`]: the file source and the console, file and blackhole sinks.
 #![deny(missing_docs)]
 
@@ -20,6 +21,7 @@ pub mod builtin;
 pub mod checkpoint;
 pub mod component;
 pub mod config;
+pub mod diff;
 pub mod event;
 pub mod health;
 pub mod metrics;

@@ -2,12 +2,14 @@
 //! VRL compiler and standard library.
 //!
 //! - [`config`]: settings; validation reads and compiles the program once;
+//! - [`condition`]: VRL conditions for `sluice test`;
 //! - [`transform`]: runs it per event within a time budget, and turns an
 //!   event it fails on into an annotated `pipeline_error` document for
 //!   `<id>.dropped`;
 //! - [`geoip`]: sluice's own VRL functions `geoip_city` and `geoip_asn`.
 #![deny(missing_docs)]
 
+pub mod condition;
 pub mod config;
 pub mod geoip;
 pub mod transform;

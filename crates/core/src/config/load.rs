@@ -10,7 +10,7 @@ use super::{
     ApiConfig, ComponentKind, Diagnostic, FileContext, Input, Locator, RawComponent, RawConfig, Seg,
 };
 
-const TOP_LEVEL_KEYS: &str = "data_dir, api, sources, transforms, sinks";
+const TOP_LEVEL_KEYS: &str = "data_dir, api, sources, transforms, sinks, tests";
 
 /// Load and merge `paths`, substituting variables from the process environment.
 pub fn load_files(paths: &[PathBuf]) -> RawConfig {
@@ -107,6 +107,13 @@ impl Loader<'_> {
                 "sources" => self.add_components(&file, ComponentKind::Source, value),
                 "transforms" => self.add_components(&file, ComponentKind::Transform, value),
                 "sinks" => self.add_components(&file, ComponentKind::Sink, value),
+                "tests" => match value {
+                    Value::Sequence(tests) => {
+                        self.config.tests.extend(tests.into_iter().map(|test| (test, at.clone())))
+                    }
+                    Value::Null => {}
+                    _ => self.errors.push(Diagnostic::at(at, "`tests` must be a list of tests")),
+                },
                 other => self.errors.push(Diagnostic::at(
                     at,
                     format!("unknown top-level key `{other}`, expected one of {TOP_LEVEL_KEYS}"),
@@ -297,9 +304,16 @@ impl Loader<'_> {
     }
 }
 
-/// VRL programs are never interpolated: `$` means something in them.
+/// VRL programs are never interpolated: `$` means something in them. They
+/// are a transform's `source` and any `source` inside `tests`.
 fn is_vrl_program(path: &[Seg]) -> bool {
-    matches!(path, [Seg::Key(section), Seg::Key(_), Seg::Key(key)] if section == "transforms" && key == "source")
+    match path {
+        [Seg::Key(section), Seg::Key(_), Seg::Key(key)] if section == "transforms" => {
+            key == "source"
+        }
+        [Seg::Key(section), .., Seg::Key(key)] if section == "tests" => key == "source",
+        _ => false,
+    }
 }
 
 fn check_id(id: &str) -> Result<(), String> {

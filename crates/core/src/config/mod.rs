@@ -302,6 +302,8 @@ pub struct RawConfig {
     pub api: ApiConfig,
     /// Every component, in file order.
     pub components: Vec<RawComponent>,
+    /// The `tests:` entries, each with where its list starts.
+    pub tests: Vec<(Value, Location)>,
     /// Problems found while loading, in file order.
     pub errors: Vec<Diagnostic>,
 }

@@ -1,0 +1,239 @@
+//! `sluice test`: the `tests:` blocks of a config, as Vector's unit tests.
+//! Raw events are inserted at a transform; what comes out of it (and of the
+//! transforms downstream) is checked with VRL conditions or an expected
+//! document, compared field by field.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use serde::Deserialize;
+use sluice_core::component::TransformOutput;
+use sluice_core::config::{ConfigError, Diagnostic, load_files};
+use sluice_core::diff::json_diff;
+use sluice_core::topology::TransformPiece;
+use sluice_core::{Event, Stream};
+use sluice_transform_vrl::condition::Condition;
+use sluice_transform_vrl::transform::metadata_of;
+
+use crate::EXIT_INVALID;
+use crate::plan::plan;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TestSpec {
+    /// What the test shows.
+    name: String,
+    /// Events to insert.
+    inputs: Vec<TestInput>,
+    /// What must come out.
+    #[serde(default)]
+    outputs: Vec<TestOutput>,
+    /// Outputs that must stay empty (e.g. `ecs.dropped`).
+    #[serde(default)]
+    no_outputs_from: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TestInput {
+    /// The transform that receives the event.
+    insert_at: String,
+    /// The 1Password stream the event belongs to.
+    stream: Option<Stream>,
+    /// The raw item as YAML/JSON, or `raw` as its exact text.
+    value: Option<serde_json::Value>,
+    raw: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TestOutput {
+    /// `transform` or `transform.dropped`.
+    extract_from: String,
+    /// VRL programs that must return true for every extracted event.
+    #[serde(default)]
+    conditions: Vec<ConditionSpec>,
+    /// The one extracted event, exactly (field by field).
+    expected: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConditionSpec {
+    #[serde(rename = "type")]
+    kind: ConditionKind,
+    source: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum ConditionKind {
+    Vrl,
+}
+
+pub fn run(configs: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    let mut raw = load_files(configs);
+    let tests = std::mem::take(&mut raw.tests);
+    let mut plan = match plan(raw) {
+        Ok(plan) => plan,
+        Err(err) => {
+            eprint!("{err}");
+            return Ok(ExitCode::from(EXIT_INVALID));
+        }
+    };
+    let mut specs = Vec::new();
+    let mut problems = Vec::new();
+    for (test, location) in tests {
+        match serde_yaml_ng::from_value::<TestSpec>(test) {
+            Ok(spec) => specs.push(spec),
+            Err(err) => problems.push(Diagnostic::at(location, format!("tests: {err}"))),
+        }
+    }
+    if !problems.is_empty() {
+        eprint!("{}", ConfigError::new(problems));
+        return Ok(ExitCode::from(EXIT_INVALID));
+    }
+    if specs.is_empty() {
+        eprintln!("error: no tests: the config has no `tests:` entries");
+        return Ok(ExitCode::from(EXIT_INVALID));
+    }
+    println!("running {} test{}", specs.len(), if specs.len() == 1 { "" } else { "s" });
+    let mut failed = 0;
+    for spec in &specs {
+        let failures = run_test(spec, &mut plan.transforms);
+        if failures.is_empty() {
+            println!("test {} ... ok", spec.name);
+        } else {
+            failed += 1;
+            println!("test {} ... FAILED", spec.name);
+            for failure in failures {
+                for line in failure.lines() {
+                    println!("    {line}");
+                }
+            }
+        }
+    }
+    println!("\n{} passed, {failed} failed", specs.len() - failed);
+    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn input_event(input: &TestInput) -> Result<Event, String> {
+    let text = match (&input.raw, &input.value) {
+        (Some(raw), None) => raw.clone(),
+        (None, Some(value)) => value.to_string(),
+        _ => return Err("an input needs exactly one of `value` or `raw`".into()),
+    };
+    let mut event = Event::from_json(bytes::Bytes::from(text))
+        .map_err(|e| format!("the input is not JSON: {e}"))?;
+    event.meta.stream = input.stream;
+    event.meta.source_id = Some("test".into());
+    Ok(event)
+}
+
+/// Run one test; its failures, empty when it passes.
+fn run_test(spec: &TestSpec, transforms: &mut [TransformPiece]) -> Vec<String> {
+    let mut failures = Vec::new();
+    let mut queue: VecDeque<(String, Event)> = VecDeque::new();
+    for input in &spec.inputs {
+        if !transforms.iter().any(|t| t.id == input.insert_at) {
+            failures.push(format!(
+                "insert_at: `{}` is not a transform of this config",
+                input.insert_at
+            ));
+            continue;
+        }
+        match input_event(input) {
+            Ok(event) => queue.push_back((input.insert_at.clone(), event)),
+            Err(message) => failures.push(message),
+        }
+    }
+    let mut outputs: BTreeMap<String, Vec<Event>> = BTreeMap::new();
+    while let Some((id, event)) = queue.pop_front() {
+        let Some(piece) = transforms.iter_mut().find(|t| t.id == id) else { continue };
+        let mut out = TransformOutput::default();
+        piece.transform.transform(event, &mut out);
+        let (emitted, failed) = out.take_for_test();
+        let produced = emitted
+            .into_iter()
+            .map(|e| (id.clone(), e))
+            .chain(failed.into_iter().map(|e| (format!("{id}.dropped"), e)));
+        for (name, event) in produced.collect::<Vec<_>>() {
+            for downstream in transforms.iter().filter(|t| t.inputs.contains(&name)) {
+                queue.push_back((downstream.id.clone(), event.clone()));
+            }
+            outputs.entry(name).or_default().push(event);
+        }
+    }
+    for expected in &spec.outputs {
+        let events = outputs.get(&expected.extract_from).map(Vec::as_slice).unwrap_or_default();
+        if events.is_empty() {
+            failures.push(format!(
+                "output {}: no event came out{}",
+                expected.extract_from,
+                describe(&outputs)
+            ));
+            continue;
+        }
+        for (index, condition) in expected.conditions.iter().enumerate() {
+            let ConditionKind::Vrl = condition.kind;
+            match Condition::compile(&condition.source) {
+                Err(rendered) => failures.push(format!(
+                    "output {}: condition {} does not compile:\n{rendered}",
+                    expected.extract_from,
+                    index + 1
+                )),
+                Ok(compiled) => {
+                    for event in events {
+                        if let Err(reason) = compiled.check(&event.value, metadata_of(&event.meta))
+                        {
+                            failures.push(format!(
+                                "output {}: condition {} failed: {reason}",
+                                expected.extract_from,
+                                index + 1
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(document) = &expected.expected {
+            if events.len() != 1 {
+                failures.push(format!(
+                    "output {}: `expected` needs exactly one event, {} came out",
+                    expected.extract_from,
+                    events.len()
+                ));
+                continue;
+            }
+            let actual = serde_json::to_value(&events[0].value).unwrap_or_default();
+            let differences = json_diff(document, &actual);
+            if !differences.is_empty() {
+                failures.push(format!(
+                    "output {}: the document differs:\n{}",
+                    expected.extract_from,
+                    differences.join("\n")
+                ));
+            }
+        }
+    }
+    for name in &spec.no_outputs_from {
+        if let Some(events) = outputs.get(name).filter(|e| !e.is_empty()) {
+            let first = serde_json::to_string(&events[0].value).unwrap_or_default();
+            failures.push(format!(
+                "output {name}: expected no event, {} came out, the first: {first}",
+                events.len()
+            ));
+        }
+    }
+    failures
+}
+
+fn describe(outputs: &BTreeMap<String, Vec<Event>>) -> String {
+    if outputs.is_empty() {
+        return String::new();
+    }
+    let seen: Vec<String> =
+        outputs.iter().map(|(name, events)| format!("{name} ({})", events.len())).collect();
+    format!(" (events came out of: {})", seen.join(", "))
+}
