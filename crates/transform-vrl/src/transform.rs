@@ -98,7 +98,7 @@ impl VrlTransform {
         let mut ticks = 0_u32;
         let mut control = || {
             ticks = ticks.wrapping_add(1);
-            if ticks % BUDGET_CHECK_EVERY == 0 && started.elapsed() > budget {
+            if ticks.is_multiple_of(BUDGET_CHECK_EVERY) && started.elapsed() > budget {
                 ControlFlow::Break(())
             } else {
                 ControlFlow::Continue(())
