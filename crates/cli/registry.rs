@@ -8,6 +8,7 @@ use sluice_core::builtin::{
 };
 use sluice_core::component::{FunctionTransform, Sink, Source};
 use sluice_core::config::{FieldError, RawComponent};
+use sluice_sink_elasticsearch::ElasticsearchSinkConfig;
 use sluice_source_onepassword::OnePasswordSourceConfig;
 use sluice_transform_vrl::VrlTransformConfig;
 
@@ -81,6 +82,8 @@ impl TransformConfig {
 #[derive(Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum SinkConfig {
+    /// Elasticsearch `_bulk` into the 1Password data streams.
+    Elasticsearch(ElasticsearchSinkConfig),
     /// NDJSON on standard output.
     Console(ConsoleSinkConfig),
     /// NDJSON appended to a file, fsynced before acknowledging.
@@ -92,6 +95,7 @@ pub enum SinkConfig {
 impl SinkConfig {
     pub fn type_name(&self) -> &'static str {
         match self {
+            Self::Elasticsearch(_) => "elasticsearch",
             Self::Console(_) => "console",
             Self::File(_) => "file",
             Self::Blackhole(_) => "blackhole",
@@ -100,6 +104,7 @@ impl SinkConfig {
 
     pub fn validate(self, raw: &RawComponent) -> Result<Box<dyn Sink>, Vec<FieldError>> {
         Ok(match self {
+            Self::Elasticsearch(config) => Box::new(config.validate(raw.dir())?),
             Self::Console(config) => Box::new(config.validate()?),
             Self::File(config) => Box::new(config.validate(raw.dir())?),
             Self::Blackhole(config) => Box::new(config.validate()?),

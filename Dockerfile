@@ -1,0 +1,14 @@
+# sluice: build with the pinned toolchain, run on a slim Debian.
+FROM rust:1.95-bookworm AS build
+WORKDIR /src
+COPY . .
+RUN cargo build --release --locked --bin sluice
+
+FROM debian:bookworm-slim
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates && rm -rf /var/lib/apt/lists/*
+COPY --from=build /src/target/release/sluice /usr/local/bin/sluice
+COPY pipelines /etc/sluice
+WORKDIR /var/lib/sluice
+EXPOSE 9598
+ENTRYPOINT ["sluice"]
+CMD ["run", "/etc/sluice/elasticsearch.yaml"]

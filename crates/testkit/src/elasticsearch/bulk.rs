@@ -1,0 +1,307 @@
+//! `POST /_bulk`: the NDJSON protocol, validated line by line, answered item
+//! by item as Elasticsearch does.
+
+use std::io::Read;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+
+use super::{EsFault, EsState, Store, es_error, unauthorized};
+
+pub(crate) async fn bulk(state: State<Arc<EsState>>, headers: HeaderMap, body: Bytes) -> Response {
+    handle(state, headers, body, None).await
+}
+
+pub(crate) async fn bulk_in_index(
+    state: State<Arc<EsState>>,
+    headers: HeaderMap,
+    Path(index): Path<String>,
+    body: Bytes,
+) -> Response {
+    handle(state, headers, body, Some(index)).await
+}
+
+fn bad_request(reason: &str) -> Response {
+    es_error(StatusCode::BAD_REQUEST, "illegal_argument_exception", reason)
+}
+
+async fn handle(
+    State(state): State<Arc<EsState>>,
+    headers: HeaderMap,
+    body: Bytes,
+    default_index: Option<String>,
+) -> Response {
+    state.bulk_requests.fetch_add(1, Ordering::Relaxed);
+    let started = Instant::now();
+    if !state.authorized(&headers) {
+        return unauthorized("/_bulk");
+    }
+    let fault = state.lock().faults.pop_front();
+    match fault {
+        Some(EsFault::Status(code)) => {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+            let kind = if code == 429 {
+                "es_rejected_execution_exception"
+            } else {
+                "cluster_block_exception"
+            };
+            return es_error(status, kind, "injected by the testkit");
+        }
+        Some(EsFault::Slow(delay)) => tokio::time::sleep(delay).await,
+        Some(EsFault::Reset) => {
+            let chunks: Vec<Result<Bytes, std::io::Error>> = vec![Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "injected reset",
+            ))];
+            return Body::from_stream(futures_util::stream::iter(chunks)).into_response();
+        }
+        None => {}
+    }
+    let content_type =
+        headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let media = content_type.split(';').next().unwrap_or_default().trim();
+    if media != "application/x-ndjson" {
+        let body = json!({"error": format!("Content-Type header [{content_type}] is not supported"), "status": 406});
+        return (StatusCode::NOT_ACCEPTABLE, axum::Json(body)).into_response();
+    }
+    if body.len() > state.config.max_content_length {
+        let reason = format!(
+            "request body is larger than http.max_content_length [{}]",
+            state.config.max_content_length
+        );
+        return (StatusCode::PAYLOAD_TOO_LARGE, reason).into_response();
+    }
+    let encoding =
+        headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let text = match encoding {
+        "" | "identity" => body.to_vec(),
+        "gzip" => {
+            let mut out = Vec::new();
+            if flate2::read::GzDecoder::new(&body[..]).read_to_end(&mut out).is_err() {
+                return bad_request("the request body is not valid gzip");
+            }
+            out
+        }
+        other => return bad_request(&format!("unsupported Content-Encoding [{other}]")),
+    };
+    if !text.ends_with(b"\n") {
+        return bad_request("The bulk request must be terminated by a newline [\\n]");
+    }
+    let lines: Vec<&[u8]> = text[..text.len() - 1].split(|b| *b == b'\n').collect();
+    let mut items = Vec::new();
+    let mut errors = false;
+    let mut store = state.lock();
+    let mut index = 0;
+    while index < lines.len() {
+        let line_no = index + 1;
+        let Ok(Value::Object(action)) = serde_json::from_slice::<Value>(lines[index]) else {
+            return bad_request(&format!(
+                "Malformed action/metadata line [{line_no}], expected START_OBJECT"
+            ));
+        };
+        let Some((op, meta)) = action.iter().next().filter(|_| action.len() == 1) else {
+            return bad_request(&format!(
+                "Malformed action/metadata line [{line_no}], expected a single action"
+            ));
+        };
+        let Some(meta) = meta.as_object() else {
+            return bad_request(&format!(
+                "Malformed action/metadata line [{line_no}], expected START_OBJECT"
+            ));
+        };
+        if !["index", "create", "update", "delete"].contains(&op.as_str()) {
+            return bad_request(&format!(
+                "Malformed action/metadata line [{line_no}], expected one of [create, delete, index, update] but found [{op}]"
+            ));
+        }
+        index += 1;
+        let source = if op == "delete" {
+            None
+        } else {
+            let Some(line) = lines.get(index) else {
+                return bad_request(&format!(
+                    "Malformed action/metadata line [{line_no}], the action has no document"
+                ));
+            };
+            index += 1;
+            match serde_json::from_slice::<Value>(line) {
+                Ok(Value::Object(doc)) => Some(doc),
+                _ => {
+                    return bad_request(&format!(
+                        "Malformed document line [{}], expected a JSON object",
+                        line_no + 1
+                    ));
+                }
+            }
+        };
+        let target = meta
+            .get("_index")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .or_else(|| default_index.clone());
+        let id = meta.get("_id").and_then(Value::as_str).map(str::to_owned);
+        let (status, result) = apply(&mut store, op, target.as_deref(), id, source);
+        errors |= status >= 300;
+        let mut item = result;
+        item.insert("status".into(), json!(status));
+        items.push(json!({ op.as_str(): item }));
+    }
+    drop(store);
+    let took = started.elapsed().as_millis() as u64;
+    axum::Json(json!({"took": took, "errors": errors, "items": items})).into_response()
+}
+
+/// Elasticsearch's rules for index names.
+fn index_name_problem(name: &str) -> Option<String> {
+    if name.is_empty() {
+        return Some("must not be empty".into());
+    }
+    if name != name.to_lowercase() {
+        return Some("must be lowercase".into());
+    }
+    if let Some(c) = name.chars().find(|c| "\\/*?\"<>| ,#:".contains(*c)) {
+        return Some(format!("must not contain the following characters [{c}]"));
+    }
+    if name.starts_with(['-', '_', '+']) {
+        return Some("must not start with '_', '-', or '+'".into());
+    }
+    if name == "." || name == ".." {
+        return Some("must not be '.' or '..'".into());
+    }
+    if name.len() > 255 {
+        return Some("index name is too long".into());
+    }
+    None
+}
+
+/// `logs-*-*`: the built-in template makes these data streams.
+fn is_data_stream(name: &str) -> bool {
+    name.strip_prefix("logs-").is_some_and(|rest| rest.contains('-'))
+}
+
+fn item_error(index: &str, id: &str, kind: &str, reason: String) -> Map<String, Value> {
+    let mut item = Map::new();
+    item.insert("_index".into(), json!(index));
+    item.insert("_id".into(), json!(id));
+    item.insert("error".into(), json!({"type": kind, "reason": reason, "index": index}));
+    item
+}
+
+fn apply(
+    store: &mut Store,
+    op: &str,
+    index: Option<&str>,
+    id: Option<String>,
+    source: Option<Map<String, Value>>,
+) -> (u16, Map<String, Value>) {
+    store.seq_no += 1;
+    let id = id.unwrap_or_else(|| format!("auto-{:020}", store.seq_no));
+    let Some(index) = index else {
+        return (
+            400,
+            item_error(
+                "",
+                &id,
+                "action_request_validation_exception",
+                "Validation Failed: 1: index is missing;".into(),
+            ),
+        );
+    };
+    if let Some(problem) = index_name_problem(index) {
+        return (
+            400,
+            item_error(
+                index,
+                &id,
+                "invalid_index_name_exception",
+                format!("Invalid index name [{index}], {problem}"),
+            ),
+        );
+    }
+    let data_stream = is_data_stream(index);
+    if data_stream && op != "create" {
+        let reason =
+            "only write ops with an op_type of create are allowed in data streams".to_owned();
+        return (400, item_error(index, &id, "illegal_argument_exception", reason));
+    }
+    let Some(doc) = source else {
+        let removed = store.indices.get_mut(index).and_then(|docs| docs.remove(&id)).is_some();
+        return if removed {
+            (200, ok_item(index, &id, "deleted", store.seq_no))
+        } else {
+            (404, ok_item(index, &id, "not_found", store.seq_no))
+        };
+    };
+    if data_stream && !doc.contains_key("@timestamp") {
+        let reason = "data stream timestamp field [@timestamp] is missing".to_owned();
+        return (400, item_error(index, &id, "illegal_argument_exception", reason));
+    }
+    let document = Value::Object(doc);
+    if let Some(rule) =
+        store.rejects.iter().find(|rule| document.pointer(&rule.pointer) == Some(&rule.value))
+    {
+        let field = rule.pointer.trim_start_matches('/').replace('/', ".");
+        let reason = format!(
+            "failed to parse field [{field}] of type [long] in document with id '{id}'. Preview of field's value: '{}'",
+            rule.value
+        );
+        return (400, item_error(index, &id, "mapper_parsing_exception", reason));
+    }
+    if store.throttle_items > 0 {
+        store.throttle_items -= 1;
+        let reason = "rejected execution of coordinating operation [shard_detail=[logs][0][P], shard_coordinating_and_primary_bytes=0, shard_operation_bytes=1024, shard_max_coordinating_and_primary_bytes=1024]".to_owned();
+        return (429, item_error(index, &id, "es_rejected_execution_exception", reason));
+    }
+    let docs = store.indices.entry(index.to_owned()).or_default();
+    if op == "create" && docs.contains_key(&id) {
+        let reason =
+            format!("[{id}]: version conflict, document already exists (current version [1])");
+        return (409, item_error(index, &id, "version_conflict_engine_exception", reason));
+    }
+    let created = docs.insert(id.clone(), document).is_none();
+    let seq_no = store.seq_no;
+    if created {
+        (201, ok_item(index, &id, "created", seq_no))
+    } else {
+        (200, ok_item(index, &id, "updated", seq_no))
+    }
+}
+
+fn ok_item(index: &str, id: &str, result: &str, seq_no: u64) -> Map<String, Value> {
+    let backing = if is_data_stream(index) {
+        format!(".ds-{index}-2026.11.22-000001")
+    } else {
+        index.to_owned()
+    };
+    let mut item = Map::new();
+    item.insert("_index".into(), json!(backing));
+    item.insert("_id".into(), json!(id));
+    item.insert("_version".into(), json!(1));
+    item.insert("result".into(), json!(result));
+    item.insert("_shards".into(), json!({"total": 1, "successful": 1, "failed": 0}));
+    item.insert("_seq_no".into(), json!(seq_no));
+    item.insert("_primary_term".into(), json!(1));
+    item
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_names_follow_elasticsearch_rules() {
+        assert_eq!(index_name_problem("logs-1password.signin_attempts-default"), None);
+        assert!(index_name_problem("Logs").is_some());
+        assert!(index_name_problem("_logs").is_some());
+        assert!(index_name_problem("a b").is_some());
+        assert!(index_name_problem("a*b").is_some());
+        assert!(is_data_stream("logs-1password.audit_events-default"));
+        assert!(!is_data_stream("1password-audit"));
+    }
+}

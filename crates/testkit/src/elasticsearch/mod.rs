@@ -1,0 +1,319 @@
+//! An Elasticsearch emulator: the parts of the REST API a log shipper uses,
+//! validated as strictly as Elasticsearch does (NDJSON framing, final newline,
+//! `Content-Type: application/x-ndjson`, gzip, authentication, index names,
+//! data stream rules, `create` conflicts), answering in Elasticsearch's
+//! shapes, keeping the documents for assertions, with faults on demand.
+
+mod bulk;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+/// Credentials the emulator accepts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EsAuth {
+    /// No authentication (security disabled).
+    None,
+    /// `Authorization: Basic base64(user:password)`.
+    Basic {
+        /// User.
+        user: String,
+        /// Password.
+        password: String,
+    },
+    /// `Authorization: ApiKey <encoded>` (the base64 of `id:api_key` Elasticsearch returns).
+    ApiKey(String),
+    /// `Authorization: Bearer <token>`.
+    Bearer(String),
+}
+
+/// How an emulator behaves.
+#[derive(Clone, Debug)]
+pub struct EsEmulatorConfig {
+    /// Accepted credentials.
+    pub auth: EsAuth,
+    /// The version `GET /` reports.
+    pub version: String,
+    /// `http.max_content_length`: larger bodies answer 413.
+    pub max_content_length: usize,
+}
+
+impl Default for EsEmulatorConfig {
+    fn default() -> Self {
+        Self { auth: EsAuth::None, version: "8.15.0".into(), max_content_length: 100 * 1024 * 1024 }
+    }
+}
+
+/// A fault for the next `_bulk` request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EsFault {
+    /// Answer the whole request with this status (429, 503, ...).
+    Status(u16),
+    /// Answer after a delay.
+    Slow(Duration),
+    /// Break the connection instead of answering.
+    Reset,
+}
+
+/// One document rejection rule: documents whose JSON pointer equals the value
+/// get an item-level 400 `mapper_parsing_exception`.
+#[derive(Clone, Debug)]
+pub(crate) struct RejectRule {
+    pub(crate) pointer: String,
+    pub(crate) value: Value,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Store {
+    /// Index (or data stream) name → `_id` → document.
+    pub(crate) indices: BTreeMap<String, BTreeMap<String, Value>>,
+    pub(crate) templates: BTreeMap<String, Value>,
+    pub(crate) faults: VecDeque<EsFault>,
+    pub(crate) rejects: Vec<RejectRule>,
+    /// Items still to answer with 429 `es_rejected_execution_exception`.
+    pub(crate) throttle_items: usize,
+    pub(crate) seq_no: u64,
+}
+
+/// Shared state.
+#[derive(Debug)]
+pub(crate) struct EsState {
+    pub(crate) config: EsEmulatorConfig,
+    pub(crate) store: Mutex<Store>,
+    pub(crate) bulk_requests: AtomicU64,
+}
+
+impl EsState {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Store> {
+        self.store.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether the request carries the configured credentials.
+    fn authorized(&self, headers: &HeaderMap) -> bool {
+        let given =
+            headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or_default();
+        match &self.config.auth {
+            EsAuth::None => true,
+            EsAuth::Basic { user, password } => {
+                given == format!("Basic {}", STANDARD.encode(format!("{user}:{password}")))
+            }
+            EsAuth::ApiKey(key) => given == format!("ApiKey {key}"),
+            EsAuth::Bearer(token) => given == format!("Bearer {token}"),
+        }
+    }
+}
+
+/// Elasticsearch's error body.
+pub(crate) fn es_error(status: StatusCode, kind: &str, reason: &str) -> Response {
+    let body = json!({
+        "error": {"root_cause": [{"type": kind, "reason": reason}], "type": kind, "reason": reason},
+        "status": status.as_u16(),
+    });
+    (status, axum::Json(body)).into_response()
+}
+
+pub(crate) fn unauthorized(path: &str) -> Response {
+    let mut response = es_error(
+        StatusCode::UNAUTHORIZED,
+        "security_exception",
+        &format!(
+            "unable to authenticate with provided credentials and anonymous access is not allowed for this request [{path}]"
+        ),
+    );
+    let challenge =
+        "Basic realm=\"security\", charset=\"UTF-8\", Bearer realm=\"security\", ApiKey";
+    response.headers_mut().insert(header::WWW_AUTHENTICATE, challenge.parse().expect("ascii"));
+    response
+}
+
+/// A running emulator.
+#[derive(Debug)]
+pub struct EsEmulator {
+    addr: SocketAddr,
+    state: Arc<EsState>,
+    server: Mutex<Option<CancellationToken>>,
+}
+
+impl EsEmulator {
+    /// Start on a free loopback port.
+    pub async fn start(config: EsEmulatorConfig) -> Self {
+        let listener =
+            tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
+        let addr = listener.local_addr().expect("local address");
+        let state = Arc::new(EsState {
+            config,
+            store: Mutex::new(Store::default()),
+            bulk_requests: AtomicU64::new(0),
+        });
+        let emulator = Self { addr, state, server: Mutex::new(None) };
+        emulator.serve(listener);
+        emulator
+    }
+
+    fn serve(&self, listener: tokio::net::TcpListener) {
+        let token = CancellationToken::new();
+        let app = router(self.state.clone());
+        let stop = token.clone();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await;
+        });
+        *self.server.lock().unwrap_or_else(|p| p.into_inner()) = Some(token);
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stop listening: connections are refused until [`EsEmulator::resume`].
+    pub async fn refuse_connections(&self) {
+        if let Some(token) = self.server.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            token.cancel();
+        }
+        // Let the listener close before anyone connects again.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    /// Listen again on the same port.
+    pub async fn resume(&self) {
+        let listener =
+            tokio::net::TcpListener::bind(self.addr).await.expect("rebind the same port");
+        self.serve(listener);
+    }
+
+    /// Queue a fault for the next `_bulk` request.
+    pub fn push_fault(&self, fault: EsFault) {
+        self.state.lock().faults.push_back(fault);
+    }
+
+    /// Answer the next `count` bulk items with 429 `es_rejected_execution_exception`.
+    pub fn throttle_items(&self, count: usize) {
+        self.state.lock().throttle_items += count;
+    }
+
+    /// Reject documents whose JSON `pointer` (e.g. `/onepassword/uuid`) equals
+    /// `value` with an item-level 400 `mapper_parsing_exception`.
+    pub fn reject_documents(&self, pointer: &str, value: Value) {
+        self.state.lock().rejects.push(RejectRule { pointer: pointer.into(), value });
+    }
+
+    /// The documents of an index or data stream, by `_id`.
+    pub fn documents(&self, index: &str) -> BTreeMap<String, Value> {
+        self.state.lock().indices.get(index).cloned().unwrap_or_default()
+    }
+
+    /// Every index or data stream name that holds documents.
+    pub fn indices(&self) -> Vec<String> {
+        self.state.lock().indices.keys().cloned().collect()
+    }
+
+    /// Documents stored in all indices.
+    pub fn document_count(&self) -> usize {
+        self.state.lock().indices.values().map(BTreeMap::len).sum()
+    }
+
+    /// `_bulk` requests received.
+    pub fn bulk_requests(&self) -> u64 {
+        self.state.bulk_requests.load(Ordering::Relaxed)
+    }
+}
+
+fn router(state: Arc<EsState>) -> Router {
+    Router::new()
+        .route("/", get(root))
+        .route("/_cluster/health", get(health))
+        .route("/_index_template/{name}", get(get_template).put(put_template))
+        .route("/_bulk", post(bulk::bulk))
+        .route("/{index}/_bulk", post(bulk::bulk_in_index))
+        .fallback(|| async {
+            es_error(
+                StatusCode::NOT_FOUND,
+                "resource_not_found_exception",
+                "no handler found for this request",
+            )
+        })
+        .with_state(state)
+}
+
+async fn root(State(state): State<Arc<EsState>>, headers: HeaderMap) -> Response {
+    if !state.authorized(&headers) {
+        return unauthorized("/");
+    }
+    axum::Json(json!({
+        "name": "sluice-testkit",
+        "cluster_name": "testkit",
+        "cluster_uuid": "c2x1aWNlLXRlc3RraXQ",
+        "version": {"number": state.config.version, "build_flavor": "default", "lucene_version": "9.11.1",
+                    "minimum_wire_compatibility_version": "7.17.0", "minimum_index_compatibility_version": "7.0.0"},
+        "tagline": "You Know, for Search",
+    }))
+    .into_response()
+}
+
+async fn health(State(state): State<Arc<EsState>>, headers: HeaderMap) -> Response {
+    if !state.authorized(&headers) {
+        return unauthorized("/_cluster/health");
+    }
+    axum::Json(json!({"cluster_name": "testkit", "status": "green", "timed_out": false, "number_of_nodes": 1, "number_of_data_nodes": 1}))
+        .into_response()
+}
+
+async fn put_template(
+    State(state): State<Arc<EsState>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Response {
+    if !state.authorized(&headers) {
+        return unauthorized("/_index_template");
+    }
+    match serde_json::from_slice::<Value>(&body) {
+        Ok(template) if template.get("index_patterns").is_some() => {
+            state.lock().templates.insert(name, template);
+            axum::Json(json!({"acknowledged": true})).into_response()
+        }
+        Ok(_) => es_error(
+            StatusCode::BAD_REQUEST,
+            "action_request_validation_exception",
+            "Validation Failed: 1: index patterns are missing;",
+        ),
+        Err(err) => {
+            es_error(StatusCode::BAD_REQUEST, "x_content_parse_exception", &err.to_string())
+        }
+    }
+}
+
+async fn get_template(
+    State(state): State<Arc<EsState>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Response {
+    if !state.authorized(&headers) {
+        return unauthorized("/_index_template");
+    }
+    match state.lock().templates.get(&name) {
+        Some(template) => {
+            axum::Json(json!({"index_templates": [{"name": name, "index_template": template}]}))
+                .into_response()
+        }
+        None => es_error(
+            StatusCode::NOT_FOUND,
+            "resource_not_found_exception",
+            &format!("index template matching [{name}] not found"),
+        ),
+    }
+}
