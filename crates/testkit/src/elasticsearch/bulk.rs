@@ -260,6 +260,7 @@ fn apply(
     }
     let docs = store.indices.entry(index.to_owned()).or_default();
     if op == "create" && docs.contains_key(&id) {
+        store.conflicts += 1;
         let reason =
             format!("[{id}]: version conflict, document already exists (current version [1])");
         return (409, item_error(index, &id, "version_conflict_engine_exception", reason));

@@ -87,6 +87,8 @@ pub(crate) struct Store {
     /// Items still to answer with 429 `es_rejected_execution_exception`.
     pub(crate) throttle_items: usize,
     pub(crate) seq_no: u64,
+    /// `create`s answered 409 (the document existed).
+    pub(crate) conflicts: u64,
 }
 
 /// Shared state.
@@ -224,6 +226,11 @@ impl EsEmulator {
     /// Documents stored in all indices.
     pub fn document_count(&self) -> usize {
         self.state.lock().indices.values().map(BTreeMap::len).sum()
+    }
+
+    /// `create`s answered 409 because the document existed (replays).
+    pub fn conflicts(&self) -> u64 {
+        self.state.lock().conflicts
     }
 
     /// `_bulk` requests received.
