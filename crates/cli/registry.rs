@@ -83,7 +83,7 @@ impl TransformConfig {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum SinkConfig {
     /// Elasticsearch `_bulk` into the 1Password data streams.
-    Elasticsearch(ElasticsearchSinkConfig),
+    Elasticsearch(Box<ElasticsearchSinkConfig>),
     /// NDJSON on standard output.
     Console(ConsoleSinkConfig),
     /// NDJSON appended to a file, fsynced before acknowledging.

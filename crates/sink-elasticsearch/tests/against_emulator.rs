@@ -61,8 +61,7 @@ async fn run(
     while let Some(exit) = topology.next_exit().await {
         assert!(exit.result.is_ok(), "{exit:?}");
     }
-    let statuses = statuses.lock().expect("lock").clone();
-    statuses
+    statuses.lock().expect("lock").clone()
 }
 
 fn batches(count: usize, per_batch: usize) -> Vec<Vec<vrl::value::Value>> {

@@ -153,8 +153,13 @@ pub struct EsEmulator {
 impl EsEmulator {
     /// Start on a free loopback port.
     pub async fn start(config: EsEmulatorConfig) -> Self {
+        Self::start_on(config, "127.0.0.1:0".parse().expect("an address")).await
+    }
+
+    /// Start on `addr`.
+    pub async fn start_on(config: EsEmulatorConfig, addr: SocketAddr) -> Self {
         let listener =
-            tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
+            tokio::net::TcpListener::bind(addr).await.expect("bind the emulator's address");
         let addr = listener.local_addr().expect("local address");
         let state = Arc::new(EsState {
             config,
@@ -246,6 +251,7 @@ fn router(state: Arc<EsState>) -> Router {
         .route("/_index_template/{name}", get(get_template).put(put_template))
         .route("/_bulk", post(bulk::bulk))
         .route("/{index}/_bulk", post(bulk::bulk_in_index))
+        .route("/_testkit/stats", get(stats))
         .fallback(|| async {
             es_error(
                 StatusCode::NOT_FOUND,
@@ -254,6 +260,14 @@ fn router(state: Arc<EsState>) -> Router {
             )
         })
         .with_state(state)
+}
+
+/// Counters for scripts (not an Elasticsearch API).
+async fn stats(State(state): State<Arc<EsState>>) -> Response {
+    let store = state.lock();
+    let documents: usize = store.indices.values().map(BTreeMap::len).sum();
+    axum::Json(json!({"documents": documents, "conflicts": store.conflicts, "bulk_requests": state.bulk_requests.load(Ordering::Relaxed)}))
+        .into_response()
 }
 
 async fn root(State(state): State<Arc<EsState>>, headers: HeaderMap) -> Response {
