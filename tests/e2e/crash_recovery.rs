@@ -63,6 +63,7 @@ fn counts(path: &Path) -> HashMap<u64, usize> {
 
 #[test]
 fn kill_9_then_restart_loses_nothing_and_rereads_nothing_acknowledged() {
+    let _heavy = super::util::heavy();
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("sluice.yaml"), CONFIG).expect("config");
     let ends = write_input(&dir.path().join("input.ndjson"));

@@ -122,6 +122,7 @@ fn expected_document(
 
 #[test]
 fn a_100000_event_run_survives_kill_9_with_one_document_per_uuid() {
+    let _heavy = super::util::heavy();
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let es = runtime.block_on(EsEmulator::start(EsEmulatorConfig::default()));
     let dir = tempfile::tempdir().expect("tempdir");
@@ -188,6 +189,7 @@ fn checkpoints(dir: &Path) -> Vec<Option<Vec<u8>>> {
 
 #[test]
 fn a_60_second_outage_loses_nothing_and_holds_the_checkpoints() {
+    let _heavy = super::util::heavy();
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let es = runtime.block_on(EsEmulator::start(EsEmulatorConfig::default()));
     let dir = tempfile::tempdir().expect("tempdir");

@@ -101,6 +101,7 @@ fn committed_events(dir: &Path, stream: &str) -> u64 {
 
 #[test]
 fn a_60000_event_backfill_survives_kill_9() {
+    let _heavy = super::util::heavy();
     let dir = tempfile::tempdir().expect("tempdir");
     let sim = start_sim(dir.path(), PER_STREAM);
     let at_start = visible(&sim);

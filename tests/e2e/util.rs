@@ -32,7 +32,35 @@ pub fn spawn(config: &Path, dir: &Path, env: &[(&str, String)]) -> Child {
     for (key, value) in env {
         command.env(key, value);
     }
-    command.spawn().expect("sluice starts")
+    let mut child = command.spawn().expect("sluice starts");
+    // Read standard error continuously: a full pipe would block its logging.
+    collect_stderr(&mut child);
+    child
+}
+
+type Logs = std::sync::Arc<std::sync::Mutex<Vec<u8>>>;
+type Collected = std::collections::HashMap<u32, (Logs, std::thread::JoinHandle<()>)>;
+
+fn logs() -> &'static std::sync::Mutex<Collected> {
+    static LOGS: std::sync::OnceLock<std::sync::Mutex<Collected>> = std::sync::OnceLock::new();
+    LOGS.get_or_init(Default::default)
+}
+
+/// Read the child's standard error in a thread, for [`stderr_of`].
+pub fn collect_stderr(child: &mut Child) {
+    let Some(mut stderr) = child.stderr.take() else { return };
+    let buffer: Logs = Default::default();
+    let sink = buffer.clone();
+    let reader = std::thread::spawn(move || {
+        let mut chunk = [0_u8; 8192];
+        while let Ok(n) = stderr.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            sink.lock().expect("log buffer").extend_from_slice(&chunk[..n]);
+        }
+    });
+    logs().lock().expect("logs").insert(child.id(), (buffer, reader));
 }
 
 /// A port that was free a moment ago.
@@ -92,12 +120,37 @@ pub fn wait_exit(child: &mut Child, timeout: Duration) -> std::process::ExitStat
     let status = wait_for(timeout, || child.try_wait().expect("try_wait"));
     status.unwrap_or_else(|| {
         let _ = child.kill();
-        panic!("sluice did not exit within {timeout:?}");
+        let _ = child.wait();
+        let stderr = stderr_of(child);
+        let tail: String = stderr
+            .lines()
+            .rev()
+            .take(30)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n");
+        panic!("sluice did not exit within {timeout:?}; the end of its log:\n{tail}");
     })
 }
 
-/// Everything the child wrote to standard error so far (it must have exited).
+/// Held by the tests that move tens of thousands of events, so that they do
+/// not share the machine's cores with each other and their timings hold.
+pub fn heavy() -> std::sync::MutexGuard<'static, ()> {
+    static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    HEAVY.lock().unwrap_or_else(|poison| poison.into_inner())
+}
+
+/// Everything the child wrote to standard error (complete once it exited).
 pub fn stderr_of(child: &mut Child) -> String {
+    let collected = logs().lock().expect("logs").remove(&child.id());
+    if let Some((buffer, reader)) = collected {
+        if child.try_wait().ok().flatten().is_some() {
+            let _ = reader.join();
+        }
+        return String::from_utf8_lossy(&buffer.lock().expect("log buffer")).into_owned();
+    }
     let mut text = String::new();
     if let Some(mut stderr) = child.stderr.take() {
         let _ = stderr.read_to_string(&mut text);

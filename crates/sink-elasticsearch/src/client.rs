@@ -82,14 +82,7 @@ fn excerpt(body: &[u8]) -> String {
 }
 
 fn describe(err: &reqwest::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = std::error::Error::source(err);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
+    sluice_core::topology::error_chain(err)
 }
 
 impl EsClient {

@@ -244,12 +244,5 @@ fn describe(err: &reqwest::Error) -> String {
     } else {
         "failed"
     };
-    let mut text = format!("{kind}: {err}");
-    let mut source = std::error::Error::source(err);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
+    format!("{kind}: {}", sluice_core::topology::error_chain(err))
 }

@@ -8,21 +8,26 @@
 //! An IP that is absent, unparsable or not in the database gives `null`,
 //! never an error; without a configured database, so does every lookup.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use maxminddb::Reader;
 use serde::Deserialize;
 use vrl::compiler::prelude::*;
 use vrl::value::ObjectMap;
 
+/// Lookups kept before the cache starts over: 1Password activity comes from
+/// a modest set of addresses, so most lookups repeat.
+const CACHE_ENTRIES: usize = 10_000;
+
 /// The databases a transform was configured with.
 #[derive(Default)]
 pub struct GeoIpDatabases {
     city: Option<Reader<Vec<u8>>>,
     asn: Option<Reader<Vec<u8>>>,
+    cache: Mutex<HashMap<(Kind_, IpAddr), Option<Value>>>,
 }
 
 impl std::fmt::Debug for GeoIpDatabases {
@@ -42,7 +47,27 @@ fn open(path: &Path) -> Result<Reader<Vec<u8>>, String> {
 impl GeoIpDatabases {
     /// Open the given databases.
     pub fn open(city: Option<&Path>, asn: Option<&Path>) -> Result<Self, String> {
-        Ok(Self { city: city.map(open).transpose()?, asn: asn.map(open).transpose()? })
+        Ok(Self {
+            city: city.map(open).transpose()?,
+            asn: asn.map(open).transpose()?,
+            cache: Mutex::default(),
+        })
+    }
+
+    fn lookup(&self, kind: Kind_, ip: IpAddr) -> Option<Value> {
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(found) = cache.get(&(kind, ip)) {
+            return found.clone();
+        }
+        let found = match kind {
+            Kind_::City => self.city(ip),
+            Kind_::Asn => self.asn(ip),
+        };
+        if cache.len() >= CACHE_ENTRIES {
+            cache.clear();
+        }
+        cache.insert((kind, ip), found.clone());
+        found
     }
 
     /// The `geoip_city` fields of `ip`, if the database knows it.
@@ -135,7 +160,7 @@ struct AsnRecord {
 }
 
 /// Which lookup a function does.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Kind_ {
     City,
     Asn,
@@ -225,14 +250,47 @@ impl FunctionExpression for GeoIpCall {
             }
             _ => None,
         };
-        let found = ip.and_then(|ip| match self.function.kind {
-            Kind_::City => self.function.databases.city(ip),
-            Kind_::Asn => self.function.databases.asn(ip),
-        });
+        let found = ip.and_then(|ip| self.function.databases.lookup(self.function.kind, ip));
         Ok(found.unwrap_or(Value::Null))
     }
 
     fn type_def(&self, _: &TypeState) -> TypeDef {
         TypeDef::object(Collection::any()).or_null().infallible()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookups_give_elastic_fields_and_repeat_from_the_cache() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (city, asn) = crate::testing::write_databases(dir.path());
+        let databases = GeoIpDatabases::open(Some(&city), Some(&asn)).expect("open");
+        let ip: IpAddr = "89.160.20.156".parse().expect("ip");
+        for _ in 0..2 {
+            let city = serde_json::to_value(databases.lookup(Kind_::City, ip).expect("known"))
+                .expect("json");
+            assert_eq!(city["region_iso_code"], "SE-E");
+            assert_eq!(city["location"], serde_json::json!({"lat": 58.4167, "lon": 15.6167}));
+            let asn = serde_json::to_value(databases.lookup(Kind_::Asn, ip).expect("known"))
+                .expect("json");
+            assert_eq!(
+                asn,
+                serde_json::json!({"number": 29518, "organization": {"name": "Bredband2 AB"}})
+            );
+        }
+        assert_eq!(databases.lookup(Kind_::City, "1.1.1.1".parse().expect("ip")), None);
+        assert_eq!(
+            databases.lookup(Kind_::City, "1.1.1.1".parse().expect("ip")),
+            None,
+            "a miss is cached too"
+        );
+        assert_eq!(
+            GeoIpDatabases::default().lookup(Kind_::Asn, ip),
+            None,
+            "no database, no fields"
+        );
     }
 }

@@ -16,5 +16,5 @@ pub mod transform;
 
 pub use config::{GeoIpConfig, VrlTransformConfig};
 pub use transform::VrlTransform;
-#[cfg(feature = "test-util")]
+#[cfg(any(test, feature = "test-util"))]
 pub mod testing;
