@@ -12,11 +12,13 @@
 //! - [`config`]: YAML loading, environment variables, positioned errors;
 //! - [`metrics`], [`health`]: what `/metrics` and `/health` report;
 //! - [`checkpoint`]: atomic checkpoint files; [`secret`]: redacted secrets;
+//! - [`backoff`]: exponential backoff with full jitter for retry loops;
 //! - [`diff`]: field-by-field differences between JSON documents;
 //! - [`builtin`]: the file source and the console, file and blackhole sinks.
 #![deny(missing_docs)]
 
 pub mod ack;
+pub mod backoff;
 pub mod builtin;
 pub mod checkpoint;
 pub mod component;

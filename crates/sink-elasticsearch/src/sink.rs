@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use sluice_core::Event;
 use sluice_core::ack::{AckStatus, PendingAcks};
-use sluice_core::builtin::Backoff;
+use sluice_core::backoff::Backoff;
 use sluice_core::component::{
     BoxError, ComponentFuture, DEFAULT_OUTPUT, PreflightFuture, Sink, SinkContext,
 };

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, Utc};
 use metrics::{Counter, Gauge, counter, gauge};
 use sluice_core::ack::{BatchNotifier, BatchStatus, EventFinalizers, OrderedAcks};
-use sluice_core::builtin::Backoff;
+use sluice_core::backoff::Backoff;
 use sluice_core::component::{BoxError, Outputs, ShutdownSignal};
 use sluice_core::health::HealthHandle;
 use sluice_core::metrics::{ComponentMetrics, Stage};

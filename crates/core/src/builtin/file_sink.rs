@@ -7,8 +7,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
 
-use super::{Backoff, encode_ndjson};
+use super::encode_ndjson;
 use crate::ack::{AckStatus, PendingAcks};
+use crate::backoff::Backoff;
 use crate::component::{BoxError, ComponentFuture, DEFAULT_OUTPUT, Sink, SinkContext};
 use crate::config::FieldError;
 use crate::metrics::Stage;

@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncSeekExt, BufReader};
 use vrl::value::{ObjectMap, Value};
 
-use super::Backoff;
 use crate::ack::{BatchNotifier, BatchStatus, EventFinalizers, OrderedAcks};
+use crate::backoff::Backoff;
 use crate::component::{BoxError, ComponentFuture, Source, SourceContext};
 use crate::config::FieldError;
 use crate::event::{Event, Stream};

@@ -6,13 +6,11 @@ mod blackhole;
 mod console;
 mod file_sink;
 mod file_source;
-mod retry;
 
 pub use blackhole::{BlackholeSink, BlackholeSinkConfig};
 pub use console::{ConsoleSink, ConsoleSinkConfig};
 pub use file_sink::{FileSink, FileSinkConfig};
 pub use file_source::{FileSource, FileSourceConfig, ReadMode};
-pub use retry::Backoff;
 
 use crate::event::Event;
 
