@@ -4,7 +4,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use sluice_core::component::{FunctionTransform, TransformOutput};
@@ -13,49 +12,10 @@ use sluice_testkit::{EsAuth, EsEmulator, EsEmulatorConfig};
 use sluice_transform_vrl::VrlTransformConfig;
 
 use super::util::{
-    free_port, http_get, repo, signal, sluice, spawn, stderr_of, wait_exit, wait_for,
+    Sim, free_port, http_get, repo, signal, spawn, start_sim, stderr_of, wait_exit, wait_for,
 };
 
 const STREAMS: [&str; 3] = ["signin_attempts", "item_usages", "audit_events"];
-
-struct Sim {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_sim(dir: &Path, events: usize) -> Sim {
-    let port = free_port();
-    let child = sluice()
-        .args([
-            "sim",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--rate",
-            "0",
-            "--no-rate-limit",
-            "--events",
-            &events.to_string(),
-            "--token-file",
-        ])
-        .arg(dir.join("op_token"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("sim starts");
-    wait_for(Duration::from_secs(30), || {
-        std::fs::read_to_string(dir.join("op_token")).ok().filter(|t| t.ends_with('\n'))
-    })
-    .expect("token");
-    wait_for(Duration::from_secs(30), || http_get(port, "/_sim/stats")).expect("sim answers");
-    Sim { child, port }
-}
 
 /// The uuids the simulator shows now, by stream.
 fn visible(sim: &Sim) -> HashMap<String, HashSet<String>> {
@@ -126,7 +86,7 @@ fn a_100000_event_run_survives_kill_9_with_one_document_per_uuid() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let es = runtime.block_on(EsEmulator::start(EsEmulatorConfig::default()));
     let dir = tempfile::tempdir().expect("tempdir");
-    let sim = start_sim(dir.path(), 33_334);
+    let sim = start_sim(dir.path(), 33_334, &["--no-rate-limit"]);
     let at_start = visible(&sim);
     let total: usize = at_start.values().map(HashSet::len).sum();
     assert!(total > 95_000, "{total}");
@@ -193,7 +153,7 @@ fn a_60_second_outage_loses_nothing_and_holds_the_checkpoints() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let es = runtime.block_on(EsEmulator::start(EsEmulatorConfig::default()));
     let dir = tempfile::tempdir().expect("tempdir");
-    let sim = start_sim(dir.path(), 20_000);
+    let sim = start_sim(dir.path(), 20_000, &["--no-rate-limit"]);
     let total: usize = visible(&sim).values().map(HashSet::len).sum();
     // Small pages, so the backfill is still running when Elasticsearch goes away.
     write_config(dir.path(), &sim, &es, free_port(), "    batch: {max_events: 200}\n");
@@ -243,7 +203,7 @@ fn item_429s_are_retried_rejections_are_dead_lettered_and_the_api_key_stays_secr
     es.throttle_items(500);
     es.reject_documents("/onepassword/used_version", serde_json::json!(3));
     let dir = tempfile::tempdir().expect("tempdir");
-    let sim = start_sim(dir.path(), 1_000);
+    let sim = start_sim(dir.path(), 1_000, &["--no-rate-limit"]);
     let at_start = visible(&sim);
     let total: usize = at_start.values().map(HashSet::len).sum();
     let api_port = free_port();

@@ -4,52 +4,14 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
-use super::util::{free_port, http_get, signal, sluice, spawn, stderr_of, wait_exit, wait_for};
+use super::util::{
+    Sim, free_port, http_get, signal, sluice, spawn, start_sim, stderr_of, wait_exit, wait_for,
+};
 
 const PER_STREAM: usize = 20_000;
-
-struct Sim {
-    child: Child,
-    port: u16,
-    token: String,
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_sim(dir: &Path, events: usize) -> Sim {
-    let port = free_port();
-    let token_path = dir.join("op_token");
-    let child = sluice()
-        .args([
-            "sim",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--rate",
-            "0",
-            "--events",
-            &events.to_string(),
-            "--token-file",
-        ])
-        .arg(&token_path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("sim starts");
-    let token = wait_for(Duration::from_secs(30), || {
-        std::fs::read_to_string(&token_path).ok().filter(|t| t.ends_with('\n'))
-    })
-    .expect("token written");
-    wait_for(Duration::from_secs(30), || http_get(port, "/_sim/stats")).expect("sim answers");
-    Sim { child, port, token: token.trim().to_owned() }
-}
 
 /// The uuids of every event the simulator shows now.
 fn visible(sim: &Sim) -> std::collections::HashSet<String> {
@@ -103,7 +65,7 @@ fn committed_events(dir: &Path, stream: &str) -> u64 {
 fn a_60000_event_backfill_survives_kill_9() {
     let _heavy = super::util::heavy();
     let dir = tempfile::tempdir().expect("tempdir");
-    let sim = start_sim(dir.path(), PER_STREAM);
+    let sim = start_sim(dir.path(), PER_STREAM, &[]);
     let at_start = visible(&sim);
     let total = at_start.len();
     assert!(total > 55_000, "most of the 60,000 events are visible: {total}");
@@ -175,7 +137,7 @@ fn a_60000_event_backfill_survives_kill_9() {
 #[test]
 fn the_token_appears_in_no_log_metric_error_or_validate_output() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let sim = start_sim(dir.path(), 200);
+    let sim = start_sim(dir.path(), 200, &[]);
     let api_port = free_port();
     // The token inline, through a variable, for the run; as a file elsewhere.
     let inline = config(&sim, api_port).replace("token_file: op_token", "token: ${OP_TOKEN}");
@@ -247,7 +209,7 @@ fn the_token_appears_in_no_log_metric_error_or_validate_output() {
 #[test]
 fn checkpoint_list_and_reset() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let sim = start_sim(dir.path(), 50);
+    let sim = start_sim(dir.path(), 50, &[]);
     std::fs::write(dir.path().join("sluice.yaml"), config(&sim, free_port())).expect("config");
     let mut run = spawn(Path::new("sluice.yaml"), dir.path(), &[]);
     let caught_up = wait_for(Duration::from_secs(60), || {

@@ -171,3 +171,50 @@ pub fn signal(child: &Child, signal: i32) {
     let rc = unsafe { libc::kill(pid, signal) };
     assert_eq!(rc, 0, "kill({pid}, {signal})");
 }
+
+/// `sluice sim` in its own process, killed when dropped.
+pub struct Sim {
+    /// The process.
+    pub child: Child,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    /// The token it wrote (all three features).
+    pub token: String,
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Start `sluice sim` with `events` per stream and no live trickle; it
+/// writes its token to `dir/op_token`.
+pub fn start_sim(dir: &Path, events: usize, extra: &[&str]) -> Sim {
+    let port = free_port();
+    let token_path = dir.join("op_token");
+    let child = sluice()
+        .args([
+            "sim",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--rate",
+            "0",
+            "--events",
+            &events.to_string(),
+        ])
+        .args(extra)
+        .arg("--token-file")
+        .arg(&token_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("sim starts");
+    let token = wait_for(Duration::from_secs(30), || {
+        std::fs::read_to_string(&token_path).ok().filter(|t| t.ends_with('\n'))
+    })
+    .expect("token written");
+    wait_for(Duration::from_secs(30), || http_get(port, "/_sim/stats")).expect("sim answers");
+    Sim { child, port, token: token.trim().to_owned() }
+}
