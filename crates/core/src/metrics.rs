@@ -2,7 +2,7 @@
 //! labels `component_id`, `component_kind` and `component_type`, and no label
 //! takes unbounded values.
 
-use metrics::{Counter, Gauge, Label, counter, gauge};
+use metrics::{Counter, Label, counter};
 
 /// The metrics of one component, with its labels applied.
 #[derive(Clone)]
@@ -96,10 +96,5 @@ impl ComponentMetrics {
     pub fn discarded(&self, events: usize, intentional: bool) {
         let labels = self.labels_with(&[("intentional", intentional.to_string())]);
         counter!("sluice_component_discarded_events_total", labels).increment(events as u64);
-    }
-
-    /// A gauge of this component.
-    pub fn gauge(&self, name: &'static str) -> Gauge {
-        gauge!(name, self.labels.clone())
     }
 }

@@ -425,14 +425,8 @@ impl StreamPoller {
 
     fn update_gauges(&self, state: &State, metrics: &StreamMetrics) {
         metrics.checkpoint_age.set(state.committed_at.elapsed().as_secs_f64());
-        if let Some(newest) = state
-            .checkpoint
-            .newest_timestamp
-            .as_deref()
-            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-        {
-            let lag = (Utc::now() - newest.with_timezone(&Utc)).num_milliseconds() as f64 / 1000.0;
-            metrics.lag.set(lag.max(0.0));
+        if let Some(lag) = lag(&state.checkpoint) {
+            metrics.lag.set(lag.as_secs_f64());
         }
     }
 
@@ -442,20 +436,17 @@ impl StreamPoller {
         }
         state.progress_at = Instant::now();
         let newest = state.checkpoint.newest_timestamp.clone().unwrap_or_else(|| "-".into());
-        let lag = state
-            .checkpoint
-            .newest_timestamp
-            .as_deref()
-            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-            .map(|t| {
-                humantime::format_duration(Duration::from_secs(
-                    (Utc::now() - t.with_timezone(&Utc)).num_seconds().max(0) as u64,
-                ))
-                .to_string()
-            })
+        let lag = lag(&state.checkpoint)
+            .map(|lag| humantime::format_duration(Duration::from_secs(lag.as_secs())).to_string())
             .unwrap_or_else(|| "-".into());
         tracing::info!(stream = %self.stream, events = state.events_this_run, newest_delivered = %newest, %lag, "backfill progress");
     }
+}
+
+/// Now minus the newest event timestamp delivered, if any.
+fn lag(checkpoint: &StreamCheckpoint) -> Option<Duration> {
+    let newest = DateTime::parse_from_rfc3339(checkpoint.newest_timestamp.as_deref()?).ok()?;
+    Some((Utc::now() - newest.with_timezone(&Utc)).to_std().unwrap_or(Duration::ZERO))
 }
 
 /// The event's `timestamp`, when it is RFC 3339.

@@ -27,7 +27,7 @@ const CACHE_ENTRIES: usize = 10_000;
 pub struct GeoIpDatabases {
     city: Option<Reader<Vec<u8>>>,
     asn: Option<Reader<Vec<u8>>>,
-    cache: Mutex<HashMap<(Kind_, IpAddr), Option<Value>>>,
+    cache: Mutex<HashMap<(Lookup, IpAddr), Option<Value>>>,
 }
 
 impl std::fmt::Debug for GeoIpDatabases {
@@ -54,14 +54,14 @@ impl GeoIpDatabases {
         })
     }
 
-    fn lookup(&self, kind: Kind_, ip: IpAddr) -> Option<Value> {
+    fn lookup(&self, kind: Lookup, ip: IpAddr) -> Option<Value> {
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(found) = cache.get(&(kind, ip)) {
             return found.clone();
         }
         let found = match kind {
-            Kind_::City => self.city(ip),
-            Kind_::Asn => self.asn(ip),
+            Lookup::City => self.city(ip),
+            Lookup::Asn => self.asn(ip),
         };
         if cache.len() >= CACHE_ENTRIES {
             cache.clear();
@@ -161,7 +161,7 @@ struct AsnRecord {
 
 /// Which lookup a function does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-enum Kind_ {
+enum Lookup {
     City,
     Asn,
 }
@@ -169,7 +169,7 @@ enum Kind_ {
 /// `geoip_city` or `geoip_asn`.
 #[derive(Clone, Debug)]
 pub struct GeoIpFunction {
-    kind: Kind_,
+    kind: Lookup,
     databases: Arc<GeoIpDatabases>,
 }
 
@@ -177,8 +177,8 @@ impl GeoIpFunction {
     /// Both functions over `databases`.
     pub fn all(databases: Arc<GeoIpDatabases>) -> Vec<Box<dyn Function>> {
         vec![
-            Box::new(Self { kind: Kind_::City, databases: databases.clone() }),
-            Box::new(Self { kind: Kind_::Asn, databases }),
+            Box::new(Self { kind: Lookup::City, databases: databases.clone() }),
+            Box::new(Self { kind: Lookup::Asn, databases }),
         ]
     }
 }
@@ -192,17 +192,17 @@ const PARAMETERS: &[Parameter] = &[Parameter::required(
 impl Function for GeoIpFunction {
     fn identifier(&self) -> &'static str {
         match self.kind {
-            Kind_::City => "geoip_city",
-            Kind_::Asn => "geoip_asn",
+            Lookup::City => "geoip_city",
+            Lookup::Asn => "geoip_asn",
         }
     }
 
     fn usage(&self) -> &'static str {
         match self.kind {
-            Kind_::City => {
+            Lookup::City => {
                 "Looks the IP address up in the transform's GeoIP City database: the fields of Elasticsearch's geoip processor, or null."
             }
-            Kind_::Asn => {
+            Lookup::Asn => {
                 "Looks the IP address up in the transform's GeoIP ASN database: {number, organization: {name}}, or null."
             }
         }
@@ -270,25 +270,25 @@ mod tests {
         let databases = GeoIpDatabases::open(Some(&city), Some(&asn)).expect("open");
         let ip: IpAddr = "89.160.20.156".parse().expect("ip");
         for _ in 0..2 {
-            let city = serde_json::to_value(databases.lookup(Kind_::City, ip).expect("known"))
+            let city = serde_json::to_value(databases.lookup(Lookup::City, ip).expect("known"))
                 .expect("json");
             assert_eq!(city["region_iso_code"], "SE-E");
             assert_eq!(city["location"], serde_json::json!({"lat": 58.4167, "lon": 15.6167}));
-            let asn = serde_json::to_value(databases.lookup(Kind_::Asn, ip).expect("known"))
+            let asn = serde_json::to_value(databases.lookup(Lookup::Asn, ip).expect("known"))
                 .expect("json");
             assert_eq!(
                 asn,
                 serde_json::json!({"number": 29518, "organization": {"name": "Bredband2 AB"}})
             );
         }
-        assert_eq!(databases.lookup(Kind_::City, "1.1.1.1".parse().expect("ip")), None);
+        assert_eq!(databases.lookup(Lookup::City, "1.1.1.1".parse().expect("ip")), None);
         assert_eq!(
-            databases.lookup(Kind_::City, "1.1.1.1".parse().expect("ip")),
+            databases.lookup(Lookup::City, "1.1.1.1".parse().expect("ip")),
             None,
             "a miss is cached too"
         );
         assert_eq!(
-            GeoIpDatabases::default().lookup(Kind_::Asn, ip),
+            GeoIpDatabases::default().lookup(Lookup::Asn, ip),
             None,
             "no database, no fields"
         );

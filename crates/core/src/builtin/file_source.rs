@@ -321,6 +321,11 @@ impl Reader {
         if offset <= self.committed {
             return Ok(());
         }
+        self.save(offset)
+    }
+
+    /// Write `offset` as the checkpoint, whatever it was.
+    fn save(&mut self, offset: u64) -> Result<(), BoxError> {
         let checkpoint = Checkpoint { path: self.config.path.clone(), offset };
         let bytes = serde_json::to_vec(&checkpoint)?;
         crate::checkpoint::write_atomic(&self.checkpoint_path, &bytes).map_err(|e| {
@@ -350,14 +355,9 @@ impl Reader {
                 self.commit(offset)?;
             }
         }
-        let file = tokio::fs::File::open(&self.config.path).await?;
-        self.file = BufReader::new(file);
-        self.position = 0;
-        self.partial.clear();
-        self.committed = 0;
-        let bytes = serde_json::to_vec(&Checkpoint { path: self.config.path.clone(), offset: 0 })?;
-        crate::checkpoint::write_atomic(&self.checkpoint_path, &bytes)?;
-        Ok(())
+        self.file = BufReader::new(tokio::fs::File::open(&self.config.path).await?);
+        self.seek(0).await?;
+        self.save(0)
     }
 }
 
