@@ -8,7 +8,7 @@ use sluice_core::builtin::{
 };
 use sluice_core::component::{FunctionTransform, Sink, Source};
 use sluice_core::config::{FieldError, RawComponent};
-use sluice_sink_elasticsearch::ElasticsearchSinkConfig;
+use sluice_sink_elasticsearch::{ElasticsearchSink, ElasticsearchSinkConfig};
 use sluice_source_onepassword::OnePasswordSourceConfig;
 use sluice_transform_vrl::VrlTransformConfig;
 
@@ -104,7 +104,9 @@ impl SinkConfig {
 
     pub fn validate(self, raw: &RawComponent) -> Result<Box<dyn Sink>, Vec<FieldError>> {
         Ok(match self {
-            Self::Elasticsearch(config) => Box::new(config.validate(raw.dir())?),
+            Self::Elasticsearch(config) => {
+                Box::new(ElasticsearchSink::new(config.validate(raw.dir())?))
+            }
             Self::Console(config) => Box::new(config.validate()?),
             Self::File(config) => Box::new(config.validate(raw.dir())?),
             Self::Blackhole(config) => Box::new(config.validate()?),

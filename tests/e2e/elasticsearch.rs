@@ -18,13 +18,19 @@ use super::util::{
 const STREAMS: [&str; 3] = ["signin_attempts", "item_usages", "audit_events"];
 
 /// The uuids the simulator shows now, by stream.
-fn visible(sim: &Sim) -> HashMap<String, HashSet<String>> {
+pub(super) fn visible(sim: &Sim) -> HashMap<String, HashSet<String>> {
     let (_, body) = http_get(sim.port, "/_sim/uuids").expect("uuids");
     let streams: HashMap<String, Vec<String>> = serde_json::from_str(&body).expect("json");
     streams.into_iter().map(|(stream, uuids)| (stream, uuids.into_iter().collect())).collect()
 }
 
-fn write_config(dir: &Path, sim: &Sim, es: &EsEmulator, api_port: u16, sink_extra: &str) {
+pub(super) fn write_config(
+    dir: &Path,
+    sim: &Sim,
+    es: &EsEmulator,
+    api_port: u16,
+    sink_extra: &str,
+) {
     std::fs::create_dir_all(dir.join("vrl")).expect("mkdir");
     std::fs::copy(repo().join("pipelines/vrl/ecs.vrl"), dir.join("vrl/ecs.vrl")).expect("vrl");
     let config = format!(
@@ -45,7 +51,7 @@ sinks:
     type: elasticsearch
     inputs: [ecs]
     endpoints: ['{}']
-    retry_max_backoff_secs: 2
+    request: {{retry_max_backoff_secs: 2}}
     dead_letter: {{path: out/rejected.ndjson}}
 {sink_extra}",
         sim.port,
@@ -58,7 +64,7 @@ fn data_stream(stream: &str) -> String {
     format!("logs-1password.{stream}-default")
 }
 
-fn stored(es: &EsEmulator) -> usize {
+pub(super) fn stored(es: &EsEmulator) -> usize {
     STREAMS.iter().map(|s| es.documents(&data_stream(s)).len()).sum()
 }
 
@@ -143,7 +149,7 @@ fn a_100000_event_run_survives_kill_9_with_one_document_per_uuid() {
     assert!(!dir.path().join("out/rejected.ndjson").exists(), "nothing was rejected");
 }
 
-fn checkpoints(dir: &Path) -> Vec<Option<Vec<u8>>> {
+pub(super) fn checkpoints(dir: &Path) -> Vec<Option<Vec<u8>>> {
     STREAMS.iter().map(|s| std::fs::read(dir.join(format!("state/op/{s}.json"))).ok()).collect()
 }
 
@@ -244,14 +250,14 @@ fn item_429s_are_retried_rejections_are_dead_lettered_and_the_api_key_stays_secr
     for record in &rejected {
         assert_eq!(record["error"]["type"], "mapper_parsing_exception");
         assert_eq!(record["document"]["onepassword"]["used_version"], 3);
-        assert_eq!(record["index"], "logs-1password.item_usages-default");
+        assert_eq!(record["destination"], "logs-1password.item_usages-default");
     }
     let counted = format!(
-        "sluice_component_discarded_events_total{{component_id=\"es\",component_kind=\"sink\",component_type=\"elasticsearch\",intentional=\"false\"}} {}",
+        "sluice_component_rejected_events_total{{component_id=\"es\",component_kind=\"sink\",component_type=\"elasticsearch\"}} {}",
         rejected.len()
     );
     assert!(metrics.contains(&counted), "{counted} in\n{metrics}");
-    assert!(metrics.contains("sluice_elasticsearch_retries_total{component_id=\"es\",component_kind=\"sink\",component_type=\"elasticsearch\",reason=\"item_rejected_execution\"}"), "{metrics}");
+    assert!(metrics.contains("sluice_component_retries_total{component_id=\"es\",component_kind=\"sink\",component_type=\"elasticsearch\",reason=\"item_retry\"}"), "{metrics}");
     assert_eq!(stored(&es) + rejected.len(), total, "nothing else is lost");
     assert!(logs.contains("TRACE"), "trace logging is on");
     assert!(!logs.contains(api_key), "the API key appears in the logs");

@@ -161,6 +161,8 @@ pub struct SinkContext {
     pub id: String,
     /// Its input; the sink returns once it yields `None`.
     pub input: EventReceiver,
+    /// The `data_dir`; a sink keeps its files (the dead letter) under `<data_dir>/<id>/`.
+    pub data_dir: PathBuf,
     /// Its health switch.
     pub health: HealthHandle,
     /// Its metrics.

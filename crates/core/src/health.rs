@@ -46,6 +46,7 @@ impl Health {
 
     /// The handle a component uses to report on itself.
     pub fn handle(&self, component_id: &str) -> HealthHandle {
+        gauge!("sluice_component_healthy", "component_id" => component_id.to_owned()).set(1.0);
         HealthHandle { health: self.clone(), id: component_id.to_owned() }
     }
 
@@ -76,6 +77,11 @@ pub struct HealthHandle {
 }
 
 impl HealthHandle {
+    /// The component's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
     /// Report a problem (a revoked token, a sink refusing credentials).
     /// `key` tells apart several problems of one component (e.g. per stream).
     pub fn set_unhealthy(&self, key: &str, reason: impl Into<String>) {

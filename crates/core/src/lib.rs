@@ -13,6 +13,11 @@
 //! - [`metrics`], [`health`]: what `/metrics` and `/health` report;
 //! - [`checkpoint`]: atomic checkpoint files; [`secret`]: redacted secrets;
 //! - [`backoff`]: exponential backoff with full jitter for retry loops;
+//! - [`sink`]: the delivery layer every batching sink runs on (batching,
+//!   concurrency, retries, outcome classes, dead letter, health);
+//! - [`http`] (feature `http`): the HTTP client builder, sensitive headers,
+//!   capped bodies, error descriptions without secrets;
+//! - [`durable`]: fsynced appends of whole lines (file sink, dead letters);
 //! - [`diff`]: field-by-field differences between JSON documents;
 //! - [`builtin`]: the file source and the console, file and blackhole sinks.
 #![deny(missing_docs)]
@@ -24,10 +29,14 @@ pub mod checkpoint;
 pub mod component;
 pub mod config;
 pub mod diff;
+pub mod durable;
 pub mod event;
 pub mod health;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod metrics;
 pub mod secret;
+pub mod sink;
 pub mod topology;
 
 pub use ack::{AckStatus, BatchNotifier, BatchStatus, OrderedAcks};

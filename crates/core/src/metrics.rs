@@ -97,4 +97,25 @@ impl ComponentMetrics {
         let labels = self.labels_with(&[("intentional", intentional.to_string())]);
         counter!("sluice_component_discarded_events_total", labels).increment(events as u64);
     }
+
+    /// A retry; `reason` is a short fixed word such as `request_failed`.
+    pub fn retry(&self, reason: &'static str) {
+        counter!(
+            "sluice_component_retries_total",
+            self.labels_with(&[("reason", reason.to_owned())])
+        )
+        .increment(1);
+    }
+
+    /// Events the destination already held (replays); they count as delivered.
+    pub fn duplicates(&self, events: usize) {
+        if events > 0 {
+            counter!("sluice_component_duplicates_total", self.labels()).increment(events as u64);
+        }
+    }
+
+    /// Events rejected for good and written to the dead letter.
+    pub fn rejected(&self, events: usize) {
+        counter!("sluice_component_rejected_events_total", self.labels()).increment(events as u64);
+    }
 }

@@ -14,8 +14,7 @@ const DOCUMENT: &str = r#"{"@timestamp":"2026-11-20T07:15:41.500Z","ecs":{"versi
 fn bench(c: &mut Criterion) {
     let config: ElasticsearchSinkConfig =
         serde_yaml_ng::from_str("endpoints: [http://127.0.0.1:9200]").expect("config");
-    let sink = config.validate(std::path::Path::new(".")).expect("valid");
-    let settings = sink.settings().clone();
+    let settings = config.validate(std::path::Path::new(".")).expect("valid");
     let mut event = Event::from_json(bytes::Bytes::from_static(DOCUMENT.as_bytes())).expect("json");
     event.meta.stream = Some(Stream::SigninAttempts);
 
@@ -30,7 +29,7 @@ fn bench(c: &mut Criterion) {
     let mut batch = Vec::new();
     for _ in 0..1000 {
         let mut copy = event.clone();
-        batch.extend_from_slice(&encode(&mut copy, &settings).expect("encodes").bytes);
+        batch.extend_from_slice(&encode(&mut copy, &settings).expect("encodes").payload);
     }
     group.throughput(Throughput::Elements(1000));
     group.bench_function("gzip_1000", |b| {

@@ -1,7 +1,7 @@
-//! `_bulk` requests: gzip, authentication, endpoint failover, and the answer
-//! classified per item.
+//! The HTTP side: `GET /` for the version, `POST /_bulk` with gzip,
+//! authentication and endpoint failover, and the answer turned into one
+//! outcome per item through [`crate::classify`].
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -9,47 +9,20 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use reqwest::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HeaderValue};
 use serde::Deserialize;
+use sluice_core::http::{
+    BodyError, ClientSettings, build_client, describe, read_body, sensitive_header,
+};
+use sluice_core::sink::{BatchService, Encoded, Failure, ItemOutcome, RequestError};
 
-use crate::config::{AuthConfig, Settings};
+use crate::classify;
+use crate::config::{AuthConfig, Compression, Settings};
 
-/// The answer for one item.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ItemOutcome {
-    /// Its HTTP status.
-    pub status: u16,
-    /// `error.type`, if it failed.
-    pub error_type: String,
-    /// `error.reason`, if it failed.
-    pub reason: String,
-}
-
-/// A request that produced no per-item answer.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum BulkError {
-    /// 401 or 403: the credentials are refused.
-    #[error("Elasticsearch refused the credentials (HTTP {0})")]
-    Refused(u16),
-    /// 413: the request is too large.
-    #[error("the request is larger than Elasticsearch accepts (HTTP 413)")]
-    TooLarge,
-    /// 429 or 5xx: retry later.
-    #[error("HTTP {0}: {1}")]
-    Retriable(u16, String),
-    /// Another 4xx for the whole request.
-    #[error("HTTP {0}: {1}")]
-    Rejected(u16, String),
-    /// Timeout, refused or reset connection.
-    #[error("request failed: {0}")]
-    Transport(String),
-    /// A 200 whose body is not a bulk answer.
-    #[error("the answer is not a bulk response: {0}")]
-    Malformed(String),
-}
+/// The largest answer read: a bulk answer of 100,000 items with long reasons.
+const MAX_ANSWER_BYTES: usize = 256 * 1024 * 1024;
 
 #[derive(Deserialize)]
 struct BulkResponse {
-    items: Vec<BTreeMap<String, ItemBody>>,
+    items: Vec<std::collections::BTreeMap<String, ItemBody>>,
 }
 
 #[derive(Deserialize)]
@@ -68,58 +41,45 @@ struct ErrorBody {
 
 /// A client for the configured endpoints.
 #[derive(Debug)]
-pub struct EsClient {
+pub(crate) struct EsClient {
     http: reqwest::Client,
     endpoints: Vec<reqwest::Url>,
     current: AtomicUsize,
     auth: Option<HeaderValue>,
-    gzip: bool,
+    compression: Compression,
 }
 
-fn excerpt(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
-    text.chars().take(300).collect()
+fn transport(err: &reqwest::Error) -> Failure {
+    Failure::without_status("transport", describe(err))
 }
 
-fn describe(err: &reqwest::Error) -> String {
-    sluice_core::topology::error_chain(err)
+fn body_failure(err: BodyError) -> Failure {
+    Failure::without_status("transport", err.to_string())
 }
 
 impl EsClient {
     /// A client; fails only on unusable TLS settings.
-    pub fn new(settings: &Settings) -> Result<Self, String> {
-        let mut builder = reqwest::Client::builder()
-            .timeout(settings.request_timeout)
-            .connect_timeout(settings.request_timeout.min(std::time::Duration::from_secs(10)))
-            .user_agent(concat!("sluice/", env!("CARGO_PKG_VERSION")))
-            .danger_accept_invalid_certs(!settings.tls.verify);
-        if let Some(path) = &settings.tls.ca_file {
-            let pem = std::fs::read(path)
-                .map_err(|e| format!("cannot read tls.ca_file {}: {e}", path.display()))?;
-            let certificate = reqwest::Certificate::from_pem(&pem)
-                .map_err(|e| format!("tls.ca_file {}: {e}", path.display()))?;
-            builder = builder.add_root_certificate(certificate);
-        }
-        let http = builder.build().map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+    pub(crate) fn new(settings: &Settings) -> Result<Self, sluice_core::http::HttpError> {
+        let http = build_client(&ClientSettings {
+            timeout: settings.delivery.request_timeout,
+            tls: settings.tls.clone(),
+            proxy: None,
+        })?;
         let auth = settings.auth.as_ref().map(|auth| {
-            let text = match auth {
+            sensitive_header(&match auth {
                 AuthConfig::Basic { user, password } => {
                     format!("Basic {}", STANDARD.encode(format!("{user}:{}", password.expose())))
                 }
                 AuthConfig::ApiKey { api_key } => format!("ApiKey {}", api_key.expose()),
                 AuthConfig::Bearer { token } => format!("Bearer {}", token.expose()),
-            };
-            let mut value = HeaderValue::from_str(&text)
-                .unwrap_or_else(|_| HeaderValue::from_static("invalid"));
-            value.set_sensitive(true);
-            value
+            })
         });
         Ok(Self {
             http,
             endpoints: settings.endpoints.clone(),
             current: AtomicUsize::new(0),
             auth,
-            gzip: settings.gzip,
+            compression: settings.compression,
         })
     }
 
@@ -135,100 +95,117 @@ impl EsClient {
         }
     }
 
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.endpoint().as_str().trim_end_matches('/'))
-    }
-
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        let request = self.http.request(method, self.url(path));
+        let url = format!("{}{path}", self.endpoint().as_str().trim_end_matches('/'));
+        let request = self.http.request(method, url);
         match &self.auth {
             Some(auth) => request.header(AUTHORIZATION, auth.clone()),
             None => request,
         }
     }
 
-    /// `GET /`: the version number.
-    pub async fn version(&self) -> Result<String, BulkError> {
-        let response = self.request(reqwest::Method::GET, "/").send().await.map_err(|e| {
-            self.fail_over();
-            BulkError::Transport(describe(&e))
+    async fn exchange(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<(u16, bytes::Bytes), Failure> {
+        let response = request.send().await.map_err(|err| {
+            if err.is_connect() {
+                self.fail_over();
+            }
+            transport(&err)
         })?;
         let status = response.status().as_u16();
-        let body = response.bytes().await.map_err(|e| BulkError::Transport(describe(&e)))?;
-        match status {
-            200 => serde_json::from_slice::<serde_json::Value>(&body)
-                .ok()
-                .and_then(|v| v["version"]["number"].as_str().map(str::to_owned))
-                .ok_or_else(|| BulkError::Malformed(excerpt(&body))),
-            401 | 403 => Err(BulkError::Refused(status)),
-            _ => Err(BulkError::Retriable(status, excerpt(&body))),
-        }
+        let body = read_body(response, MAX_ANSWER_BYTES).await.map_err(body_failure)?;
+        Ok((status, body))
     }
 
-    /// `POST /_bulk` with `body` (NDJSON); one outcome per item, in order.
-    pub async fn bulk(
-        &self,
-        body: &[u8],
-        expected_items: usize,
-    ) -> Result<Vec<ItemOutcome>, BulkError> {
-        let mut request = self
+    /// `GET /`: the version number.
+    pub(crate) async fn version(&self) -> Result<String, RequestError> {
+        let (status, body) = self
+            .exchange(self.request(reqwest::Method::GET, "/"))
+            .await
+            .map_err(RequestError::Retry)?;
+        if status != 200 {
+            return Err(classify::request(status, &body));
+        }
+        serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["version"]["number"].as_str().map(str::to_owned))
+            .ok_or_else(|| {
+                RequestError::Retry(Failure::new(
+                    200,
+                    "malformed_answer",
+                    sluice_core::http::excerpt(&body),
+                ))
+            })
+    }
+
+    /// `POST /_bulk` with `items`; one outcome per item, in order.
+    pub(crate) async fn bulk(&self, items: &[Encoded]) -> Result<Vec<ItemOutcome>, RequestError> {
+        let size = items.iter().map(|i| i.payload.len()).sum();
+        let request = self
             .request(reqwest::Method::POST, "/_bulk")
             .header(CONTENT_TYPE, "application/x-ndjson");
-        if self.gzip {
-            let mut encoder = flate2::write::GzEncoder::new(
-                Vec::with_capacity(body.len() / 4),
-                flate2::Compression::fast(),
-            );
-            encoder.write_all(body).map_err(|e| BulkError::Transport(e.to_string()))?;
-            let compressed = encoder.finish().map_err(|e| BulkError::Transport(e.to_string()))?;
-            request = request.header(CONTENT_ENCODING, "gzip").body(compressed);
-        } else {
-            request = request.body(body.to_vec());
-        }
-        let response = match request.send().await {
-            Ok(response) => response,
-            Err(err) => {
-                if err.is_connect() {
-                    self.fail_over();
+        let request = match self.compression {
+            Compression::Gzip => {
+                let mut gzip = flate2::write::GzEncoder::new(
+                    Vec::with_capacity(size / 4),
+                    flate2::Compression::fast(),
+                );
+                for item in items {
+                    gzip.write_all(&item.payload).map_err(|e| local(e.to_string()))?;
                 }
-                return Err(BulkError::Transport(describe(&err)));
+                let body = gzip.finish().map_err(|e| local(e.to_string()))?;
+                request.header(CONTENT_ENCODING, "gzip").body(body)
+            }
+            Compression::None => {
+                let mut body = Vec::with_capacity(size);
+                items.iter().for_each(|item| body.extend_from_slice(&item.payload));
+                request.body(body)
             }
         };
-        let status = response.status().as_u16();
-        let bytes = response.bytes().await.map_err(|e| BulkError::Transport(describe(&e)))?;
-        match status {
-            200 => {}
-            401 | 403 => return Err(BulkError::Refused(status)),
-            413 => return Err(BulkError::TooLarge),
-            429 | 500..=599 => return Err(BulkError::Retriable(status, excerpt(&bytes))),
-            _ => return Err(BulkError::Rejected(status, excerpt(&bytes))),
+        let (status, body) = self.exchange(request).await.map_err(RequestError::Retry)?;
+        if status != 200 {
+            return Err(classify::request(status, &body));
         }
+        let malformed =
+            |reason: String| RequestError::Retry(Failure::new(200, "malformed_answer", reason));
         let parsed: BulkResponse =
-            serde_json::from_slice(&bytes).map_err(|e| BulkError::Malformed(e.to_string()))?;
-        if parsed.items.len() != expected_items {
-            return Err(BulkError::Malformed(format!(
-                "{} items answered for {expected_items} sent",
-                parsed.items.len()
+            serde_json::from_slice(&body).map_err(|e| malformed(e.to_string()))?;
+        if parsed.items.len() != items.len() {
+            return Err(malformed(format!(
+                "{} items answered for {} sent",
+                parsed.items.len(),
+                items.len()
             )));
         }
         Ok(parsed
             .items
             .into_iter()
-            .map(|item| {
-                let body = item.into_values().next();
-                match body {
-                    Some(ItemBody { status, error }) => {
-                        let (error_type, reason) =
-                            error.map(|e| (e.kind, e.reason)).unwrap_or_default();
-                        ItemOutcome { status, error_type, reason }
-                    }
-                    None => ItemOutcome {
-                        status: 500,
-                        error_type: "empty_item".into(),
-                        reason: "an empty item in the answer".into(),
-                    },
+            .map(|item| match item.into_values().next() {
+                Some(ItemBody { status, error: Some(error) }) => {
+                    classify::item(status, &error.kind, &error.reason)
                 }
+                Some(ItemBody { status, error: None }) => classify::item(status, "", ""),
+                None => ItemOutcome::Retry(Failure::without_status(
+                    "empty_item",
+                    "an empty item in the answer",
+                )),
             })
             .collect())
+    }
+}
+
+fn local(reason: String) -> RequestError {
+    RequestError::Retry(Failure::without_status("compression_failed", reason))
+}
+
+/// The delivery layer's view of the client.
+impl BatchService for EsClient {
+    fn send(
+        &self,
+        items: &[Encoded],
+    ) -> impl Future<Output = Result<Vec<ItemOutcome>, RequestError>> + Send {
+        self.bulk(items)
     }
 }

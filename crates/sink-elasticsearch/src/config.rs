@@ -1,13 +1,15 @@
-//! The `elasticsearch` sink's settings.
+//! The `elasticsearch` sink's settings, and their validation into
+//! [`Settings`] without I/O.
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::Path;
 
 use serde::Deserialize;
 use sluice_core::Secret;
 use sluice_core::config::FieldError;
-
-use crate::sink::ElasticsearchSink;
+use sluice_core::http::TlsConfig;
+use sluice_core::sink::{
+    BatchConfig, DeadLetterConfig, DriverSettings, RequestConfig, validate_delivery,
+};
 
 /// How to authenticate.
 #[derive(Clone, Debug, Deserialize)]
@@ -32,60 +34,15 @@ pub enum AuthConfig {
     },
 }
 
-/// TLS settings.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsConfig {
-    /// Extra CA certificates (PEM), e.g. Elasticsearch's own `http_ca.crt`.
-    pub ca_file: Option<PathBuf>,
-    /// Verify the server's certificate (default true; false only for tests).
-    #[serde(default = "yes")]
-    pub verify: bool,
-}
-
-impl Default for TlsConfig {
-    fn default() -> Self {
-        Self { ca_file: None, verify: true }
-    }
-}
-
-fn yes() -> bool {
-    true
-}
-
-/// When a batch is sent.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BatchConfig {
-    /// Events per request (default 1000).
-    #[serde(default = "default_max_events")]
-    pub max_events: usize,
-    /// Bytes per request before compression (default 10 MB).
-    #[serde(default = "default_max_bytes")]
-    pub max_bytes: usize,
-    /// Seconds a partial batch waits (default 1).
-    #[serde(default = "default_batch_timeout")]
-    pub timeout_secs: f64,
-}
-
-fn default_max_events() -> usize {
-    1000
-}
-fn default_max_bytes() -> usize {
-    10 * 1024 * 1024
-}
-fn default_batch_timeout() -> f64 {
-    1.0
-}
-
-impl Default for BatchConfig {
-    fn default() -> Self {
-        Self {
-            max_events: default_max_events(),
-            max_bytes: default_max_bytes(),
-            timeout_secs: default_batch_timeout(),
-        }
-    }
+/// Request body compression.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Compression {
+    /// gzip (default): about a tenth of the bytes for ECS documents.
+    #[default]
+    Gzip,
+    /// Uncompressed.
+    None,
 }
 
 /// Where documents go.
@@ -124,96 +81,63 @@ impl Default for DataStreamConfig {
     }
 }
 
-/// Where rejected documents are written.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DeadLetterConfig {
-    /// An NDJSON file, relative to the config file.
-    pub path: PathBuf,
-}
-
 /// `type: elasticsearch` under `sinks`.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ElasticsearchSinkConfig {
     /// Elasticsearch URLs; the next one is tried when one cannot be reached.
     pub endpoints: Vec<String>,
-    /// Authentication.
+    /// Authentication: `basic`, `api_key` (recommended) or `bearer`.
     pub auth: Option<AuthConfig>,
-    /// TLS.
+    /// TLS: `ca_file` to trust a private CA, `verify` (tests only).
     #[serde(default)]
     pub tls: TlsConfig,
-    /// `gzip` (default) or `none`.
-    #[serde(default = "default_compression")]
-    pub compression: String,
-    /// Batching.
+    /// Request body compression: `gzip` (default) or `none`.
+    #[serde(default)]
+    pub compression: Compression,
+    /// When a bulk request is sent: `max_events`, `max_bytes`, `timeout_secs`.
     #[serde(default)]
     pub batch: BatchConfig,
-    /// Requests in flight (default 2).
-    #[serde(default = "default_concurrency")]
-    pub concurrency: usize,
-    /// Seconds before a request times out (default 60).
-    #[serde(default = "default_timeout")]
-    pub request_timeout_secs: u64,
-    /// An ingest pipeline to run.
+    /// Concurrency, timeout, retries and health: see the delivery layer.
+    #[serde(default)]
+    pub request: RequestConfig,
+    /// An ingest pipeline to run on every document.
     pub pipeline: Option<String>,
     /// `data_stream` (default) or `index`.
     #[serde(default)]
     pub mode: Mode,
-    /// Data stream naming.
+    /// Data stream naming: `type` (default `logs`) and `namespace` (default `default`).
     #[serde(default)]
     pub data_stream: DataStreamConfig,
     /// The index in `index` mode; `{stream}` is replaced by the event's stream.
     pub index: Option<String>,
     /// The field whose value is the document `_id` (default `onepassword.uuid`).
+    /// Events without it get a hash of their raw original, so replays stay single.
     #[serde(default = "default_id_field")]
     pub id_field: String,
-    /// Where rejected documents go.
-    pub dead_letter: Option<DeadLetterConfig>,
-    /// The longest wait between retries (default 60).
-    #[serde(default = "default_max_backoff")]
-    pub retry_max_backoff_secs: u64,
-    /// Seconds between retries while Elasticsearch refuses the credentials (default 60).
-    #[serde(default = "default_refused")]
-    pub refused_retry_secs: u64,
+    /// Where rejected documents go: `path` (default
+    /// `<data_dir>/<sink id>/dead-letter.ndjson`) and `max_bytes`.
+    #[serde(default)]
+    pub dead_letter: DeadLetterConfig,
 }
 
-fn default_compression() -> String {
-    "gzip".into()
-}
-fn default_concurrency() -> usize {
-    2
-}
-fn default_timeout() -> u64 {
-    60
-}
 fn default_id_field() -> String {
     "onepassword.uuid".into()
-}
-fn default_max_backoff() -> u64 {
-    60
-}
-fn default_refused() -> u64 {
-    60
 }
 
 /// Validated settings.
 #[derive(Clone, Debug)]
 pub struct Settings {
-    /// Base URLs, without a trailing slash.
+    /// Base URLs.
     pub endpoints: Vec<reqwest::Url>,
     /// Authentication.
     pub auth: Option<AuthConfig>,
     /// TLS.
     pub tls: TlsConfig,
     /// Compress bodies.
-    pub gzip: bool,
-    /// Batching.
-    pub batch: BatchConfig,
-    /// Requests in flight.
-    pub concurrency: usize,
-    /// Request timeout.
-    pub request_timeout: Duration,
+    pub compression: Compression,
+    /// Batching, concurrency, retries, dead letter.
+    pub delivery: DriverSettings,
     /// Ingest pipeline.
     pub pipeline: Option<String>,
     /// Mode.
@@ -224,111 +148,81 @@ pub struct Settings {
     pub index: Option<String>,
     /// `_id` field path.
     pub id_field: Vec<String>,
-    /// Dead-letter file.
-    pub dead_letter: Option<PathBuf>,
-    /// Backoff cap.
-    pub retry_max_backoff: Duration,
-    /// Retry interval while credentials are refused.
-    pub refused_retry: Duration,
+}
+
+const INDEX_FORBIDDEN: [char; 11] = [' ', '*', '?', '"', '<', '>', '|', ',', '#', '\\', '/'];
+
+fn check_endpoints(endpoints: &[String], errors: &mut Vec<FieldError>) -> Vec<reqwest::Url> {
+    if endpoints.is_empty() {
+        errors.push(FieldError::new("endpoints", "at least one endpoint is required"));
+    }
+    let mut urls = Vec::new();
+    for endpoint in endpoints {
+        match reqwest::Url::parse(endpoint) {
+            Ok(url) if url.password().is_some() || !url.username().is_empty() => errors.push(
+                FieldError::new("endpoints", "put credentials in `auth`, not in the endpoint URL"),
+            ),
+            Ok(url) if matches!(url.scheme(), "http" | "https") => urls.push(url),
+            Ok(_) => errors.push(FieldError::new(
+                "endpoints",
+                format!("endpoint `{endpoint}` must be http or https"),
+            )),
+            Err(err) => errors.push(FieldError::new(
+                "endpoints",
+                format!("endpoint `{endpoint}` is not a URL: {err}"),
+            )),
+        }
+    }
+    urls
+}
+
+fn check_naming(config: &ElasticsearchSinkConfig, errors: &mut Vec<FieldError>) {
+    match (config.mode, &config.index) {
+        (Mode::Index, None) => errors.push(FieldError::new(
+            "index",
+            "mode `index` needs `index` (e.g. 1password-{stream})",
+        )),
+        (Mode::DataStream, Some(_)) => errors.push(FieldError::new(
+            "index",
+            "`index` is for mode `index`; data streams are named logs-1password.<stream>-<namespace>",
+        )),
+        _ => {}
+    }
+    if let Some(index) = &config.index
+        && (index != &index.to_lowercase()
+            || index.starts_with(['-', '_', '+'])
+            || index.contains(INDEX_FORBIDDEN))
+    {
+        errors.push(FieldError::new("index", format!("`{index}` is not a valid Elasticsearch index name (lowercase, no spaces or \\/*?\"<>|,#, not starting with -_+)")));
+    }
+    let namespace = &config.data_stream.namespace;
+    if namespace.is_empty()
+        || namespace != &namespace.to_lowercase()
+        || namespace.contains('-')
+        || namespace.contains(INDEX_FORBIDDEN)
+    {
+        errors.push(FieldError::new(
+            "data_stream",
+            format!("namespace `{namespace}` must be lowercase without '-' or special characters"),
+        ));
+    }
+    if config.id_field.is_empty() {
+        errors.push(FieldError::new("id_field", "id_field must not be empty"));
+    }
 }
 
 impl ElasticsearchSinkConfig {
     /// Check the settings without I/O; relative paths resolve against `dir`.
-    pub fn validate(self, dir: &Path) -> Result<ElasticsearchSink, Vec<FieldError>> {
+    pub fn validate(self, dir: &Path) -> Result<Settings, Vec<FieldError>> {
         let mut errors = Vec::new();
-        let mut endpoints = Vec::new();
-        if self.endpoints.is_empty() {
-            errors.push(FieldError::new("endpoints", "at least one endpoint is required"));
-        }
-        for endpoint in &self.endpoints {
-            match reqwest::Url::parse(endpoint) {
-                Ok(url) if matches!(url.scheme(), "http" | "https") && url.password().is_none() => {
-                    endpoints.push(url)
-                }
-                Ok(url) if url.password().is_some() => {
-                    errors.push(FieldError::new(
-                        "endpoints",
-                        "put credentials in `auth`, not in the endpoint URL",
-                    ));
-                }
-                Ok(_) => errors.push(FieldError::new(
-                    "endpoints",
-                    format!("endpoint `{endpoint}` must be http or https"),
-                )),
-                Err(err) => errors.push(FieldError::new(
-                    "endpoints",
-                    format!("endpoint `{endpoint}` is not a URL: {err}"),
-                )),
-            }
-        }
-        let gzip = match self.compression.as_str() {
-            "gzip" => true,
-            "none" => false,
-            other => {
-                errors.push(FieldError::new(
-                    "compression",
-                    format!("compression `{other}` is not gzip or none"),
-                ));
-                true
-            }
-        };
-        match (self.mode, &self.index) {
-            (Mode::Index, None) => errors.push(FieldError::new("index", "mode `index` needs `index` (e.g. 1password-{stream})")),
-            (Mode::DataStream, Some(_)) => errors.push(FieldError::new("index", "`index` is for mode `index`; data streams are named logs-1password.<stream>-<namespace>")),
-            _ => {}
-        }
-        if let Some(index) = &self.index
-            && (index != &index.to_lowercase()
-                || index.starts_with(['-', '_', '+'])
-                || index.contains([' ', '*', '?', '"', '<', '>', '|', ',', '#', '\\', '/']))
-        {
-            errors.push(FieldError::new("index", format!("`{index}` is not a valid Elasticsearch index name (lowercase, no spaces or \\/*?\"<>|,#, not starting with -_+)")));
-        }
-        let namespace = &self.data_stream.namespace;
-        if namespace.is_empty()
-            || namespace != &namespace.to_lowercase()
-            || namespace.contains(['-', ' ', '*', '\\', '/', '?', '"', '<', '>', '|', ',', '#'])
-        {
-            errors.push(FieldError::new(
-                "data_stream",
-                format!(
-                    "namespace `{namespace}` must be lowercase without '-' or special characters"
-                ),
-            ));
-        }
-        for (field, ok, message) in [
-            (
-                "batch",
-                self.batch.max_events >= 1
-                    && self.batch.max_bytes >= 1024
-                    && self.batch.timeout_secs > 0.0,
-                "batch needs max_events ≥ 1, max_bytes ≥ 1024 and timeout_secs > 0",
-            ),
-            ("concurrency", self.concurrency >= 1, "concurrency must be at least 1"),
-            (
-                "request_timeout_secs",
-                self.request_timeout_secs >= 1,
-                "request_timeout_secs must be at least 1",
-            ),
-            ("id_field", !self.id_field.is_empty(), "id_field must not be empty"),
-            (
-                "retry_max_backoff_secs",
-                self.retry_max_backoff_secs >= 1,
-                "retry_max_backoff_secs must be at least 1",
-            ),
-            (
-                "refused_retry_secs",
-                self.refused_retry_secs >= 1,
-                "refused_retry_secs must be at least 1",
-            ),
-        ] {
-            if !ok {
-                errors.push(FieldError::new(field, message));
-            }
-        }
-        if !errors.is_empty() {
+        let endpoints = check_endpoints(&self.endpoints, &mut errors);
+        check_naming(&self, &mut errors);
+        let delivery = validate_delivery(&self.batch, &self.request, &self.dead_letter, dir)
+            .map_err(|problems| errors.extend(problems))
+            .ok();
+        let Some(delivery) = delivery.filter(|_| errors.is_empty()) else {
             return Err(errors);
-        }
+        };
         // An empty secret (an unset `${ES_API_KEY:-}`) means: send no credentials.
         let auth = match self.auth {
             Some(AuthConfig::ApiKey { api_key }) if api_key.expose().is_empty() => None,
@@ -336,22 +230,61 @@ impl ElasticsearchSinkConfig {
             other => other,
         };
         let ca_file = self.tls.ca_file.filter(|f| !f.as_os_str().is_empty()).map(|f| dir.join(f));
-        Ok(ElasticsearchSink::new(Settings {
+        Ok(Settings {
             endpoints,
             auth,
             tls: TlsConfig { ca_file, verify: self.tls.verify },
-            gzip,
-            batch: self.batch,
-            concurrency: self.concurrency,
-            request_timeout: Duration::from_secs(self.request_timeout_secs),
+            compression: self.compression,
+            delivery,
             pipeline: self.pipeline,
             mode: self.mode,
             data_stream: self.data_stream,
             index: self.index,
             id_field: self.id_field.split('.').map(str::to_owned).collect(),
-            dead_letter: self.dead_letter.map(|d| dir.join(d.path)),
-            retry_max_backoff: Duration::from_secs(self.retry_max_backoff_secs),
-            refused_retry: Duration::from_secs(self.refused_retry_secs),
-        }))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors(yaml: &str) -> Vec<String> {
+        let config: ElasticsearchSinkConfig = serde_yaml_ng::from_str(yaml).expect("config");
+        match config.validate(Path::new("/etc/sluice")) {
+            Ok(_) => Vec::new(),
+            Err(errors) => errors.into_iter().map(|e| e.message).collect(),
+        }
+    }
+
+    #[test]
+    fn bad_values_are_reported_together() {
+        let found = errors(
+            "endpoints: ['ftp://es', 'https://elastic:changeme@es:9200']\nrequest: {concurrency: 0, refused_retry_secs: 18446744073709551615}\nbatch: {timeout_secs: .inf}\nmode: index\n",
+        );
+        assert_eq!(
+            found,
+            [
+                "endpoint `ftp://es` must be http or https",
+                "put credentials in `auth`, not in the endpoint URL",
+                "mode `index` needs `index` (e.g. 1password-{stream})",
+                "batch.timeout_secs is inf; it must be from 0.001 to 3600",
+                "request.concurrency is 0; it must be from 1 to 128",
+                "request.refused_retry_secs is 18446744073709551615; it must be from 1 to 3600",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_dead_letter_path_resolves_against_the_config_folder() {
+        let config: ElasticsearchSinkConfig = serde_yaml_ng::from_str(
+            "endpoints: [http://es:9200]\ndead_letter: {path: out/dl.ndjson}\n",
+        )
+        .expect("config");
+        let settings = config.validate(Path::new("/etc/sluice")).expect("valid");
+        assert_eq!(
+            settings.delivery.dead_letter_path(Path::new("/data"), "es"),
+            Path::new("/etc/sluice/out/dl.ndjson")
+        );
     }
 }

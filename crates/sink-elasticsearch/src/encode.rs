@@ -3,21 +3,17 @@
 //! `create` plus a stable `_id` make replays harmless: Elasticsearch answers
 //! 409 for a document it already has.
 
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
 use sluice_core::Event;
+use sluice_core::sink::Encoded;
 use vrl::value::{ObjectMap, Value};
 
 use crate::config::{Mode, Settings};
-
-/// An encoded item.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Encoded {
-    /// The data stream or index.
-    pub index: String,
-    /// The `_id`, when the event has the id field.
-    pub id: Option<String>,
-    /// The action line and the document line, each ending in `\n`.
-    pub bytes: Vec<u8>,
-}
 
 /// The stream name of an event: its metadata, else its `event.dataset`.
 fn stream_of(event: &Event) -> String {
@@ -42,7 +38,20 @@ fn id_of(value: &Value, path: &[String]) -> Option<String> {
     }
 }
 
-/// Encode `event` (its value gains `data_stream.*` in data stream mode).
+/// The `_id` of an event without the id field (a `pipeline_error`
+/// document, say): a hash of its stream and raw original, so a replay of
+/// the same item gets the same `_id` and answers 409 instead of doubling.
+/// Without a raw original, the hash of the document itself.
+fn derived_id(event: &Event, stream: &str, document: &[u8]) -> String {
+    let mut hash = Sha256::new();
+    hash.update(stream.as_bytes());
+    hash.update([0]);
+    hash.update(event.meta.raw.as_deref().unwrap_or(document));
+    format!("sluice-{}", URL_SAFE_NO_PAD.encode(&hash.finalize()[..20]))
+}
+
+/// Encode `event` as a `create` action and its document (the value gains
+/// `data_stream.*` in data stream mode).
 pub fn encode(event: &mut Event, settings: &Settings) -> Result<Encoded, serde_json::Error> {
     let stream = stream_of(event);
     let index = match settings.mode {
@@ -62,20 +71,26 @@ pub fn encode(event: &mut Event, settings: &Settings) -> Result<Encoded, serde_j
             settings.index.as_deref().unwrap_or("1password-{stream}").replace("{stream}", &stream)
         }
     };
-    let id = id_of(&event.value, &settings.id_field);
+    let document = serde_json::to_vec(&event.value)?;
+    let id = id_of(&event.value, &settings.id_field)
+        .unwrap_or_else(|| derived_id(event, &stream, &document));
     let mut action = serde_json::Map::new();
     action.insert("_index".into(), serde_json::Value::from(index.as_str()));
-    if let Some(id) = &id {
-        action.insert("_id".into(), serde_json::Value::from(id.as_str()));
-    }
+    action.insert("_id".into(), serde_json::Value::from(id));
     if let Some(pipeline) = &settings.pipeline {
         action.insert("pipeline".into(), serde_json::Value::from(pipeline.as_str()));
     }
-    let mut bytes = serde_json::to_vec(&serde_json::json!({ "create": action }))?;
-    bytes.push(b'\n');
-    serde_json::to_writer(&mut bytes, &event.value)?;
-    bytes.push(b'\n');
-    Ok(Encoded { index, id, bytes })
+    let mut payload = serde_json::to_vec(&serde_json::json!({ "create": action }))?;
+    payload.push(b'\n');
+    let start = payload.len();
+    payload.extend_from_slice(&document);
+    payload.push(b'\n');
+    let payload = Bytes::from(payload);
+    Ok(Encoded {
+        document: payload.slice(start..payload.len() - 1),
+        payload,
+        destination: Arc::from(index),
+    })
 }
 
 #[cfg(test)]
@@ -87,7 +102,7 @@ mod tests {
 
     fn settings(yaml: &str) -> Settings {
         let config: ElasticsearchSinkConfig = serde_yaml_ng::from_str(yaml).expect("config");
-        config.validate(std::path::Path::new("/")).expect("valid").settings().clone()
+        config.validate(std::path::Path::new("/")).expect("valid")
     }
 
     fn event() -> Event {
@@ -101,9 +116,8 @@ mod tests {
         let settings = settings("endpoints: [http://es:9200]\n");
         let mut event = event();
         let encoded = encode(&mut event, &settings).expect("encodes");
-        assert_eq!(encoded.index, "logs-1password.signin_attempts-default");
-        assert_eq!(encoded.id.as_deref(), Some("56YE2TYN2VFYRLNSHKPW5NVT5E"));
-        let text = String::from_utf8(encoded.bytes).expect("utf-8");
+        assert_eq!(&*encoded.destination, "logs-1password.signin_attempts-default");
+        let text = String::from_utf8(encoded.payload.to_vec()).expect("utf-8");
         let mut lines = text.lines();
         assert_eq!(
             lines.next(),
@@ -111,8 +125,13 @@ mod tests {
                 r#"{"create":{"_id":"56YE2TYN2VFYRLNSHKPW5NVT5E","_index":"logs-1password.signin_attempts-default"}}"#
             )
         );
-        let doc: serde_json::Value =
-            serde_json::from_str(lines.next().expect("doc")).expect("json");
+        let line = lines.next().expect("doc");
+        assert_eq!(
+            line.as_bytes(),
+            &encoded.document[..],
+            "the dead letter gets the document line"
+        );
+        let doc: serde_json::Value = serde_json::from_str(line).expect("json");
         assert_eq!(
             doc["data_stream"],
             serde_json::json!({"type": "logs", "dataset": "1password.signin_attempts", "namespace": "default"})
@@ -127,8 +146,42 @@ mod tests {
         );
         let mut event = event();
         let encoded = encode(&mut event, &settings).expect("encodes");
-        assert_eq!(encoded.index, "1password-signin_attempts");
-        assert_eq!(encoded.id, None);
-        assert!(!String::from_utf8(encoded.bytes).expect("utf-8").contains("data_stream"));
+        assert_eq!(&*encoded.destination, "1password-signin_attempts");
+        assert!(
+            !String::from_utf8(encoded.payload.to_vec()).expect("utf-8").contains("data_stream")
+        );
+    }
+
+    fn action_id(encoded: &Encoded) -> String {
+        let text = String::from_utf8(encoded.payload.to_vec()).expect("utf-8");
+        let action: serde_json::Value =
+            serde_json::from_str(text.lines().next().expect("action")).expect("json");
+        action["create"]["_id"].as_str().expect("an _id").to_owned()
+    }
+
+    #[test]
+    fn an_event_without_the_id_field_gets_a_stable_id_from_its_raw_original() {
+        let settings = settings("endpoints: [http://es:9200]\n");
+        let raw = br#"{"uuid":"X","timestamp":"2026-01-01T00:00:00Z","n":1e400}"#;
+        let failed = |at: &str| {
+            let mut event = Event::new(vrl::value::Value::from(serde_json::json!({
+                "@timestamp": at, "event": {"kind": "pipeline_error"}
+            })));
+            event.meta.raw = Some(bytes::Bytes::from_static(raw));
+            event.meta.stream = Some(Stream::AuditEvents);
+            event
+        };
+        // A replay maps the same raw item again at another time.
+        let first = encode(&mut failed("2026-11-30T10:00:00.000Z"), &settings).expect("encodes");
+        let replay = encode(&mut failed("2026-11-30T10:05:00.000Z"), &settings).expect("encodes");
+        assert_eq!(action_id(&first), action_id(&replay));
+        assert!(action_id(&first).starts_with("sluice-"), "{}", action_id(&first));
+        let mut other = failed("2026-11-30T10:00:00.000Z");
+        other.meta.raw = Some(bytes::Bytes::from_static(b"{\"uuid\":\"Y\"}"));
+        assert_ne!(action_id(&encode(&mut other, &settings).expect("encodes")), action_id(&first));
+        assert_eq!(
+            action_id(&encode(&mut event(), &settings).expect("encodes")),
+            "56YE2TYN2VFYRLNSHKPW5NVT5E"
+        );
     }
 }

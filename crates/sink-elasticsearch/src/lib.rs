@@ -1,20 +1,22 @@
 //! sluice-sink-elasticsearch: the `elasticsearch` sink. It sits at the end of
-//! a topology and depends on `sluice-core` only.
+//! a topology, depends on `sluice-core` only, and runs on core's delivery
+//! layer ([`sluice_core::sink`]), which batches, retries and dead-letters.
 //!
-//! - [`config`]: settings, validated without I/O;
+//! - [`config`]: settings, validated without I/O into [`Settings`];
 //! - [`encode`]: an event → one `create` action and its document, with the
-//!   data stream fields and `_id` = the event's uuid;
-//! - [`client`]: `_bulk` requests (gzip, auth, endpoint failover) and their
-//!   answers, per item;
-//! - [`dead_letter`]: rejected documents, with their reasons, in an NDJSON file;
-//! - [`sink`]: batching, concurrency, per-item acknowledgement and retry.
+//!   data stream fields and `_id` = the event's uuid (or a hash of its raw
+//!   original);
+//! - `client`: `_bulk` requests (gzip, auth, endpoint failover);
+//! - `classify`: Elasticsearch's answers → delivered, retry, refused,
+//!   rejected (only document errors are rejections);
+//! - [`sink`]: the component: preflight, then the delivery layer.
 #![deny(missing_docs)]
 
-pub mod client;
+mod classify;
+mod client;
 pub mod config;
-pub mod dead_letter;
 pub mod encode;
 pub mod sink;
 
-pub use config::ElasticsearchSinkConfig;
+pub use config::{ElasticsearchSinkConfig, Settings};
 pub use sink::ElasticsearchSink;

@@ -1,5 +1,6 @@
 //! The elasticsearch sink against the strict emulator, through a topology:
-//! idempotent creates, per-item retry and dead letter, outages, credentials.
+//! idempotent creates, per-item retry and dead letter, outages, credentials,
+//! and the rule that only a document's own fault is a rejection.
 
 use std::time::Duration;
 
@@ -7,10 +8,11 @@ use serde_json::{Value, json};
 use sluice_core::BatchStatus;
 use sluice_core::component::Sink;
 use sluice_core::health::Health;
+use sluice_core::test_util::Statuses;
 use sluice_core::test_util::{VecSource, wait_for};
 use sluice_core::topology::{SinkPiece, SourcePiece, TopologyOptions, start};
-use sluice_sink_elasticsearch::ElasticsearchSinkConfig;
-use sluice_testkit::{EsAuth, EsEmulator, EsEmulatorConfig, EsFault};
+use sluice_sink_elasticsearch::{ElasticsearchSink, ElasticsearchSinkConfig};
+use sluice_testkit::{EsAuth, EsEmulator, EsEmulatorConfig, EsFault, ItemFailure};
 
 fn doc(n: usize) -> vrl::value::Value {
     let value = json!({
@@ -22,23 +24,49 @@ fn doc(n: usize) -> vrl::value::Value {
 }
 
 fn sink(es: &EsEmulator, dir: &std::path::Path, extra: &str) -> Box<dyn Sink> {
+    let batch =
+        if extra.contains("batch:") { "" } else { "batch: {max_events: 50, timeout_secs: 0.05}\n" };
     let yaml = format!(
-        "endpoints: ['{}']\nbatch: {{max_events: 50, timeout_secs: 0.05}}\nretry_max_backoff_secs: 1\nrefused_retry_secs: 1\ndead_letter: {{path: dead.ndjson}}\n{extra}",
+        "endpoints: ['{}']\n{batch}request: {{retry_max_backoff_secs: 1, refused_retry_secs: 1}}\n{extra}",
         es.url()
     );
     let config: ElasticsearchSinkConfig = serde_yaml_ng::from_str(&yaml).expect("config");
-    Box::new(config.validate(dir).expect("valid"))
+    Box::new(ElasticsearchSink::new(config.validate(dir).expect("valid")))
 }
 
-/// Run `batches` through the sink; the batch statuses, in order.
+/// Run `batches` through the sink with `data_dir`; the batch statuses, in order.
+async fn run_in(
+    data_dir: &std::path::Path,
+    sink: Box<dyn Sink>,
+    batches: Vec<Vec<vrl::value::Value>>,
+    health: &Health,
+) -> Vec<(usize, BatchStatus)> {
+    run_recording(data_dir, sink, batches, health, None).await
+}
+
 async fn run(
     sink: Box<dyn Sink>,
     batches: Vec<Vec<vrl::value::Value>>,
     health: &Health,
 ) -> Vec<(usize, BatchStatus)> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    run_in(dir.path(), sink, batches, health).await
+}
+
+/// As [`run_in`], also sharing the statuses as they come.
+async fn run_recording(
+    data_dir: &std::path::Path,
+    sink: Box<dyn Sink>,
+    batches: Vec<Vec<vrl::value::Value>>,
+    health: &Health,
+    share: Option<tokio::sync::oneshot::Sender<Statuses>>,
+) -> Vec<(usize, BatchStatus)> {
     let (source, statuses) = VecSource::new(batches);
+    if let Some(share) = share {
+        let _ = share.send(statuses.clone());
+    }
     let options = TopologyOptions {
-        data_dir: std::env::temp_dir(),
+        data_dir: data_dir.to_owned(),
         channel_capacity: 2,
         health: health.clone(),
     };
@@ -74,7 +102,8 @@ const STREAM: &str = "logs-1password.item_usages-default";
 async fn documents_land_in_their_data_stream_once_even_when_replayed() {
     let es = EsEmulator::start(EsEmulatorConfig::default()).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let statuses = run(sink(&es, dir.path(), ""), batches(4, 30), &Health::new()).await;
+    let statuses =
+        run_in(dir.path(), sink(&es, dir.path(), ""), batches(4, 30), &Health::new()).await;
     assert!(statuses.iter().all(|(_, s)| *s == BatchStatus::Delivered), "{statuses:?}");
     let docs = es.documents(STREAM);
     assert_eq!(docs.len(), 120);
@@ -84,10 +113,11 @@ async fn documents_land_in_their_data_stream_once_even_when_replayed() {
         json!({"type": "logs", "dataset": "1password.item_usages", "namespace": "default"})
     );
     // A replay (a crash before the checkpoint) is answered 409 and counts as delivered.
-    let statuses = run(sink(&es, dir.path(), ""), batches(4, 30), &Health::new()).await;
+    let statuses =
+        run_in(dir.path(), sink(&es, dir.path(), ""), batches(4, 30), &Health::new()).await;
     assert!(statuses.iter().all(|(_, s)| *s == BatchStatus::Delivered), "{statuses:?}");
     assert_eq!(es.documents(STREAM).len(), 120, "no duplicate");
-    assert!(!dir.path().join("dead.ndjson").exists());
+    assert!(!dir.path().join("es/dead-letter.ndjson").exists());
 }
 
 #[tokio::test]
@@ -97,7 +127,8 @@ async fn item_429s_are_retried_and_mapping_errors_go_to_the_dead_letter() {
     es.reject_documents("/onepassword/used_version", json!(7));
     es.reject_documents("/onepassword/used_version", json!(42));
     let dir = tempfile::tempdir().expect("tempdir");
-    let statuses = run(sink(&es, dir.path(), ""), batches(2, 50), &Health::new()).await;
+    let sink = sink(&es, dir.path(), "dead_letter: {path: dead.ndjson}\n");
+    let statuses = run(sink, batches(2, 50), &Health::new()).await;
     assert_eq!(
         statuses,
         [(0, BatchStatus::Rejected), (1, BatchStatus::Delivered)],
@@ -122,7 +153,7 @@ async fn item_429s_are_retried_and_mapping_errors_go_to_the_dead_letter() {
             .expect("reason")
             .contains("failed to parse field [onepassword.used_version]")
     );
-    assert_eq!(dead[0]["index"], STREAM);
+    assert_eq!(dead[0]["destination"], STREAM);
     assert_eq!(dead[0]["document"]["onepassword"]["uuid"], "UUID0000000000000000000007");
     assert_eq!(dead[0]["sluice"]["component_id"], "es");
 }
@@ -170,7 +201,12 @@ async fn refused_credentials_mark_health_and_deliver_nothing() {
     assert!(
         wait_for(Duration::from_secs(10), || health.report().unhealthy.contains_key("es")).await
     );
-    assert!(health.report().unhealthy["es"].contains("refuses the credentials (HTTP 401)"));
+    let reason = &health.report().unhealthy["es"];
+    assert!(
+        reason.starts_with("Elasticsearch refuses: 401 security_exception: unable to authenticate"),
+        "{reason}"
+    );
+    assert!(!reason.contains("wrong-key"));
     assert_eq!(es.document_count(), 0);
     running.abort();
 
@@ -178,7 +214,13 @@ async fn refused_credentials_mark_health_and_deliver_nothing() {
     good.preflight().await.expect("accepted");
     let mut bad = sink(&es, dir.path(), "auth: {strategy: api_key, api_key: wrong-key}\n");
     let error = bad.preflight().await.expect_err("refused").to_string();
-    assert_eq!(error, "Elasticsearch refused the credentials (HTTP 401); check `auth`");
+    assert!(
+        error.starts_with(
+            "Elasticsearch refused the credentials (401 security_exception: unable to authenticate"
+        ),
+        "{error}"
+    );
+    assert!(error.ends_with("; check `auth`"), "{error}");
     assert!(!error.contains("wrong-key"));
 }
 
@@ -194,4 +236,158 @@ async fn an_oversized_batch_is_split() {
         run(sink(&es, dir.path(), "compression: none\n"), batches(1, 50), &Health::new()).await;
     assert_eq!(statuses, [(0, BatchStatus::Delivered)]);
     assert_eq!(es.documents(STREAM).len(), 50);
+}
+
+/// While `fault` holds: nothing acknowledged, `/health` names the sink, no
+/// dead letter. Once it is lifted: every event stored once, all delivered.
+async fn waits_out(name: &str, apply: impl Fn(&EsEmulator, bool), expected_reason: &str) {
+    let es = EsEmulator::start(EsEmulatorConfig::default()).await;
+    apply(&es, true);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data_dir = dir.path().to_owned();
+    let sink = sink(&es, dir.path(), "");
+    let health = Health::new();
+    let (share, shared) = tokio::sync::oneshot::channel();
+    let running = tokio::spawn({
+        let health = health.clone();
+        async move { run_recording(&data_dir, sink, batches(3, 20), &health, Some(share)).await }
+    });
+    let statuses = shared.await.expect("statuses");
+    assert!(
+        wait_for(Duration::from_secs(30), || health.report().unhealthy.contains_key("es")).await,
+        "{name}: /health names the sink"
+    );
+    let reason = health.report().unhealthy["es"].clone();
+    assert!(reason.contains(expected_reason), "{name}: {reason}");
+    assert!(statuses.lock().expect("lock").is_empty(), "{name}: nothing acknowledged");
+    assert_eq!(es.document_count(), 0, "{name}");
+    assert!(!dir.path().join("es/dead-letter.ndjson").exists(), "{name}: nothing dead-lettered");
+
+    apply(&es, false);
+    let statuses = tokio::time::timeout(Duration::from_secs(60), running)
+        .await
+        .expect("finishes")
+        .expect("task");
+    assert_eq!(statuses.len(), 3, "{name}");
+    assert!(statuses.iter().all(|(_, s)| *s == BatchStatus::Delivered), "{name}: {statuses:?}");
+    assert_eq!(es.documents(STREAM).len(), 60, "{name}: each stored once");
+    assert!(health.report().is_ok(), "{name}: healthy again: {:?}", health.report());
+}
+
+#[tokio::test]
+async fn refusals_and_blocks_wait_for_the_operator_instead_of_losing_events() {
+    for (name, failure, reason) in [
+        (
+            "no create_doc privilege",
+            ItemFailure::Unauthorized,
+            "Elasticsearch refuses: 403 security_exception: action [indices:data/write/bulk[s]] is unauthorized",
+        ),
+        (
+            "missing index",
+            ItemFailure::IndexNotFound,
+            "Elasticsearch refuses: 404 index_not_found_exception",
+        ),
+        (
+            "read-only after a full disk",
+            ItemFailure::ReadOnly,
+            "Elasticsearch refuses: 429 cluster_block_exception",
+        ),
+    ] {
+        waits_out(name, |es, on| es.fail_items(on.then_some(failure)), reason).await;
+    }
+}
+
+#[tokio::test]
+async fn whole_request_404_408_and_503_wait_and_show_on_health() {
+    for (status, reason) in [
+        (404, "Elasticsearch refuses: 404 index_not_found_exception"),
+        (408, "408 http_error: <html>"),
+        (503, "503 unavailable_shards_exception: primary shard is not active"),
+    ] {
+        waits_out(&status.to_string(), |es, on| es.fail_requests(on.then_some(status)), reason)
+            .await;
+    }
+}
+
+#[tokio::test]
+async fn a_whole_request_400_is_split_until_the_bad_document_is_alone() {
+    let es = EsEmulator::start(EsEmulatorConfig::default()).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let documents: Vec<_> = (0..1000)
+        .map(|n| {
+            // One `_id` longer than Elasticsearch's 512 bytes fails the whole request.
+            let id = if n == 617 { "X".repeat(600) } else { format!("UUID{n:022}") };
+            vrl::value::Value::from(json!({"@timestamp": "2026-11-20T08:14:03.250Z", "key": id}))
+        })
+        .collect();
+    let sink = sink(
+        &es,
+        dir.path(),
+        "batch: {max_events: 1000, timeout_secs: 0.05}\nid_field: key\nmode: index\nindex: 1password-{stream}\n",
+    );
+    let statuses = run_in(dir.path(), sink, vec![documents], &Health::new()).await;
+    assert_eq!(statuses, [(0, BatchStatus::Rejected)]);
+    assert_eq!(es.documents("1password-unknown").len(), 999);
+    let dead =
+        std::fs::read_to_string(dir.path().join("es/dead-letter.ndjson")).expect("dead letter");
+    let records: Vec<Value> =
+        dead.lines().map(|l| serde_json::from_str(l).expect("json")).collect();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0]["document"]["key"], "X".repeat(600));
+    assert_eq!(records[0]["status"], 400);
+    assert_eq!(records[0]["error"]["type"], "action_request_validation_exception");
+}
+
+#[tokio::test]
+async fn without_a_dead_letter_setting_rejections_go_to_the_data_dir() {
+    let es = EsEmulator::start(EsEmulatorConfig::default()).await;
+    es.reject_documents("/onepassword/used_version", json!(3));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let statuses =
+        run_in(dir.path(), sink(&es, dir.path(), ""), batches(1, 10), &Health::new()).await;
+    assert_eq!(statuses, [(0, BatchStatus::Rejected)]);
+    assert_eq!(es.documents(STREAM).len(), 9);
+    let dead =
+        std::fs::read_to_string(dir.path().join("es/dead-letter.ndjson")).expect("dead letter");
+    let record: Value = serde_json::from_str(dead.trim_end()).expect("one record");
+    assert_eq!(record["error"]["type"], "mapper_parsing_exception");
+    assert_eq!(record["document"]["onepassword"]["uuid"], "UUID0000000000000000000003");
+}
+
+#[tokio::test]
+async fn a_full_dead_letter_holds_the_sink_back_until_it_is_moved() {
+    let es = EsEmulator::start(EsEmulatorConfig::default()).await;
+    es.reject_documents("/onepassword/used_version", json!(1));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("dead.ndjson");
+    std::fs::write(&path, format!("{}\n", "x".repeat(1000))).expect("an almost full file");
+    let sink = sink(&es, dir.path(), "dead_letter: {path: dead.ndjson, max_bytes: 1024}\n");
+    let health = Health::new();
+    let data_dir = dir.path().to_owned();
+    let (share, shared) = tokio::sync::oneshot::channel();
+    let running = tokio::spawn({
+        let health = health.clone();
+        async move { run_recording(&data_dir, sink, batches(1, 5), &health, Some(share)).await }
+    });
+    let statuses = shared.await.expect("statuses");
+    assert!(
+        wait_for(Duration::from_secs(30), || health.report().unhealthy.contains_key("es")).await
+    );
+    let reason = health.report().unhealthy["es"].clone();
+    assert!(
+        reason.contains("dead_letter_unwritable")
+            && reason.contains("is full: 1001 bytes, limit 1024"),
+        "{reason}"
+    );
+    assert!(statuses.lock().expect("lock").is_empty(), "the rejected event is not acknowledged");
+    std::fs::rename(&path, dir.path().join("dead.ndjson.1")).expect("the operator moves it");
+    let statuses = tokio::time::timeout(Duration::from_secs(60), running)
+        .await
+        .expect("finishes")
+        .expect("task");
+    assert_eq!(statuses, [(0, BatchStatus::Rejected)]);
+    let record: Value =
+        serde_json::from_str(std::fs::read_to_string(&path).expect("new file").trim_end())
+            .expect("json");
+    assert_eq!(record["document"]["onepassword"]["used_version"], 1);
 }

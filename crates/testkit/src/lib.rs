@@ -9,4 +9,4 @@
 
 pub mod elasticsearch;
 
-pub use elasticsearch::{EsAuth, EsEmulator, EsEmulatorConfig, EsFault};
+pub use elasticsearch::{EsAuth, EsEmulator, EsEmulatorConfig, EsFault, ItemFailure};

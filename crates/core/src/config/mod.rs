@@ -222,7 +222,9 @@ impl RawComponent {
 
     /// A problem with one of its top-level keys, reported at that key.
     pub fn error_at(&self, key: &str, message: impl Into<String>) -> Diagnostic {
-        let path = self.path_to(&[Seg::Key(key.to_owned())]);
+        // `batch.max_events` points at `max_events` under `batch`.
+        let keys: Vec<Seg> = key.split('.').map(|k| Seg::Key(k.to_owned())).collect();
+        let path = self.path_to(&keys);
         Diagnostic { location: Some(self.file.location(&path)), ..self.error(message) }
     }
 

@@ -171,6 +171,7 @@ pub fn start(
         let rx = receivers.remove(&piece.id).expect("every sink has a channel");
         let cx = SinkContext {
             input: EventReceiver::new(rx, metrics.clone()),
+            data_dir: options.data_dir.clone(),
             health: options.health.handle(&piece.id),
             metrics,
             id: piece.id.clone(),

@@ -27,6 +27,21 @@ pub(crate) async fn bulk_in_index(
     handle(state, headers, body, Some(index)).await
 }
 
+/// A whole-request failure as Elasticsearch, or a proxy in front of it, answers.
+fn failed_request(code: u16) -> Response {
+    let status = StatusCode::from_u16(code).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+    match code {
+        404 => es_error(status, "index_not_found_exception", "no such index [_bulk]"),
+        408 => (status, "<html><body><h1>408 Request Time-out</h1></body></html>").into_response(),
+        429 => es_error(
+            status,
+            "es_rejected_execution_exception",
+            "rejected execution of coordinating operation",
+        ),
+        _ => es_error(status, "unavailable_shards_exception", "primary shard is not active"),
+    }
+}
+
 fn bad_request(reason: &str) -> Response {
     es_error(StatusCode::BAD_REQUEST, "illegal_argument_exception", reason)
 }
@@ -42,7 +57,13 @@ async fn handle(
     if !state.authorized(&headers) {
         return unauthorized("/_bulk");
     }
-    let fault = state.lock().faults.pop_front();
+    let (fault, persistent) = {
+        let mut store = state.lock();
+        (store.faults.pop_front(), store.request_failure)
+    };
+    if let Some(code) = persistent {
+        return failed_request(code);
+    }
     match fault {
         Some(EsFault::Status(code)) => {
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
@@ -54,6 +75,7 @@ async fn handle(
             return es_error(status, kind, "injected by the testkit");
         }
         Some(EsFault::Slow(delay)) => tokio::time::sleep(delay).await,
+        Some(EsFault::SlowAnswer(_)) => {}
         Some(EsFault::Reset) => {
             let chunks: Vec<Result<Bytes, std::io::Error>> = vec![Err(std::io::Error::new(
                 std::io::ErrorKind::ConnectionReset,
@@ -94,67 +116,123 @@ async fn handle(
         return bad_request("The bulk request must be terminated by a newline [\\n]");
     }
     let lines: Vec<&[u8]> = text[..text.len() - 1].split(|b| *b == b'\n').collect();
-    let mut items = Vec::new();
-    let mut errors = false;
-    let mut store = state.lock();
+    // Elasticsearch parses and validates the whole request before it indexes
+    // anything: a malformed line or an invalid `_id` fails all of it.
+    let actions = match parse(&lines, default_index.as_deref()) {
+        Ok(actions) => actions,
+        Err(response) => return response,
+    };
+    let (items, errors) = {
+        let mut items = Vec::new();
+        let mut errors = false;
+        let mut store = state.lock();
+        for action in actions {
+            let (status, mut item) = match store.item_failure {
+                Some(failure) if action.op != "delete" => failure.answer(
+                    action.target.as_deref().unwrap_or_default(),
+                    action.id.as_deref().unwrap_or_default(),
+                ),
+                _ => apply(
+                    &mut store,
+                    &action.op,
+                    action.target.as_deref(),
+                    action.id,
+                    action.source,
+                ),
+            };
+            errors |= status >= 300;
+            item.insert("status".into(), json!(status));
+            items.push(json!({ action.op.as_str(): item }));
+        }
+        (items, errors)
+    };
+    if let Some(EsFault::SlowAnswer(delay)) = fault {
+        tokio::time::sleep(delay).await;
+    }
+    let took = started.elapsed().as_millis() as u64;
+    axum::Json(json!({"took": took, "errors": errors, "items": items})).into_response()
+}
+
+/// One parsed action.
+struct Action {
+    op: String,
+    target: Option<String>,
+    id: Option<String>,
+    source: Option<Map<String, Value>>,
+}
+
+/// The longest `_id` Elasticsearch accepts, in bytes.
+const MAX_ID_BYTES: usize = 512;
+
+#[allow(clippy::result_large_err)] // the error is the answer itself
+fn parse(lines: &[&[u8]], default_index: Option<&str>) -> Result<Vec<Action>, Response> {
+    let mut actions = Vec::new();
     let mut index = 0;
+    let mut problems = Vec::new();
     while index < lines.len() {
         let line_no = index + 1;
+        let malformed = |what: &str| {
+            bad_request(&format!("Malformed action/metadata line [{line_no}], {what}"))
+        };
         let Ok(Value::Object(action)) = serde_json::from_slice::<Value>(lines[index]) else {
-            return bad_request(&format!(
-                "Malformed action/metadata line [{line_no}], expected START_OBJECT"
-            ));
+            return Err(malformed("expected START_OBJECT"));
         };
         let Some((op, meta)) = action.iter().next().filter(|_| action.len() == 1) else {
-            return bad_request(&format!(
-                "Malformed action/metadata line [{line_no}], expected a single action"
-            ));
+            return Err(malformed("expected a single action"));
         };
         let Some(meta) = meta.as_object() else {
-            return bad_request(&format!(
-                "Malformed action/metadata line [{line_no}], expected START_OBJECT"
-            ));
+            return Err(malformed("expected START_OBJECT"));
         };
         if !["index", "create", "update", "delete"].contains(&op.as_str()) {
-            return bad_request(&format!(
-                "Malformed action/metadata line [{line_no}], expected one of [create, delete, index, update] but found [{op}]"
-            ));
+            return Err(malformed(&format!(
+                "expected one of [create, delete, index, update] but found [{op}]"
+            )));
         }
         index += 1;
         let source = if op == "delete" {
             None
         } else {
             let Some(line) = lines.get(index) else {
-                return bad_request(&format!(
-                    "Malformed action/metadata line [{line_no}], the action has no document"
-                ));
+                return Err(malformed("the action has no document"));
             };
             index += 1;
             match serde_json::from_slice::<Value>(line) {
                 Ok(Value::Object(doc)) => Some(doc),
                 _ => {
-                    return bad_request(&format!(
+                    return Err(bad_request(&format!(
                         "Malformed document line [{}], expected a JSON object",
                         line_no + 1
-                    ));
+                    )));
                 }
             }
         };
+        let id = meta.get("_id").and_then(Value::as_str).map(str::to_owned);
+        if let Some(id) = &id
+            && id.len() > MAX_ID_BYTES
+        {
+            problems.push(format!(
+                "id [{id}] is too long, must be no longer than 512 bytes but was: {}",
+                id.len()
+            ));
+        }
         let target = meta
             .get("_index")
             .and_then(Value::as_str)
             .map(str::to_owned)
-            .or_else(|| default_index.clone());
-        let id = meta.get("_id").and_then(Value::as_str).map(str::to_owned);
-        let (status, result) = apply(&mut store, op, target.as_deref(), id, source);
-        errors |= status >= 300;
-        let mut item = result;
-        item.insert("status".into(), json!(status));
-        items.push(json!({ op.as_str(): item }));
+            .or_else(|| default_index.map(str::to_owned));
+        actions.push(Action { op: op.clone(), target, id, source });
     }
-    drop(store);
-    let took = started.elapsed().as_millis() as u64;
-    axum::Json(json!({"took": took, "errors": errors, "items": items})).into_response()
+    if !problems.is_empty() {
+        let listed: Vec<String> =
+            problems.iter().enumerate().map(|(n, p)| format!("{}: {p};", n + 1)).collect();
+        let reason = format!("Validation Failed: {}", listed.join(""));
+        return Err(es_error(
+            StatusCode::BAD_REQUEST,
+            "action_request_validation_exception",
+            &reason,
+        ));
+    }
+    Ok(actions)
 }
 
 /// Elasticsearch's rules for index names.

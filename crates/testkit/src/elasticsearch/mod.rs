@@ -65,8 +65,52 @@ pub enum EsFault {
     Status(u16),
     /// Answer after a delay.
     Slow(Duration),
+    /// Store the documents, then answer after a delay: a client that gives
+    /// up or dies meanwhile does not know they are stored.
+    SlowAnswer(Duration),
     /// Break the connection instead of answering.
     Reset,
+}
+
+/// A persistent failure of every bulk item, in Elasticsearch's own words.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ItemFailure {
+    /// An API key without the `create_doc` privilege: 403 `security_exception`.
+    Unauthorized,
+    /// The target does not exist and may not be created: 404 `index_not_found_exception`.
+    IndexNotFound,
+    /// The flood-stage disk watermark made the index read-only: 429 `cluster_block_exception`.
+    ReadOnly,
+}
+
+impl ItemFailure {
+    /// The item answer for `index` and `id`.
+    pub(crate) fn answer(self, index: &str, id: &str) -> (u16, serde_json::Map<String, Value>) {
+        let (status, kind, reason) = match self {
+            Self::Unauthorized => (
+                403,
+                "security_exception",
+                format!(
+                    "action [indices:data/write/bulk[s]] is unauthorized for API key id [VuaCfGcBCdbkQm-e5aOx] of user [sluice] on indices [{index}], this action is granted by the index privileges [create_doc,create,index,write,all]"
+                ),
+            ),
+            Self::IndexNotFound => {
+                (404, "index_not_found_exception", format!("no such index [{index}]"))
+            }
+            Self::ReadOnly => (
+                429,
+                "cluster_block_exception",
+                format!(
+                    "index [{index}] blocked by: [TOO_MANY_REQUESTS/12/disk usage exceeded flood-stage watermark, index has read-only-allow-delete block];"
+                ),
+            ),
+        };
+        let mut item = serde_json::Map::new();
+        item.insert("_index".into(), json!(index));
+        item.insert("_id".into(), json!(id));
+        item.insert("error".into(), json!({"type": kind, "reason": reason, "index": index}));
+        (status, item)
+    }
 }
 
 /// One document rejection rule: documents whose JSON pointer equals the value
@@ -87,6 +131,10 @@ pub(crate) struct Store {
     /// Items still to answer with 429 `es_rejected_execution_exception`.
     pub(crate) throttle_items: usize,
     pub(crate) seq_no: u64,
+    /// Every item fails this way until cleared.
+    pub(crate) item_failure: Option<ItemFailure>,
+    /// Every request answers this status until cleared.
+    pub(crate) request_failure: Option<u16>,
     /// `create`s answered 409 (the document existed).
     pub(crate) conflicts: u64,
 }
@@ -216,6 +264,18 @@ impl EsEmulator {
     /// `value` with an item-level 400 `mapper_parsing_exception`.
     pub fn reject_documents(&self, pointer: &str, value: Value) {
         self.state.lock().rejects.push(RejectRule { pointer: pointer.into(), value });
+    }
+
+    /// Fail every bulk item this way (`None`: stop). Models an API key
+    /// without `create_doc`, a missing index, a read-only block.
+    pub fn fail_items(&self, failure: Option<ItemFailure>) {
+        self.state.lock().item_failure = failure;
+    }
+
+    /// Answer every `_bulk` request with this status (`None`: stop):
+    /// 404 and 408 as a proxy or a wrong path would, others as Elasticsearch.
+    pub fn fail_requests(&self, status: Option<u16>) {
+        self.state.lock().request_failure = status;
     }
 
     /// The documents of an index or data stream, by `_id`.

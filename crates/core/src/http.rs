@@ -1,0 +1,170 @@
+//! HTTP plumbing shared by the 1Password source and every HTTP sink, behind
+//! core's `http` feature (only crates that speak HTTP pull in reqwest): one
+//! client builder (timeouts, proxy, TLS `ca_file` and `verify`, no redirects),
+//! the sensitive `Authorization` header, bodies read with a size cap, and
+//! error descriptions that carry neither credentials nor URLs.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use reqwest::header::HeaderValue;
+use serde::Deserialize;
+
+use crate::secret::Secret;
+
+/// `tls` settings of an HTTP client.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Extra CA certificates (PEM) to trust, e.g. Elasticsearch's `http_ca.crt`
+    /// or a TLS-inspecting proxy's.
+    pub ca_file: Option<PathBuf>,
+    /// Verify the server's certificate (default true). `false` is for tests
+    /// only: anyone on the path can then read the credentials.
+    #[serde(default = "yes")]
+    pub verify: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        Self { ca_file: None, verify: true }
+    }
+}
+
+/// Why a client cannot be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HttpError {
+    /// The CA file cannot be read or parsed.
+    #[error("tls.ca_file {}: {message}", path.display())]
+    CaFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// The proxy URL is unusable.
+    #[error("proxy is not usable: {0}")]
+    Proxy(String),
+    /// reqwest refused the settings.
+    #[error("cannot build the HTTP client: {0}")]
+    Build(String),
+}
+
+/// What a client needs.
+#[derive(Clone, Debug)]
+pub struct ClientSettings {
+    /// Whole-request timeout.
+    pub timeout: Duration,
+    /// TLS settings.
+    pub tls: TlsConfig,
+    /// A proxy URL (may hold credentials, hence a secret).
+    pub proxy: Option<Secret>,
+}
+
+/// A client with sluice's defaults: the given timeout (connecting at most
+/// 10 s), `sluice/<version>` as user agent, redirects never followed (a
+/// redirected POST would turn into a GET, and a redirected page into an
+/// answer from elsewhere), and the TLS and proxy settings.
+pub fn build_client(settings: &ClientSettings) -> Result<reqwest::Client, HttpError> {
+    let mut builder = reqwest::Client::builder()
+        .timeout(settings.timeout)
+        .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
+        .user_agent(concat!("sluice/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::none())
+        .danger_accept_invalid_certs(!settings.tls.verify);
+    if let Some(proxy) = &settings.proxy {
+        let proxy =
+            reqwest::Proxy::all(proxy.expose()).map_err(|e| HttpError::Proxy(describe(&e)))?;
+        builder = builder.proxy(proxy);
+    }
+    if let Some(path) = &settings.tls.ca_file {
+        let ca_error = |message: String| HttpError::CaFile { path: path.clone(), message };
+        let pem = std::fs::read(path).map_err(|e| ca_error(format!("cannot read it: {e}")))?;
+        let certificate = reqwest::Certificate::from_pem(&pem)
+            .map_err(|e| ca_error(format!("not a PEM certificate: {}", describe(&e))))?;
+        builder = builder.add_root_certificate(certificate);
+    }
+    builder.build().map_err(|e| HttpError::Build(describe(&e)))
+}
+
+/// Warn loudly about `tls.verify: false` (at validate and at start).
+pub fn warn_if_unverified(component: &str, tls: &TlsConfig) {
+    if !tls.verify {
+        tracing::warn!(
+            component,
+            "tls.verify is false: the server's certificate is not checked, so anyone on the network path can read the credentials; use tls.ca_file instead"
+        );
+    }
+}
+
+/// An `Authorization` value that the HTTP stack never prints.
+pub fn sensitive_header(value: &str) -> HeaderValue {
+    let mut header = HeaderValue::from_str(value)
+        .unwrap_or_else(|_| HeaderValue::from_static("invalid-credential-characters"));
+    header.set_sensitive(true);
+    header
+}
+
+/// A request error on one line, with its causes, without the URL (which may
+/// carry a query or userinfo).
+pub fn describe(err: &reqwest::Error) -> String {
+    let kind = if err.is_timeout() {
+        "timed out"
+    } else if err.is_connect() {
+        "cannot connect"
+    } else if err.is_body() || err.is_decode() {
+        "the answer broke off"
+    } else if err.is_redirect() {
+        "redirected"
+    } else {
+        "failed"
+    };
+    let mut text = kind.to_owned();
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Why a body could not be read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BodyError {
+    /// The body is larger than the cap.
+    #[error("the answer is larger than {0} bytes")]
+    TooLarge(usize),
+    /// The transfer failed.
+    #[error("{0}")]
+    Transport(String),
+}
+
+/// Read a response body, at most `cap` bytes.
+pub async fn read_body(mut response: reqwest::Response, cap: usize) -> Result<Bytes, BodyError> {
+    if response.content_length().is_some_and(|len| len > cap as u64) {
+        return Err(BodyError::TooLarge(cap));
+    }
+    let mut body = BytesMut::new();
+    while let Some(chunk) =
+        response.chunk().await.map_err(|e| BodyError::Transport(describe(&e)))?
+    {
+        if body.len() + chunk.len() > cap {
+            return Err(BodyError::TooLarge(cap));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+/// A short, printable excerpt of a body for an error message.
+pub fn excerpt(body: &[u8]) -> String {
+    String::from_utf8_lossy(body).chars().take(300).collect()
+}

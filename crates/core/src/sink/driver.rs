@@ -1,0 +1,187 @@
+//! The run loop of a batching sink: encode each event, gather batches by
+//! events, bytes and linger time, and hand each batch to a delivery task
+//! under a concurrency limit. Waiting for a free slot stops the loop from
+//! reading its input, which is the backpressure that holds back the source.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::ack::PendingAcks;
+use crate::component::{BoxError, SinkContext};
+use crate::event::Event;
+use crate::metrics::{ComponentMetrics, Stage};
+use crate::sink::config::DriverSettings;
+use crate::sink::dead_letter::DeadLetter;
+use crate::sink::deliver::{Chunk, deliver, reject};
+use crate::sink::outcome::{Failure, ItemOutcome, RequestError};
+use crate::sink::progress::Progress;
+
+/// One event, encoded for its destination.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Encoded {
+    /// What this item adds to a request body (ES: the action and document lines).
+    pub payload: Bytes,
+    /// The document as JSON, for the dead letter (often a slice of `payload`).
+    pub document: Bytes,
+    /// Where it goes (an index, a sourcetype), for logs and the dead letter.
+    pub destination: Arc<str>,
+}
+
+/// The part of a sink that talks to its destination: send encoded items,
+/// say what happened to each.
+pub trait BatchService: Send + Sync + 'static {
+    /// Send `items` in one request: one outcome per item, in order, or a
+    /// failure of the whole request.
+    fn send(
+        &self,
+        items: &[Encoded],
+    ) -> impl Future<Output = Result<Vec<ItemOutcome>, RequestError>> + Send;
+}
+
+/// What every delivery task of one sink shares.
+pub(crate) struct Shared<S> {
+    pub(crate) service: S,
+    pub(crate) settings: DriverSettings,
+    pub(crate) dead_letter: DeadLetter,
+    pub(crate) progress: Progress,
+    pub(crate) metrics: ComponentMetrics,
+    pub(crate) id: String,
+    pub(crate) destination: String,
+}
+
+/// A batching sink: a name for logs and `/health`, an encoder and a service.
+#[derive(Debug)]
+pub struct BatchSink<S, E> {
+    /// What logs and `/health` call the destination, e.g. `Elasticsearch`.
+    pub destination: &'static str,
+    /// Sends batches.
+    pub service: S,
+    /// Turns an event into an item; an error rejects that event alone.
+    pub encode: E,
+    /// Batching, concurrency, retry and dead-letter settings.
+    pub settings: DriverSettings,
+}
+
+/// Aborts the task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl<S, E> BatchSink<S, E>
+where
+    S: BatchService,
+    E: FnMut(&mut Event) -> Result<Encoded, String> + Send,
+{
+    /// Run until the input closes and every batch is final.
+    pub async fn run(self, mut cx: SinkContext) -> Result<(), BoxError> {
+        let BatchSink { destination, service, mut encode, settings } = self;
+        let path = settings.dead_letter_path(&cx.data_dir, &cx.id);
+        let progress = Progress::new(cx.health.clone(), destination, settings.unhealthy_after);
+        let _watch = AbortOnDrop(tokio::spawn(progress.clone().watch()));
+        let shared = Arc::new(Shared {
+            dead_letter: DeadLetter::new(path, settings.dead_letter_max_bytes, &cx.id),
+            service,
+            progress,
+            metrics: cx.metrics.clone(),
+            id: cx.id.clone(),
+            destination: destination.to_owned(),
+            settings,
+        });
+        let permits = Arc::new(Semaphore::new(shared.settings.concurrency));
+        let mut tasks = JoinSet::new();
+        let mut batch = Chunk::default();
+        let mut bytes = 0;
+        let mut deadline: Option<Instant> = None;
+        loop {
+            tokio::select! {
+                received = cx.input.recv() => {
+                    let Some(events) = received else { break };
+                    shared.progress.accepted(events.len());
+                    for mut event in events {
+                        let acks = PendingAcks::new(event.take_finalizers());
+                        match encode(&mut event) {
+                            Ok(encoded) => {
+                                bytes += encoded.payload.len();
+                                batch.push(encoded, acks);
+                            }
+                            Err(reason) => unencodable(&shared, &event, acks, reason).await,
+                        }
+                        if batch.len() >= shared.settings.max_events || bytes >= shared.settings.max_bytes {
+                            dispatch(&mut tasks, &permits, &shared, std::mem::take(&mut batch)).await;
+                            bytes = 0;
+                            deadline = None;
+                        }
+                    }
+                    if !batch.is_empty() && deadline.is_none() {
+                        deadline = Some(Instant::now() + shared.settings.linger);
+                    }
+                }
+                () = sleep_until(deadline), if deadline.is_some() => {
+                    dispatch(&mut tasks, &permits, &shared, std::mem::take(&mut batch)).await;
+                    bytes = 0;
+                    deadline = None;
+                }
+                Some(joined) = tasks.join_next(), if !tasks.is_empty() => surface(joined)?,
+            }
+        }
+        dispatch(&mut tasks, &permits, &shared, batch).await;
+        while let Some(joined) = tasks.join_next().await {
+            surface(joined)?;
+        }
+        Ok(())
+    }
+}
+
+/// An event that cannot be encoded is the document's fault: dead letter.
+async fn unencodable<S: BatchService>(
+    shared: &Shared<S>,
+    event: &Event,
+    acks: PendingAcks,
+    reason: String,
+) {
+    shared.metrics.error(Stage::Sending, "encode_failed");
+    let original = event.meta.raw.clone().unwrap_or_default();
+    let document = serde_json::to_vec(&String::from_utf8_lossy(&original)).unwrap_or_default();
+    let encoded =
+        Encoded { payload: Bytes::new(), document: document.into(), destination: "".into() };
+    let failure = Failure::without_status("encode_failed", reason);
+    reject(shared, vec![(encoded, acks, failure)]).await;
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn surface(joined: Result<(), tokio::task::JoinError>) -> Result<(), BoxError> {
+    joined.map_err(|err| format!("a delivery task failed: {err}").into())
+}
+
+async fn dispatch<S: BatchService>(
+    tasks: &mut JoinSet<()>,
+    permits: &Arc<Semaphore>,
+    shared: &Arc<Shared<S>>,
+    batch: Chunk,
+) {
+    if batch.is_empty() {
+        return;
+    }
+    // Waiting for a permit holds back the input: backpressure to the source.
+    let Ok(permit) = permits.clone().acquire_owned().await else { return };
+    let shared = shared.clone();
+    tasks.spawn(async move {
+        deliver(&shared, batch).await;
+        drop(permit);
+    });
+}
