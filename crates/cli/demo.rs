@@ -3,7 +3,6 @@
 //! to a temporary file and runs the embedded pipelines/demo.yaml against it.
 
 use std::net::SocketAddr;
-use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -31,7 +30,7 @@ pub struct DemoArgs {
     shutdown_timeout: Duration,
 }
 
-pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
+pub fn run(args: &DemoArgs) -> crate::error::CliResult {
     block_on(async move {
         let dir = tempfile::Builder::new()
             .prefix("sluice-demo-")

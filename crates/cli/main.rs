@@ -8,6 +8,7 @@
 mod api;
 mod checkpoint;
 mod demo;
+mod error;
 mod logging;
 mod plan;
 mod registry;
@@ -104,7 +105,14 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
-        Err(err) => {
+        Err(error::CliError::Invalid(text)) => {
+            eprint!("{text}");
+            if !text.ends_with('\n') {
+                eprintln!();
+            }
+            ExitCode::from(EXIT_INVALID)
+        }
+        Err(error::CliError::Failed(err)) => {
             eprintln!("error: {err:#}");
             ExitCode::FAILURE
         }

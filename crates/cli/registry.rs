@@ -3,13 +3,11 @@
 //! a component type means adding a variant here and nowhere else.
 
 use serde::Deserialize;
-use sluice_core::builtin::{
-    BlackholeSinkConfig, ConsoleSinkConfig, FileSinkConfig, FileSourceConfig,
-};
+use sluice_builtin::{BlackholeSinkConfig, ConsoleSinkConfig, FileSinkConfig, FileSourceConfig};
 use sluice_core::component::{FunctionTransform, Sink, Source};
 use sluice_core::config::{FieldError, RawComponent};
 use sluice_sink_elasticsearch::{ElasticsearchSink, ElasticsearchSinkConfig};
-use sluice_source_onepassword::OnePasswordSourceConfig;
+use sluice_source_onepassword::{OnePasswordSource, OnePasswordSourceConfig};
 use sluice_transform_vrl::VrlTransformConfig;
 
 /// Every source type.
@@ -41,7 +39,9 @@ impl SourceConfig {
     /// Pure validation; the result is ready to run.
     pub fn validate(self, raw: &RawComponent) -> Result<Box<dyn Source>, Vec<FieldError>> {
         match self {
-            Self::Onepassword(config) => Ok(Box::new(config.validate(raw.dir())?)),
+            Self::Onepassword(config) => {
+                Ok(Box::new(OnePasswordSource::new(config.validate(raw.dir())?)))
+            }
             Self::File(config) => Ok(Box::new(config.validate(raw.dir())?)),
         }
     }

@@ -7,10 +7,11 @@ use std::time::Duration;
 use anyhow::Context;
 use metrics_exporter_prometheus::PrometheusBuilder;
 use sluice_core::config::{ConfigError, load_files};
+use sluice_core::error::error_chain;
 use sluice_core::health::Health;
-use sluice_core::topology::{TopologyOptions, error_chain, start};
+use sluice_core::topology::{TopologyOptions, start};
 
-use crate::EXIT_INVALID;
+use crate::error::{CliError, CliResult};
 use crate::plan::{Plan, plan};
 
 /// Events arrays a component's input holds before its senders wait.
@@ -26,48 +27,32 @@ pub fn warn_all(plan: &Plan) {
     }
 }
 
-pub fn validate(configs: &[PathBuf], network: bool) -> anyhow::Result<ExitCode> {
-    match load(configs) {
-        Ok(mut plan) => {
-            warn_all(&plan);
-            if network {
-                let problems = block_on_value(preflight(&mut plan))?;
-                if !problems.is_empty() {
-                    eprint!("{}", preflight_report(&problems));
-                    return Ok(ExitCode::from(EXIT_INVALID));
-                }
-            }
-            println!(
-                "valid: {} source(s), {} transform(s), {} sink(s)",
-                plan.sources.len(),
-                plan.transforms.len(),
-                plan.sinks.len()
-            );
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(err) => {
-            eprint!("{err}");
-            Ok(ExitCode::from(EXIT_INVALID))
+pub fn validate(configs: &[PathBuf], network: bool) -> CliResult {
+    let mut plan = load(configs)?;
+    warn_all(&plan);
+    if network {
+        let problems = block_on_value(preflight(&mut plan))?;
+        if !problems.is_empty() {
+            return Err(CliError::Invalid(preflight_report(&problems)));
         }
     }
+    println!(
+        "valid: {} source(s), {} transform(s), {} sink(s)",
+        plan.sources.len(),
+        plan.transforms.len(),
+        plan.sinks.len()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
-pub fn run(configs: &[PathBuf], shutdown_timeout: Duration) -> anyhow::Result<ExitCode> {
-    let plan = match load(configs) {
-        Ok(plan) => plan,
-        Err(err) => {
-            eprint!("{err}");
-            return Ok(ExitCode::from(EXIT_INVALID));
-        }
-    };
+pub fn run(configs: &[PathBuf], shutdown_timeout: Duration) -> CliResult {
+    let plan = load(configs)?;
     warn_all(&plan);
     block_on(run_plan(plan, shutdown_timeout))
 }
 
 /// Run `future` on a new multi-threaded runtime.
-pub fn block_on(
-    future: impl Future<Output = anyhow::Result<ExitCode>>,
-) -> anyhow::Result<ExitCode> {
+pub fn block_on(future: impl Future<Output = CliResult>) -> CliResult {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let result = runtime.block_on(future);
     // A sink stuck in a blocking write (a full stdout pipe) must not hold the exit.
@@ -109,13 +94,12 @@ fn block_on_value<T>(future: impl Future<Output = T>) -> anyhow::Result<T> {
 }
 
 /// Preflight, then run a plan until a signal or until every component ends.
-pub async fn run_plan(mut plan: Plan, shutdown_timeout: Duration) -> anyhow::Result<ExitCode> {
+pub async fn run_plan(mut plan: Plan, shutdown_timeout: Duration) -> CliResult {
     // Before anything answers: a SIGTERM from then on must drain, not kill.
     let mut signals = Signals::new()?;
     let problems = preflight(&mut plan).await;
     if !problems.is_empty() {
-        eprint!("{}", preflight_report(&problems));
-        return Ok(ExitCode::from(EXIT_INVALID));
+        return Err(CliError::Invalid(preflight_report(&problems)));
     }
     let metrics = PrometheusBuilder::new()
         .install_recorder()

@@ -119,7 +119,7 @@ impl SimArgs {
     }
 }
 
-pub fn run(args: &SimArgs) -> anyhow::Result<ExitCode> {
+pub fn run(args: &SimArgs) -> crate::error::CliResult {
     let config = args.config()?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {

@@ -16,7 +16,7 @@ use sluice_core::{Event, Stream};
 use sluice_transform_vrl::condition::Condition;
 use sluice_transform_vrl::transform::metadata_of;
 
-use crate::EXIT_INVALID;
+use crate::error::{CliError, CliResult};
 use crate::plan::plan;
 
 #[derive(Debug, Deserialize)]
@@ -72,16 +72,10 @@ enum ConditionKind {
     Vrl,
 }
 
-pub fn run(configs: &[PathBuf]) -> anyhow::Result<ExitCode> {
+pub fn run(configs: &[PathBuf]) -> CliResult {
     let mut raw = load_files(configs);
     let tests = std::mem::take(&mut raw.tests);
-    let mut plan = match plan(raw) {
-        Ok(plan) => plan,
-        Err(err) => {
-            eprint!("{err}");
-            return Ok(ExitCode::from(EXIT_INVALID));
-        }
-    };
+    let mut plan = plan(raw)?;
     let mut specs = Vec::new();
     let mut problems = Vec::new();
     for (test, location) in tests {
@@ -91,12 +85,10 @@ pub fn run(configs: &[PathBuf]) -> anyhow::Result<ExitCode> {
         }
     }
     if !problems.is_empty() {
-        eprint!("{}", ConfigError::new(problems));
-        return Ok(ExitCode::from(EXIT_INVALID));
+        return Err(ConfigError::new(problems).into());
     }
     if specs.is_empty() {
-        eprintln!("error: no tests: the config has no `tests:` entries");
-        return Ok(ExitCode::from(EXIT_INVALID));
+        return Err(CliError::usage("no tests: the config has no `tests:` entries"));
     }
     println!("running {} test{}", specs.len(), if specs.len() == 1 { "" } else { "s" });
     let mut failed = 0;

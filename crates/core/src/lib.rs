@@ -18,18 +18,18 @@
 //! - [`http`] (feature `http`): the HTTP client builder, sensitive headers,
 //!   capped bodies, error descriptions without secrets;
 //! - [`durable`]: fsynced appends of whole lines (file sink, dead letters);
+//! - [`error`]: an error and its causes on one line;
 //! - [`diff`]: field-by-field differences between JSON documents;
-//! - [`builtin`]: the file source and the console, file and blackhole sinks.
 #![deny(missing_docs)]
 
 pub mod ack;
 pub mod backoff;
-pub mod builtin;
 pub mod checkpoint;
 pub mod component;
 pub mod config;
 pub mod diff;
 pub mod durable;
+pub mod error;
 pub mod event;
 pub mod health;
 #[cfg(feature = "http")]

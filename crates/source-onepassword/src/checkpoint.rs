@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use sluice_core::Stream;
 
 use crate::Error;
-use crate::config::ApiVersion;
+use crate::client::ApiVersion;
 
 /// A stream's saved position.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,6 +48,109 @@ pub fn load(path: &Path) -> Result<Option<StreamCheckpoint>, Error> {
     })
 }
 
+/// One row of `sluice checkpoint list`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Row {
+    /// The source id.
+    pub source: String,
+    /// The stream.
+    pub stream: Stream,
+    /// `yes`, `reset` (a start time, no cursor) or `none` (no checkpoint).
+    pub cursor: &'static str,
+    /// The newest event delivered, or `(from <start>)` after a reset, or `-`.
+    pub newest: String,
+    /// Events delivered since the checkpoint was created.
+    pub events: u64,
+    /// When it was written, or `-`.
+    pub committed_at: String,
+}
+
+/// Where each stream of each of `sources` stands.
+pub fn list(data_dir: &Path, sources: &[&str]) -> Result<Vec<Row>, Error> {
+    let mut rows = Vec::new();
+    for source in sources {
+        for stream in Stream::ALL {
+            let row = match load(&path(data_dir, source, stream))? {
+                None => Row {
+                    source: (*source).to_owned(),
+                    stream,
+                    cursor: "none",
+                    newest: "-".into(),
+                    events: 0,
+                    committed_at: "-".into(),
+                },
+                Some(cp) => Row {
+                    source: (*source).to_owned(),
+                    stream,
+                    cursor: if cp.cursor.is_some() { "yes" } else { "reset" },
+                    newest: cp
+                        .newest_timestamp
+                        .or(cp.start_time.map(|t| format!("(from {t})")))
+                        .unwrap_or_else(|| "-".into()),
+                    events: cp.events,
+                    committed_at: cp.committed_at,
+                },
+            };
+            rows.push(row);
+        }
+    }
+    Ok(rows)
+}
+
+/// What a reset did to one stream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reset {
+    /// The cursor is gone; the next start reads from this instant (RFC 3339).
+    StartsFrom(String),
+    /// The checkpoint is gone; the next start uses the source's `start_time`.
+    Removed,
+}
+
+/// Rewind `streams` of `source`: to `start_time` (RFC 3339 or a duration
+/// ago, resolved at `now`), or, without it, by removing the checkpoints.
+pub fn reset(
+    data_dir: &Path,
+    source: &str,
+    streams: &[Stream],
+    start_time: Option<&str>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<(Stream, Reset)>, Error> {
+    use chrono::SecondsFormat;
+    let start = match start_time.map(crate::config::parse_start_time) {
+        None => None,
+        Some(Ok(start)) => Some(start.resolve(now).to_rfc3339_opts(SecondsFormat::Secs, true)),
+        Some(Err(message)) => return Err(Error::Usage(message)),
+    };
+    let mut done = Vec::new();
+    for stream in streams {
+        let file = path(data_dir, source, *stream);
+        match &start {
+            Some(start) => {
+                let previous = load(&file)?.unwrap_or_default();
+                let reset = StreamCheckpoint {
+                    cursor: None,
+                    start_time: Some(start.clone()),
+                    committed_at: now.to_rfc3339_opts(SecondsFormat::Millis, true),
+                    ..previous
+                };
+                save(&file, &reset)?;
+                done.push((*stream, Reset::StartsFrom(start.clone())));
+            }
+            None => {
+                match std::fs::remove_file(&file) {
+                    Ok(()) => {}
+                    Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(err) => {
+                        return Err(Error::Checkpoint { path: file, message: err.to_string() });
+                    }
+                }
+                done.push((*stream, Reset::Removed));
+            }
+        }
+    }
+    Ok(done)
+}
+
 /// Write a checkpoint atomically.
 pub fn save(path: &Path, checkpoint: &StreamCheckpoint) -> Result<(), Error> {
     let bytes = serde_json::to_vec_pretty(checkpoint).expect("a checkpoint serialises");
@@ -75,5 +178,38 @@ mod tests {
         std::fs::write(&file, "{not json").expect("write");
         let error = load(&file).expect_err("corrupt").to_string();
         assert!(error.contains("sluice checkpoint reset"), "{error}");
+    }
+
+    #[test]
+    fn reset_rewinds_or_removes_and_list_shows_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let now =
+            chrono::DateTime::parse_from_rfc3339("2026-11-30T12:00:00Z").expect("time").to_utc();
+        let checkpoint = StreamCheckpoint {
+            cursor: Some("abc".into()),
+            events: 7,
+            ..StreamCheckpoint::default()
+        };
+        for stream in Stream::ALL {
+            save(&path(dir.path(), "op", stream), &checkpoint).expect("written");
+        }
+        let done = reset(dir.path(), "op", &[Stream::AuditEvents], Some("1d"), now).expect("reset");
+        assert_eq!(done, [(Stream::AuditEvents, Reset::StartsFrom("2026-11-29T12:00:00Z".into()))]);
+        let done = reset(dir.path(), "op", &[Stream::ItemUsages], None, now).expect("reset");
+        assert_eq!(done, [(Stream::ItemUsages, Reset::Removed)]);
+        let rows = list(dir.path(), &["op"]).expect("list");
+        let cursors: Vec<_> =
+            rows.iter().map(|r| (r.stream, r.cursor, r.newest.as_str(), r.events)).collect();
+        assert_eq!(
+            cursors,
+            [
+                (Stream::SigninAttempts, "yes", "-", 7),
+                (Stream::ItemUsages, "none", "-", 0),
+                (Stream::AuditEvents, "reset", "(from 2026-11-29T12:00:00Z)", 7),
+            ]
+        );
+        let error = reset(dir.path(), "op", &[Stream::AuditEvents], Some("yesterday"), now)
+            .expect_err("usage");
+        assert!(matches!(error, Error::Usage(_)), "{error}");
     }
 }

@@ -6,9 +6,29 @@ use std::time::Duration;
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use sluice_core::http::{describe, sensitive_header};
 use sluice_core::{Secret, Stream};
 
-use crate::config::ApiVersion;
+/// Which event routes to use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ApiVersion {
+    /// `/api/v1/...`.
+    V1,
+    /// `/api/v2/...` (default): adds `account_uuid`, `user_type`, `actor_type`, ...
+    #[default]
+    V2,
+}
+
+impl ApiVersion {
+    /// `v1` or `v2`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::V1 => "v1",
+            Self::V2 => "v2",
+        }
+    }
+}
 
 /// The path segment of a stream.
 pub fn path_of(stream: Stream) -> &'static str {
@@ -131,11 +151,8 @@ fn seconds(headers: &HeaderMap, name: &str) -> Option<Duration> {
 }
 
 fn auth(token: &Secret) -> HeaderValue {
-    let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
-        .unwrap_or_else(|_| HeaderValue::from_static("Bearer invalid-token-characters"));
     // Never printed by the HTTP stack's debug output.
-    value.set_sensitive(true);
-    value
+    sensitive_header(&format!("Bearer {}", token.expose()))
 }
 
 impl ApiClient {
@@ -231,18 +248,4 @@ fn error_message(body: &[u8]) -> String {
         Some(message) if message != "Bad Request" => format!(": {message}"),
         _ => String::new(),
     }
-}
-
-/// A transport error on one line, with its causes (never holding headers).
-fn describe(err: &reqwest::Error) -> String {
-    let kind = if err.is_timeout() {
-        "timed out"
-    } else if err.is_connect() {
-        "cannot connect"
-    } else if err.is_body() || err.is_decode() {
-        "the answer broke off"
-    } else {
-        "failed"
-    };
-    format!("{kind}: {}", sluice_core::topology::error_chain(err))
 }

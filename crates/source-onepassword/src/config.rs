@@ -8,32 +8,11 @@ use serde::Deserialize;
 use sluice_core::config::FieldError;
 use sluice_core::{Secret, Stream};
 
-use crate::source::OnePasswordSource;
+use crate::client::ApiVersion;
 use crate::token::{ALLOWED_HOSTS, TokenSource, decode};
 
 /// The API keeps 120 days of events.
 pub const RETENTION: Duration = Duration::from_secs(120 * 24 * 3600);
-
-/// Which event routes to use.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ApiVersion {
-    /// `/api/v1/...`.
-    V1,
-    /// `/api/v2/...` (default): adds `account_uuid`, `user_type`, `actor_type`, ...
-    #[default]
-    V2,
-}
-
-impl ApiVersion {
-    /// `v1` or `v2`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::V1 => "v1",
-            Self::V2 => "v2",
-        }
-    }
-}
 
 /// TLS settings.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -109,8 +88,8 @@ pub struct OnePasswordSourceConfig {
     /// waits grow from 1 s with full jitter).
     #[serde(default = "default_max_backoff")]
     pub retry_max_backoff_secs: u64,
-    /// An HTTP(S) proxy URL.
-    pub proxy: Option<String>,
+    /// An HTTP(S) proxy URL (it may hold credentials: redacted like a token).
+    pub proxy: Option<Secret>,
     /// TLS settings.
     #[serde(default)]
     pub tls: TlsConfig,
@@ -194,7 +173,7 @@ pub struct Settings {
     /// Cap of the retry backoff.
     pub retry_max_backoff: Duration,
     /// Proxy URL.
-    pub proxy: Option<String>,
+    pub proxy: Option<Secret>,
     /// CA file.
     pub ca_file: Option<PathBuf>,
     /// Rate limit.
@@ -218,7 +197,7 @@ pub fn parse_start_time(text: &str) -> Result<StartTime, String> {
 
 impl OnePasswordSourceConfig {
     /// Check the settings without I/O; relative paths resolve against `dir`.
-    pub fn validate(self, dir: &Path) -> Result<OnePasswordSource, Vec<FieldError>> {
+    pub fn validate(self, dir: &Path) -> Result<Settings, Vec<FieldError>> {
         let mut errors = Vec::new();
         let token = match (self.token, self.token_file) {
             (Some(token), None) => Some(TokenSource::Inline(token)),
@@ -327,12 +306,12 @@ impl OnePasswordSourceConfig {
             }
         }
         if let Some(proxy) = &self.proxy
-            && let Err(err) = reqwest::Proxy::all(proxy)
+            && reqwest::Url::parse(proxy.expose()).is_err()
         {
-            errors.push(FieldError::new("proxy", format!("proxy is not a URL: {err}")));
+            errors.push(FieldError::new("proxy", "proxy is not a URL"));
         }
         let (Some(token), true) = (token, errors.is_empty()) else { return Err(errors) };
-        Ok(OnePasswordSource::new(Settings {
+        Ok(Settings {
             token,
             url,
             allow_custom_url: self.allow_custom_url,
@@ -348,7 +327,7 @@ impl OnePasswordSourceConfig {
             proxy: self.proxy,
             ca_file: self.tls.ca_file.map(|f| dir.join(f)),
             rate_limit: self.rate_limit,
-        }))
+        })
     }
 }
 

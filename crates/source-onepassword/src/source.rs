@@ -6,6 +6,8 @@ use std::sync::Arc;
 use sluice_core::component::{BoxError, ComponentFuture, PreflightFuture, Source, SourceContext};
 use sluice_core::{Secret, Stream};
 
+use sluice_core::http::{ClientSettings, TlsConfig, build_client};
+
 use crate::Error;
 use crate::checkpoint;
 use crate::client::{ApiClient, ApiError, path_of};
@@ -33,33 +35,18 @@ pub struct OnePasswordSource {
 }
 
 impl OnePasswordSource {
-    pub(crate) fn new(settings: Settings) -> Self {
+    /// A source with validated settings.
+    pub fn new(settings: Settings) -> Self {
         Self { settings: Arc::new(settings), resolved: None }
     }
 
     fn http(&self) -> Result<reqwest::Client, Error> {
-        let mut builder = reqwest::Client::builder()
-            .timeout(self.settings.request_timeout)
-            .connect_timeout(self.settings.request_timeout.min(std::time::Duration::from_secs(10)))
-            .user_agent(concat!("sluice/", env!("CARGO_PKG_VERSION")));
-        if let Some(proxy) = &self.settings.proxy {
-            builder = builder.proxy(
-                reqwest::Proxy::all(proxy).map_err(|e| Error::Preflight(format!("proxy: {e}")))?,
-            );
-        }
-        if let Some(path) = &self.settings.ca_file {
-            let pem = std::fs::read(path).map_err(|e| {
-                Error::Preflight(format!("cannot read tls.ca_file {}: {e}", path.display()))
-            })?;
-            let certificate = reqwest::Certificate::from_pem(&pem).map_err(|e| {
-                Error::Preflight(format!(
-                    "tls.ca_file {} is not a PEM certificate: {e}",
-                    path.display()
-                ))
-            })?;
-            builder = builder.add_root_certificate(certificate);
-        }
-        builder.build().map_err(|e| Error::Preflight(format!("cannot build the HTTP client: {e}")))
+        build_client(&ClientSettings {
+            timeout: self.settings.request_timeout,
+            tls: TlsConfig { ca_file: self.settings.ca_file.clone(), verify: true },
+            proxy: self.settings.proxy.clone(),
+        })
+        .map_err(|e| Error::Preflight(e.to_string()))
     }
 
     async fn resolve(&self) -> Result<Resolved, Error> {

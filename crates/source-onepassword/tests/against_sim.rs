@@ -12,7 +12,7 @@ use sluice_core::test_util::{RecordingSink, wait_for};
 use sluice_core::topology::{RunningTopology, SinkPiece, SourcePiece, TopologyOptions, start};
 use sluice_core::{AckStatus, Stream};
 use sluice_onepassword_sim::{Fault, SimConfig, SimStream, Simulator};
-use sluice_source_onepassword::OnePasswordSourceConfig;
+use sluice_source_onepassword::{OnePasswordSource, OnePasswordSourceConfig};
 use vrl::value::Value;
 
 const ALL: [&str; 3] = ["signinattempts", "itemusages", "auditevents"];
@@ -47,7 +47,7 @@ impl Harness {
             self.token_file().display()
         );
         let config: OnePasswordSourceConfig = serde_yaml_ng::from_str(&yaml).expect("config");
-        Box::new(config.validate(self.dir.path()).expect("valid"))
+        Box::new(OnePasswordSource::new(config.validate(self.dir.path()).expect("valid")))
     }
 
     fn start(

@@ -236,12 +236,12 @@ pub(crate) async fn reject<S: BatchService>(
     while let Err(err) = shared.dead_letter.write(&rejections).await {
         shared.metrics.error(Stage::Sending, "dead_letter_failed");
         let wait = backoff.next_delay();
-        tracing::error!(component = %shared.id, error = %crate::topology::error_chain(&err), retry_in = ?wait, items = items.len(), "cannot write the dead letter; the sink waits until it can");
+        tracing::error!(component = %shared.id, error = %crate::error::error_chain(&err), retry_in = ?wait, items = items.len(), "cannot write the dead letter; the sink waits until it can");
         held.set(
             items.len(),
             Some(&Failure::without_status(
                 "dead_letter_unwritable",
-                crate::topology::error_chain(&err),
+                crate::error::error_chain(&err),
             )),
         );
         tokio::time::sleep(wait).await;

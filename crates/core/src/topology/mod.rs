@@ -6,5 +6,5 @@ mod running;
 pub use graph::{GraphCheck, Node, check};
 pub use running::{
     ComponentExit, RunningTopology, SinkPiece, SourcePiece, StopReport, TopologyOptions,
-    TransformPiece, error_chain, start,
+    TransformPiece, start,
 };

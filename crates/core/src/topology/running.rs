@@ -15,6 +15,7 @@ use crate::component::{
     Source, SourceContext, TransformOutput,
 };
 use crate::config::ComponentKind;
+use crate::error::error_chain;
 use crate::health::Health;
 use crate::metrics::{ComponentMetrics, Stage};
 
@@ -262,18 +263,6 @@ impl RunningTopology {
         self.tasks.shutdown().await;
         report
     }
-}
-
-/// An error and its causes on one line.
-pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -6,13 +6,13 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::encode_ndjson;
-use crate::ack::{AckStatus, PendingAcks};
-use crate::backoff::Backoff;
-use crate::component::{ComponentFuture, DEFAULT_OUTPUT, Sink, SinkContext};
-use crate::config::FieldError;
-use crate::durable::DurableFile;
-use crate::metrics::Stage;
+use crate::encode_ndjson;
+use sluice_core::ack::AckStatus;
+use sluice_core::backoff::Backoff;
+use sluice_core::component::{ComponentFuture, DEFAULT_OUTPUT, Sink, SinkContext};
+use sluice_core::config::FieldError;
+use sluice_core::durable::DurableFile;
+use sluice_core::metrics::Stage;
 
 /// `type: file` under `sinks`.
 #[derive(Clone, Debug, Deserialize)]
@@ -47,23 +47,14 @@ impl Sink for FileSink {
             let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(30));
             let mut buffer = Vec::new();
             while let Some(mut events) = cx.input.recv().await {
-                let mut pending = PendingAcks::default();
-                for event in &mut events {
-                    pending.push(event.take_finalizers());
-                }
-                buffer.clear();
-                let failed = encode_ndjson(&events, &mut buffer);
-                if !failed.is_empty() {
-                    cx.metrics.error(Stage::Sending, "encode_failed");
-                    cx.metrics.discarded(failed.len(), false);
-                }
+                let (pending, encoded) = encode_ndjson(&mut events, &mut buffer, &cx.metrics);
                 loop {
                     match file.append(&buffer).await {
                         Ok(()) => break,
                         Err(err) => {
                             cx.metrics.error(Stage::Sending, "write_failed");
                             let wait = backoff.next_delay();
-                            let error = crate::topology::error_chain(&err);
+                            let error = sluice_core::error::error_chain(&err);
                             tracing::error!(%error, retry_in = ?wait, "cannot write; the events wait and are written again");
                             cx.health.set_unhealthy("", error);
                             tokio::time::sleep(wait).await;
@@ -71,7 +62,7 @@ impl Sink for FileSink {
                     }
                 }
                 pending.resolve(AckStatus::Delivered);
-                cx.metrics.sent(events.len() - failed.len(), DEFAULT_OUTPUT);
+                cx.metrics.sent(encoded, DEFAULT_OUTPUT);
                 cx.health.set_healthy("");
                 backoff.reset();
             }

@@ -3,11 +3,11 @@
 use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
 
-use super::encode_ndjson;
-use crate::ack::{AckStatus, PendingAcks};
-use crate::component::{ComponentFuture, DEFAULT_OUTPUT, Sink, SinkContext};
-use crate::config::FieldError;
-use crate::metrics::Stage;
+use crate::encode_ndjson;
+use sluice_core::ack::AckStatus;
+use sluice_core::component::{ComponentFuture, DEFAULT_OUTPUT, Sink, SinkContext};
+use sluice_core::config::FieldError;
+use sluice_core::metrics::Stage;
 
 /// `type: console` under `sinks`. It has no options.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -31,12 +31,7 @@ impl Sink for ConsoleSink {
             let mut stdout = tokio::io::stdout();
             let mut buffer = Vec::new();
             while let Some(mut events) = cx.input.recv().await {
-                let mut pending = PendingAcks::default();
-                for event in &mut events {
-                    pending.push(event.take_finalizers());
-                }
-                buffer.clear();
-                let failed = encode_ndjson(&events, &mut buffer);
+                let (pending, encoded) = encode_ndjson(&mut events, &mut buffer, &cx.metrics);
                 if let Err(err) = async {
                     stdout.write_all(&buffer).await?;
                     stdout.flush().await
@@ -47,8 +42,7 @@ impl Sink for ConsoleSink {
                     return Err(format!("cannot write to standard output: {err}").into());
                 }
                 pending.resolve(AckStatus::Delivered);
-                cx.metrics.discarded(failed.len(), false);
-                cx.metrics.sent(events.len() - failed.len(), DEFAULT_OUTPUT);
+                cx.metrics.sent(encoded, DEFAULT_OUTPUT);
             }
             Ok(())
         })

@@ -3,9 +3,9 @@
 
 use serde::Deserialize;
 
-use crate::ack::AckStatus;
-use crate::component::{ComponentFuture, DEFAULT_OUTPUT, Sink, SinkContext};
-use crate::config::FieldError;
+use sluice_core::ack::AckStatus;
+use sluice_core::component::{ComponentFuture, DEFAULT_OUTPUT, Sink, SinkContext};
+use sluice_core::config::FieldError;
 
 /// `type: blackhole` under `sinks`. It has no options.
 #[derive(Clone, Debug, Default, Deserialize)]

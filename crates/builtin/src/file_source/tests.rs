@@ -5,10 +5,10 @@ use std::time::Duration;
 use vrl::value::Value;
 
 use super::*;
-use crate::ack::AckStatus;
-use crate::health::Health;
-use crate::test_util::{RecordingSink, wait_for};
-use crate::topology::{SinkPiece, SourcePiece, TopologyOptions, start};
+use sluice_core::ack::AckStatus;
+use sluice_core::health::Health;
+use sluice_core::test_util::{RecordingSink, wait_for};
+use sluice_core::topology::{SinkPiece, SourcePiece, TopologyOptions, start};
 
 fn config(path: &Path, mode: ReadMode, batch: usize) -> FileSourceConfig {
     FileSourceConfig {
@@ -45,7 +45,7 @@ fn checkpoint(data_dir: &Path) -> u64 {
 struct Run {
     sink: RecordingSink,
     dropped: RecordingSink,
-    topology: crate::topology::RunningTopology,
+    topology: sluice_core::topology::RunningTopology,
 }
 
 fn run(config: FileSourceConfig, data_dir: &Path, sink: RecordingSink) -> Run {
@@ -154,7 +154,8 @@ async fn an_errored_batch_is_read_again_and_never_skipped() {
     let failing = RecordingSink::new(AckStatus::Errored);
     let running = run(config(&input, ReadMode::Follow, 2), dir.path(), failing.clone());
     assert!(wait_for(Duration::from_secs(5), || failing.values().len() >= 4).await);
-    let committed = crate::checkpoint::read(&dir.path().join("in/checkpoint.json")).expect("read");
+    let committed =
+        sluice_core::checkpoint::read(&dir.path().join("in/checkpoint.json")).expect("read");
     assert!(committed.is_none(), "nothing may be committed while every batch errors");
     running.topology.stop(Duration::from_secs(5)).await;
 

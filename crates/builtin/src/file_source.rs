@@ -11,12 +11,12 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncSeekExt, BufReader};
 use vrl::value::{ObjectMap, Value};
 
-use crate::ack::{BatchNotifier, BatchStatus, EventFinalizers, OrderedAcks};
-use crate::backoff::Backoff;
-use crate::component::{BoxError, ComponentFuture, Source, SourceContext};
-use crate::config::FieldError;
-use crate::event::{Event, Stream};
-use crate::metrics::Stage;
+use sluice_core::ack::{BatchNotifier, BatchStatus, EventFinalizers, OrderedAcks};
+use sluice_core::backoff::Backoff;
+use sluice_core::component::{BoxError, ComponentFuture, Source, SourceContext};
+use sluice_core::config::FieldError;
+use sluice_core::event::{Event, Stream};
+use sluice_core::metrics::Stage;
 
 /// How far to read.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -133,7 +133,7 @@ impl Reader {
             .await
             .map_err(|e| format!("cannot open {}: {e}", config.path.display()))?;
         let checkpoint_path = cx.data_dir.join(&cx.id).join("checkpoint.json");
-        let saved = crate::checkpoint::read(&checkpoint_path)
+        let saved = sluice_core::checkpoint::read(&checkpoint_path)
             .map_err(|e| format!("cannot read checkpoint {}: {e}", checkpoint_path.display()))?;
         let mut committed = match saved.map(|bytes| serde_json::from_slice::<Checkpoint>(&bytes)) {
             Some(Ok(saved)) if saved.path == config.path => saved.offset,
@@ -328,7 +328,7 @@ impl Reader {
     fn save(&mut self, offset: u64) -> Result<(), BoxError> {
         let checkpoint = Checkpoint { path: self.config.path.clone(), offset };
         let bytes = serde_json::to_vec(&checkpoint)?;
-        crate::checkpoint::write_atomic(&self.checkpoint_path, &bytes).map_err(|e| {
+        sluice_core::checkpoint::write_atomic(&self.checkpoint_path, &bytes).map_err(|e| {
             format!("cannot write checkpoint {}: {e}", self.checkpoint_path.display())
         })?;
         self.committed = offset;
