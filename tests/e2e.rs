@@ -11,6 +11,7 @@ mod e2e {
     mod metrics_health;
     mod onepassword;
     mod sim;
+    mod splunk;
     mod validate;
     mod vrl;
 }

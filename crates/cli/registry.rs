@@ -7,6 +7,7 @@ use sluice_builtin::{BlackholeSinkConfig, ConsoleSinkConfig, FileSinkConfig, Fil
 use sluice_core::component::{FunctionTransform, Sink, Source};
 use sluice_core::config::{FieldError, RawComponent};
 use sluice_sink_elasticsearch::{ElasticsearchSink, ElasticsearchSinkConfig};
+use sluice_sink_splunk_hec::{SplunkHecSink, SplunkHecSinkConfig};
 use sluice_source_onepassword::{OnePasswordSource, OnePasswordSourceConfig};
 use sluice_transform_vrl::VrlTransformConfig;
 
@@ -84,6 +85,8 @@ impl TransformConfig {
 pub enum SinkConfig {
     /// Elasticsearch `_bulk` into the 1Password data streams.
     Elasticsearch(Box<ElasticsearchSinkConfig>),
+    /// Splunk's HTTP Event Collector, with indexer acknowledgements.
+    SplunkHec(Box<SplunkHecSinkConfig>),
     /// NDJSON on standard output.
     Console(ConsoleSinkConfig),
     /// NDJSON appended to a file, fsynced before acknowledging.
@@ -96,6 +99,7 @@ impl SinkConfig {
     pub fn type_name(&self) -> &'static str {
         match self {
             Self::Elasticsearch(_) => "elasticsearch",
+            Self::SplunkHec(_) => "splunk_hec",
             Self::Console(_) => "console",
             Self::File(_) => "file",
             Self::Blackhole(_) => "blackhole",
@@ -106,6 +110,9 @@ impl SinkConfig {
         Ok(match self {
             Self::Elasticsearch(config) => {
                 Box::new(ElasticsearchSink::new(config.validate(raw.dir())?))
+            }
+            Self::SplunkHec(config) => {
+                Box::new(SplunkHecSink::new(config.validate(raw.dir())?, &raw.id))
             }
             Self::Console(config) => Box::new(config.validate()?),
             Self::File(config) => Box::new(config.validate(raw.dir())?),

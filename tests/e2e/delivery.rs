@@ -32,6 +32,7 @@ fn an_api_key_without_create_doc_holds_the_checkpoints_until_elasticsearch_accep
         http_get(api_port, "/health")
             .filter(|(status, body)| *status == 503 && body.contains("security_exception"))
     });
+    let gauge = http_get(api_port, "/metrics").map(|(_, body)| body).unwrap_or_default();
     let held = checkpoints(dir.path());
     // Several refused rounds later, still nothing has moved.
     let requests = es.bulk_requests();
@@ -56,6 +57,8 @@ fn an_api_key_without_create_doc_holds_the_checkpoints_until_elasticsearch_accep
     let (_, body) = unhealthy.unwrap_or_else(|| panic!("/health never named the refusal: {logs}"));
     assert!(body.contains("\"es\""), "{body}");
     assert!(body.contains("Elasticsearch refuses: 403 security_exception"), "{body}");
+    assert!(gauge.contains("sluice_component_healthy{component_id=\"es\"} 0"), "{gauge}");
+    assert!(gauge.contains("sluice_component_healthy{component_id=\"op\"} 1"), "{gauge}");
     assert!(held.iter().all(Option::is_none), "no checkpoint was written while refused: {held:?}");
     assert_eq!(still, held, "the checkpoints wait");
     assert_eq!(stored_while_refused, 0);

@@ -39,6 +39,11 @@ fn setup(lines: usize) -> (tempfile::TempDir, u64) {
     (dir, text.len() as u64)
 }
 
+/// The value of the series `name{labels}` in a Prometheus text page (0 if absent).
+fn counter(page: &str, series: &str) -> f64 {
+    page.lines().find_map(|line| line.strip_prefix(series)?.trim().parse().ok()).unwrap_or(0.0)
+}
+
 fn committed(dir: &Path) -> Option<u64> {
     let bytes = std::fs::read(dir.join("state/in/checkpoint.json")).ok()?;
     serde_json::from_slice::<serde_json::Value>(&bytes).ok()?["offset"].as_u64()
@@ -55,11 +60,13 @@ fn sigterm_drains_with_health_503_then_exits_0() {
     assert_eq!(health.as_ref().map(|(s, _)| *s), Some(200), "{health:?}");
     assert!(health.expect("health").1.contains("\"status\":\"ok\""));
 
-    let metrics = wait_for(Duration::from_secs(30), || {
-        http_get(port, "/metrics")
-            .filter(|(_, body)| body.contains("sluice_component_sent_events_total"))
+    // More lines than a pipe holds (64 KiB, about 1,600 of these lines):
+    // the console sink is now blocked on standard output, events wait.
+    let stuck = "sluice_component_received_events_total{component_id=\"stdout\",component_kind=\"sink\",component_type=\"console\"}";
+    let metrics = wait_for(Duration::from_secs(60), || {
+        http_get(port, "/metrics").filter(|(_, body)| counter(body, stuck) >= 3_000.0)
     })
-    .expect("metrics appear")
+    .expect("the console sink receives events")
     .1;
     for expected in [
         "sluice_component_received_events_total{component_id=\"in\",component_kind=\"source\",component_type=\"file\"}",

@@ -164,6 +164,45 @@ pub async fn read_body(mut response: reqwest::Response, cap: usize) -> Result<By
     Ok(body.freeze())
 }
 
+/// Request body compression, as every HTTP sink offers it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Compression {
+    /// gzip (default): about a tenth of the bytes for JSON events.
+    #[default]
+    Gzip,
+    /// Uncompressed.
+    None,
+}
+
+impl Compression {
+    /// The body made of `parts`, compressed, and its `Content-Encoding`.
+    pub fn body<'a>(
+        self,
+        parts: impl Iterator<Item = &'a [u8]>,
+        size_hint: usize,
+    ) -> std::io::Result<(Vec<u8>, Option<&'static str>)> {
+        use std::io::Write;
+        match self {
+            Self::Gzip => {
+                let mut gzip = flate2::write::GzEncoder::new(
+                    Vec::with_capacity(size_hint / 4),
+                    flate2::Compression::fast(),
+                );
+                for part in parts {
+                    gzip.write_all(part)?;
+                }
+                Ok((gzip.finish()?, Some("gzip")))
+            }
+            Self::None => {
+                let mut body = Vec::with_capacity(size_hint);
+                parts.for_each(|part| body.extend_from_slice(part));
+                Ok((body, None))
+            }
+        }
+    }
+}
+
 /// A short, printable excerpt of a body for an error message.
 pub fn excerpt(body: &[u8]) -> String {
     String::from_utf8_lossy(body).chars().take(300).collect()

@@ -33,27 +33,74 @@ impl VecSource {
 impl Source for VecSource {
     fn run(self: Box<Self>, cx: SourceContext) -> ComponentFuture {
         Box::pin(async move {
-            let mut acks = OrderedAcks::new();
-            for (index, batch) in self.batches.into_iter().enumerate() {
-                let (notifier, receiver) = BatchNotifier::new_with_receiver();
-                let events = batch
-                    .into_iter()
-                    .map(|value| {
-                        let mut event = Event::new(value);
-                        event.meta.finalizers = EventFinalizers::new(notifier.finalizer());
-                        event
-                    })
-                    .collect();
-                acks.push(index, receiver);
-                cx.out.send(events).await?;
-            }
-            while !acks.is_empty() {
-                let (index, status) = acks.next().await;
-                self.statuses.lock().expect("lock").push((index, status));
-            }
-            Ok(())
+            let batches = self.batches.into_iter().map(|b| b.into_iter().map(Event::new).collect());
+            emit_and_wait(batches, cx, self.statuses).await
         })
     }
+}
+
+/// Emits raw JSON items of one stream, as the onepassword source does (the
+/// raw text kept in the metadata), then waits for their statuses and stops.
+#[derive(Debug)]
+pub struct RawSource {
+    /// The batches of raw items to emit.
+    pub batches: Vec<Vec<bytes::Bytes>>,
+    /// Their stream.
+    pub stream: crate::Stream,
+    /// Receives `(batch index, status)` in batch order.
+    pub statuses: Statuses,
+}
+
+impl RawSource {
+    /// A source of `batches` of `stream`, and where their statuses will be recorded.
+    pub fn new(batches: Vec<Vec<bytes::Bytes>>, stream: crate::Stream) -> (Self, Statuses) {
+        let statuses = Arc::new(Mutex::new(Vec::new()));
+        (Self { batches, stream, statuses: statuses.clone() }, statuses)
+    }
+}
+
+impl Source for RawSource {
+    fn run(self: Box<Self>, cx: SourceContext) -> ComponentFuture {
+        Box::pin(async move {
+            let values = self.batches.into_iter().map(|batch| {
+                batch
+                    .into_iter()
+                    .map(|raw| {
+                        let mut event = Event::from_json(raw).expect("a JSON item");
+                        event.meta.stream = Some(self.stream);
+                        event
+                    })
+                    .collect()
+            });
+            emit_and_wait(values, cx, self.statuses).await
+        })
+    }
+}
+
+/// Emit each batch with its own notifier, then record the statuses in order.
+async fn emit_and_wait(
+    batches: impl Iterator<Item = Vec<Event>>,
+    cx: SourceContext,
+    statuses: Statuses,
+) -> Result<(), crate::component::BoxError> {
+    let mut acks = OrderedAcks::new();
+    for (index, batch) in batches.enumerate() {
+        let (notifier, receiver) = BatchNotifier::new_with_receiver();
+        let events = batch
+            .into_iter()
+            .map(|mut event| {
+                event.meta.finalizers = EventFinalizers::new(notifier.finalizer());
+                event
+            })
+            .collect();
+        acks.push(index, receiver);
+        cx.out.send(events).await?;
+    }
+    while !acks.is_empty() {
+        let (index, status) = acks.next().await;
+        statuses.lock().expect("lock").push((index, status));
+    }
+    Ok(())
 }
 
 /// Records what it receives and finalizes it with a chosen status, after

@@ -27,6 +27,7 @@ pub fn router() -> Router<Arc<SimState>> {
         .route("/_sim/events", post(inject))
         .route("/_sim/stats", get(stats))
         .route("/_sim/uuids", get(uuids))
+        .route("/_sim/items", get(items))
 }
 
 #[derive(Deserialize)]
@@ -102,6 +103,25 @@ async fn uuids(State(state): State<Arc<SimState>>) -> Response {
     let streams: serde_json::Map<String, serde_json::Value> = SimStream::ALL
         .iter()
         .map(|s| (s.name().to_owned(), state.store.visible_uuids(*s, now).into()))
+        .collect();
+    Json(streams).into_response()
+}
+
+/// Every visible item, exactly as the v2 API serializes it:
+/// `{"<stream>": {"<uuid>": "<item JSON text>"}}`.
+async fn items(State(state): State<Arc<SimState>>) -> Response {
+    let now = now_nanos();
+    let streams: serde_json::Map<String, serde_json::Value> = SimStream::ALL
+        .iter()
+        .map(|s| {
+            let items: serde_json::Map<String, serde_json::Value> = state
+                .store
+                .visible_items(*s, now)
+                .into_iter()
+                .map(|(uuid, item)| (uuid, serde_json::Value::String(item.to_string())))
+                .collect();
+            (s.name().to_owned(), items.into())
+        })
         .collect();
     Json(streams).into_response()
 }

@@ -62,6 +62,16 @@ impl Store {
             .collect()
     }
 
+    /// The items of `stream` visible at `now`, by uuid, as the v2 API serves them.
+    pub fn visible_items(&self, stream: SimStream, now: i64) -> Vec<(String, serde_json::Value)> {
+        self.lock(stream)
+            .events
+            .iter()
+            .take_while(|e| e.ingested <= now)
+            .map(|e| (e.uuid.clone(), e.render(crate::ApiVersion::V2)))
+            .collect()
+    }
+
     /// Events of `stream` visible at `now`.
     pub fn visible(&self, stream: SimStream, now: i64) -> usize {
         self.lock(stream).events.iter().take_while(|e| e.ingested <= now).count()

@@ -2,7 +2,6 @@
 //! authentication and endpoint failover, and the answer turned into one
 //! outcome per item through [`crate::classify`].
 
-use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use base64::Engine;
@@ -15,7 +14,9 @@ use sluice_core::http::{
 use sluice_core::sink::{BatchService, Encoded, Failure, ItemOutcome, RequestError};
 
 use crate::classify;
-use crate::config::{AuthConfig, Compression, Settings};
+use sluice_core::http::Compression;
+
+use crate::config::{AuthConfig, Settings};
 
 /// The largest answer read: a bulk answer of 100,000 items with long reasons.
 const MAX_ANSWER_BYTES: usize = 256 * 1024 * 1024;
@@ -146,24 +147,15 @@ impl EsClient {
         let request = self
             .request(reqwest::Method::POST, "/_bulk")
             .header(CONTENT_TYPE, "application/x-ndjson");
-        let request = match self.compression {
-            Compression::Gzip => {
-                let mut gzip = flate2::write::GzEncoder::new(
-                    Vec::with_capacity(size / 4),
-                    flate2::Compression::fast(),
-                );
-                for item in items {
-                    gzip.write_all(&item.payload).map_err(|e| local(e.to_string()))?;
-                }
-                let body = gzip.finish().map_err(|e| local(e.to_string()))?;
-                request.header(CONTENT_ENCODING, "gzip").body(body)
-            }
-            Compression::None => {
-                let mut body = Vec::with_capacity(size);
-                items.iter().for_each(|item| body.extend_from_slice(&item.payload));
-                request.body(body)
-            }
-        };
+        let (body, encoding) = self
+            .compression
+            .body(items.iter().map(|i| &i.payload[..]), size)
+            .map_err(|e| local(e.to_string()))?;
+        let request = match encoding {
+            Some(encoding) => request.header(CONTENT_ENCODING, encoding),
+            None => request,
+        }
+        .body(body);
         let (status, body) = self.exchange(request).await.map_err(RequestError::Retry)?;
         if status != 200 {
             return Err(classify::request(status, &body));

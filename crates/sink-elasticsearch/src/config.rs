@@ -6,7 +6,7 @@ use std::path::Path;
 use serde::Deserialize;
 use sluice_core::Secret;
 use sluice_core::config::FieldError;
-use sluice_core::http::TlsConfig;
+use sluice_core::http::{Compression, TlsConfig};
 use sluice_core::sink::{
     BatchConfig, DeadLetterConfig, DriverSettings, RequestConfig, validate_delivery,
 };
@@ -32,17 +32,6 @@ pub enum AuthConfig {
         /// The token.
         token: Secret,
     },
-}
-
-/// Request body compression.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Compression {
-    /// gzip (default): about a tenth of the bytes for ECS documents.
-    #[default]
-    Gzip,
-    /// Uncompressed.
-    None,
 }
 
 /// Where documents go.

@@ -6,7 +6,7 @@ use std::time::Duration;
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use sluice_core::http::{describe, sensitive_header};
+use sluice_core::http::{describe, read_body, sensitive_header};
 use sluice_core::{Secret, Stream};
 
 /// Which event routes to use.
@@ -29,6 +29,9 @@ impl ApiVersion {
         }
     }
 }
+
+/// The largest answer read: a page of 1,000 items is a few megabytes.
+const MAX_ANSWER_BYTES: usize = 64 * 1024 * 1024;
 
 /// The path segment of a stream.
 pub fn path_of(stream: Stream) -> &'static str {
@@ -194,9 +197,9 @@ impl ApiClient {
             reset: seconds(&headers, "ratelimit-reset"),
         };
         let status = response.status().as_u16();
-        let body = match response.bytes().await {
+        let body = match read_body(response, MAX_ANSWER_BYTES).await {
             Ok(body) => body,
-            Err(err) => return (Err(ApiError::Transport(describe(&err))), quota),
+            Err(err) => return (Err(ApiError::Transport(err.to_string())), quota),
         };
         let result = match status {
             200 => serde_json::from_slice::<Page>(&body)
@@ -226,7 +229,9 @@ impl ApiClient {
             .await
             .map_err(|e| ApiError::Transport(describe(&e)))?;
         let status = response.status().as_u16();
-        let body = response.bytes().await.map_err(|e| ApiError::Transport(describe(&e)))?;
+        let body = read_body(response, MAX_ANSWER_BYTES)
+            .await
+            .map_err(|e| ApiError::Transport(e.to_string()))?;
         match status {
             200 => serde_json::from_slice::<Introspection>(&body)
                 .map(|i| i.features)

@@ -4,9 +4,16 @@
 //!
 //! - [`elasticsearch`]: `_bulk`, `GET /`, `GET /_cluster/health`,
 //!   `PUT/GET /_index_template`, with strict request validation, Elastic's
-//!   answers and faults on demand.
+//!   answers and faults on demand;
+//! - [`splunk`]: the HTTP Event Collector (`/event`, `/ack`, `/health`),
+//!   tokens with and without indexer acknowledgement, channels, lost and
+//!   late acks, and several indexers behind a sticky load balancer.
 #![deny(missing_docs)]
+// Handlers return the error answer itself as `Err(Response)`.
+#![allow(clippy::result_large_err)]
 
 pub mod elasticsearch;
+pub mod splunk;
 
 pub use elasticsearch::{EsAuth, EsEmulator, EsEmulatorConfig, EsFault, ItemFailure};
+pub use splunk::{HecEmulator, HecEmulatorConfig, HecFault, HecToken, IndexedEvent};

@@ -164,7 +164,6 @@ struct Action {
 /// The longest `_id` Elasticsearch accepts, in bytes.
 const MAX_ID_BYTES: usize = 512;
 
-#[allow(clippy::result_large_err)] // the error is the answer itself
 fn parse(lines: &[&[u8]], default_index: Option<&str>) -> Result<Vec<Action>, Response> {
     let mut actions = Vec::new();
     let mut index = 0;

@@ -1,0 +1,347 @@
+//! The `splunk_hec` sink's settings, and their validation into [`Settings`]
+//! without I/O.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use sluice_core::Secret;
+use sluice_core::config::FieldError;
+use sluice_core::http::{Compression, TlsConfig};
+use sluice_core::sink::{
+    BatchConfig, DeadLetterConfig, DriverSettings, RequestConfig, validate_delivery,
+};
+
+/// What goes into each envelope's `event`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Encoding {
+    /// The raw 1Password item, byte for byte (default): 1Password's Splunk
+    /// add-on props and dashboards work on it unchanged.
+    #[default]
+    Raw,
+    /// The event as it reaches the sink (the ECS document after the `vrl`
+    /// transform), for ECS in Splunk.
+    Ecs,
+}
+
+/// `acknowledgements`: indexer acknowledgement.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AckConfig {
+    /// Wait for Splunk to say each batch is indexed (default true). Without
+    /// acks a 200 only means "received": a crashing indexer can lose it.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Seconds between ack queries (0.01 to 300, default 10).
+    #[serde(default = "default_poll")]
+    pub poll_interval_secs: f64,
+    /// Seconds before an unanswered ack counts as lost and its batch is sent
+    /// again (1 to 86400, default 300): a duplicate is possible, a loss is not.
+    #[serde(default = "default_ack_timeout")]
+    pub timeout_secs: u64,
+    /// Batches sent and awaiting their ack (1 to 10000, default 64).
+    #[serde(default = "default_max_pending")]
+    pub max_pending: usize,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_poll() -> f64 {
+    10.0
+}
+fn default_ack_timeout() -> u64 {
+    300
+}
+fn default_max_pending() -> usize {
+    64
+}
+
+impl Default for AckConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            poll_interval_secs: default_poll(),
+            timeout_secs: default_ack_timeout(),
+            max_pending: default_max_pending(),
+        }
+    }
+}
+
+/// `type: splunk_hec` under `sinks`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SplunkHecSinkConfig {
+    /// The HEC base URL, e.g. `https://splunk:8088`.
+    pub endpoint: String,
+    /// The HEC token (use `${VAR}`); or `token_file`.
+    pub token: Option<Secret>,
+    /// A file holding the HEC token.
+    pub token_file: Option<PathBuf>,
+    /// TLS: `ca_file` for Splunk's own CA, `verify` (tests only).
+    #[serde(default)]
+    pub tls: TlsConfig,
+    /// `gzip` (default) or `none`.
+    #[serde(default)]
+    pub compression: Compression,
+    /// `raw` (default): the 1Password item; `ecs`: the mapped document.
+    #[serde(default)]
+    pub encoding: Encoding,
+    /// The index; `{stream}` is replaced by the stream (default: the token's default index).
+    pub index: Option<String>,
+    /// The source; `{stream}` is replaced by the stream (default: Splunk's).
+    pub source: Option<String>,
+    /// The sourcetype (default `1password:insights:{stream}`, 1Password's add-on's own).
+    #[serde(default = "default_sourcetype")]
+    pub sourcetype: String,
+    /// The host field (default: Splunk's).
+    pub host: Option<String>,
+    /// Indexer acknowledgement.
+    #[serde(default)]
+    pub acknowledgements: AckConfig,
+    /// Channels (GUIDs) this sink spreads its requests over (1 to 64, default 1).
+    #[serde(default = "default_channels")]
+    pub channels: usize,
+    /// When a request is sent: `max_events`, `max_bytes`, `timeout_secs`.
+    #[serde(default)]
+    pub batch: BatchConfig,
+    /// Requests in flight, timeout, retries, health (see the delivery layer).
+    #[serde(default)]
+    pub request: RequestConfig,
+    /// Where rejected events go (default `<data_dir>/<sink id>/dead-letter.ndjson`).
+    #[serde(default)]
+    pub dead_letter: DeadLetterConfig,
+}
+
+fn default_sourcetype() -> String {
+    "1password:insights:{stream}".into()
+}
+fn default_channels() -> usize {
+    1
+}
+
+/// Where the token comes from.
+#[derive(Clone, Debug)]
+pub enum TokenSource {
+    /// Written in the config.
+    Inline(Secret),
+    /// Read from a file at start.
+    File(PathBuf),
+}
+
+/// Validated settings.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// The base URL.
+    pub endpoint: reqwest::Url,
+    /// The token.
+    pub token: TokenSource,
+    /// TLS.
+    pub tls: TlsConfig,
+    /// Compression.
+    pub compression: Compression,
+    /// What is sent.
+    pub encoding: Encoding,
+    /// Index template.
+    pub index: Option<String>,
+    /// Source template.
+    pub source: Option<String>,
+    /// Sourcetype template.
+    pub sourcetype: String,
+    /// Host.
+    pub host: Option<String>,
+    /// Whether to wait for indexer acks.
+    pub acks: bool,
+    /// Ack query interval.
+    pub ack_poll: Duration,
+    /// Ack timeout.
+    pub ack_timeout: Duration,
+    /// Channels.
+    pub channels: usize,
+    /// HTTP requests in flight (POSTs; batches awaiting acks are counted by
+    /// `delivery.concurrency`).
+    pub requests_in_flight: usize,
+    /// Batching, retries, dead letter; `concurrency` = batches in flight.
+    pub delivery: DriverSettings,
+}
+
+fn check_endpoint(endpoint: &str, errors: &mut Vec<FieldError>) -> Option<reqwest::Url> {
+    match reqwest::Url::parse(endpoint) {
+        Ok(url) if url.password().is_some() || !url.username().is_empty() => {
+            errors.push(FieldError::new(
+                "endpoint",
+                "put the token in `token`, not in the endpoint URL",
+            ));
+            None
+        }
+        Ok(url) if url.query().is_some() => {
+            errors.push(FieldError::new(
+                "endpoint",
+                "the endpoint takes no query (a `?token=` would be logged by proxies)",
+            ));
+            None
+        }
+        Ok(url) if matches!(url.scheme(), "http" | "https") => Some(url),
+        Ok(_) => {
+            errors.push(FieldError::new(
+                "endpoint",
+                format!("endpoint `{endpoint}` must be http or https"),
+            ));
+            None
+        }
+        Err(err) => {
+            errors.push(FieldError::new(
+                "endpoint",
+                format!("endpoint `{endpoint}` is not a URL: {err}"),
+            ));
+            None
+        }
+    }
+}
+
+fn check_acks(acks: &AckConfig, channels: usize, errors: &mut Vec<FieldError>) {
+    if !(acks.poll_interval_secs >= 0.01 && acks.poll_interval_secs <= 300.0) {
+        errors.push(FieldError::new(
+            "acknowledgements.poll_interval_secs",
+            format!(
+                "acknowledgements.poll_interval_secs is {}; it must be from 0.01 to 300",
+                acks.poll_interval_secs
+            ),
+        ));
+    }
+    if !(1..=86_400).contains(&acks.timeout_secs) {
+        errors.push(FieldError::new(
+            "acknowledgements.timeout_secs",
+            format!(
+                "acknowledgements.timeout_secs is {}; it must be from 1 to 86400",
+                acks.timeout_secs
+            ),
+        ));
+    }
+    if !(1..=10_000).contains(&acks.max_pending) {
+        errors.push(FieldError::new(
+            "acknowledgements.max_pending",
+            format!(
+                "acknowledgements.max_pending is {}; it must be from 1 to 10000",
+                acks.max_pending
+            ),
+        ));
+    }
+    if !(1..=64).contains(&channels) {
+        errors.push(FieldError::new(
+            "channels",
+            format!("channels is {channels}; it must be from 1 to 64"),
+        ));
+    }
+}
+
+impl SplunkHecSinkConfig {
+    /// Check the settings without I/O; relative paths resolve against `dir`.
+    pub fn validate(self, dir: &Path) -> Result<Settings, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let endpoint = check_endpoint(&self.endpoint, &mut errors);
+        let token = match (self.token, self.token_file) {
+            (Some(token), None) if token.expose().trim().is_empty() => {
+                errors.push(FieldError::new("token", "the token is empty"));
+                None
+            }
+            (Some(token), None) => Some(TokenSource::Inline(token)),
+            (None, Some(path)) => Some(TokenSource::File(dir.join(path))),
+            (Some(_), Some(_)) => {
+                errors.push(FieldError::new(
+                    "token_file",
+                    "set either `token` or `token_file`, not both",
+                ));
+                None
+            }
+            (None, None) => {
+                errors.push(FieldError {
+                    field: None,
+                    message: "a HEC token is required: set `token` or `token_file`".into(),
+                });
+                None
+            }
+        };
+        check_acks(&self.acknowledgements, self.channels, &mut errors);
+        if self.sourcetype.is_empty() {
+            errors.push(FieldError::new("sourcetype", "sourcetype must not be empty"));
+        }
+        let delivery = validate_delivery(&self.batch, &self.request, &self.dead_letter, dir)
+            .map_err(|problems| errors.extend(problems))
+            .ok();
+        let (Some(endpoint), Some(token), Some(mut delivery)) = (endpoint, token, delivery) else {
+            return Err(errors);
+        };
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let acks = self.acknowledgements;
+        let requests_in_flight = delivery.concurrency;
+        if acks.enabled {
+            // A batch keeps its slot until its ack comes: that many may wait.
+            delivery.concurrency = acks.max_pending.max(requests_in_flight);
+        }
+        let ca_file = self.tls.ca_file.filter(|f| !f.as_os_str().is_empty()).map(|f| dir.join(f));
+        Ok(Settings {
+            endpoint,
+            token,
+            tls: TlsConfig { ca_file, verify: self.tls.verify },
+            compression: self.compression,
+            encoding: self.encoding,
+            index: self.index,
+            source: self.source,
+            sourcetype: self.sourcetype,
+            host: self.host,
+            acks: acks.enabled,
+            ack_poll: Duration::from_secs_f64(acks.poll_interval_secs),
+            ack_timeout: Duration::from_secs(acks.timeout_secs),
+            channels: self.channels,
+            requests_in_flight,
+            delivery,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors(yaml: &str) -> Vec<String> {
+        let config: SplunkHecSinkConfig = serde_yaml_ng::from_str(yaml).expect("config");
+        match config.validate(Path::new("/etc/sluice")) {
+            Ok(_) => Vec::new(),
+            Err(errors) => errors.into_iter().map(|e| e.message).collect(),
+        }
+    }
+
+    #[test]
+    fn bad_values_are_reported_together() {
+        assert_eq!(
+            errors(
+                "endpoint: 'https://splunk:8088/?token=abc'\nacknowledgements: {poll_interval_secs: .nan, max_pending: 0}\nchannels: 0\n"
+            ),
+            [
+                "the endpoint takes no query (a `?token=` would be logged by proxies)",
+                "a HEC token is required: set `token` or `token_file`",
+                "acknowledgements.poll_interval_secs is NaN; it must be from 0.01 to 300",
+                "acknowledgements.max_pending is 0; it must be from 1 to 10000",
+                "channels is 0; it must be from 1 to 64",
+            ]
+        );
+        assert_eq!(errors("endpoint: https://splunk:8088\ntoken: ''\n"), ["the token is empty"]);
+    }
+
+    #[test]
+    fn batches_awaiting_acks_get_their_own_slots() {
+        let config: SplunkHecSinkConfig = serde_yaml_ng::from_str(
+            "endpoint: https://splunk:8088\ntoken: t\nrequest: {concurrency: 4}\nacknowledgements: {max_pending: 32}\n",
+        )
+        .expect("config");
+        let settings = config.validate(Path::new("/")).expect("valid");
+        assert_eq!((settings.requests_in_flight, settings.delivery.concurrency), (4, 32));
+        assert_eq!(settings.sourcetype, "1password:insights:{stream}");
+        let debug = format!("{settings:?}");
+        assert!(!debug.contains("token: t") && debug.contains("Inline(Secret("), "{debug}");
+    }
+}

@@ -1,0 +1,102 @@
+//! The `splunk_hec` component: preflight, then encode + the HEC client on
+//! core's delivery layer, with the ack query loop beside it.
+
+use std::sync::Arc;
+
+use sluice_core::Secret;
+use sluice_core::component::{BoxError, ComponentFuture, PreflightFuture, Sink, SinkContext};
+use sluice_core::sink::BatchSink;
+
+use crate::client::{HecClient, HecService};
+use crate::config::{Settings, TokenSource};
+use crate::encode::encode;
+
+/// The largest token file read.
+const MAX_TOKEN_FILE_BYTES: u64 = 64 * 1024;
+
+/// A validated `splunk_hec` sink.
+#[derive(Debug)]
+pub struct SplunkHecSink {
+    settings: Settings,
+    id: String,
+}
+
+impl SplunkHecSink {
+    /// A sink with validated settings; `id` names it in logs.
+    pub fn new(settings: Settings, id: &str) -> Self {
+        Self { settings, id: id.to_owned() }
+    }
+}
+
+/// The token, read from its file if it has one.
+fn load_token(source: &TokenSource) -> Result<Secret, BoxError> {
+    match source {
+        TokenSource::Inline(token) => Ok(token.clone()),
+        TokenSource::File(path) => {
+            use std::io::Read;
+            let file = std::fs::File::open(path)
+                .map_err(|e| format!("cannot read the HEC token file {}: {e}", path.display()))?;
+            let mut text = String::new();
+            file.take(MAX_TOKEN_FILE_BYTES + 1)
+                .read_to_string(&mut text)
+                .map_err(|e| format!("cannot read the HEC token file {}: {e}", path.display()))?;
+            if text.len() as u64 > MAX_TOKEN_FILE_BYTES || text.trim().is_empty() {
+                return Err(
+                    format!("the HEC token file {} does not hold a token", path.display()).into()
+                );
+            }
+            Ok(Secret::new(text.trim().to_owned()))
+        }
+    }
+}
+
+/// Aborts the task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl Sink for SplunkHecSink {
+    fn preflight(&mut self) -> PreflightFuture<'_> {
+        Box::pin(async move {
+            let token = load_token(&self.settings.token)?;
+            let client = HecClient::new(&self.settings, &token, &self.id, Vec::new())?;
+            match client.check().await {
+                Ok("off") if self.settings.acks => {
+                    tracing::warn!(component = %self.id, "the HEC token has indexer acknowledgement off; sluice will count a 200 as delivered. Turn useACK on for the token");
+                    Ok(())
+                }
+                Ok(acks) => {
+                    tracing::info!(component = %self.id, acks, "Splunk HEC accepted the token");
+                    Ok(())
+                }
+                Err(message) if message.starts_with("Splunk refused") => Err(message.into()),
+                Err(message) => {
+                    tracing::warn!(component = %self.id, error = %message, "Splunk HEC cannot be checked yet; events wait in the source until it answers");
+                    Ok(())
+                }
+            }
+        })
+    }
+
+    fn run(self: Box<Self>, cx: SinkContext) -> ComponentFuture {
+        Box::pin(async move {
+            sluice_core::http::warn_if_unverified(&cx.id, &self.settings.tls);
+            let token = load_token(&self.settings.token)?;
+            let client =
+                Arc::new(HecClient::new(&self.settings, &token, &cx.id, cx.metrics.labels())?);
+            let _acks = AbortOnDrop(tokio::spawn(client.clone().poll_acks()));
+            let settings = self.settings;
+            let sink = BatchSink {
+                destination: "Splunk HEC",
+                service: HecService(client),
+                settings: settings.delivery.clone(),
+                encode: move |event: &mut sluice_core::Event| encode(event, &settings),
+            };
+            sink.run(cx).await
+        })
+    }
+}

@@ -1,0 +1,317 @@
+//! The splunk_hec sink against the strict HEC emulator, through a topology:
+//! raw items byte for byte, indexer acks (late, lost, behind a sticky load
+//! balancer, turned off), partial answers, refusals, and the token kept secret.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use sluice_core::component::Sink;
+use sluice_core::health::Health;
+use sluice_core::test_util::{RawSource, Statuses, wait_for};
+use sluice_core::topology::{SinkPiece, SourcePiece, TopologyOptions, start};
+use sluice_core::{BatchStatus, Stream};
+use sluice_sink_splunk_hec::{SplunkHecSink, SplunkHecSinkConfig};
+use sluice_testkit::{HecEmulator, HecEmulatorConfig, HecFault, HecToken};
+
+const TOKEN: &str = "8f3c1b52-6a1e-4d8c-9a9b-0c1d2e3f4a5b";
+
+/// Raw audit items, `per_batch` to a batch, the uuid numbering them.
+fn items(batches: usize, per_batch: usize) -> Vec<Vec<Bytes>> {
+    (0..batches)
+        .map(|b| {
+            (0..per_batch)
+                .map(|i| {
+                    let n = b * per_batch + i;
+                    Bytes::from(format!(
+                        r#"{{"uuid":"AUDIT{n:021}","timestamp":"2026-11-29T10:{:02}:{:02}.{n:03}+01:00","action":"join","v2_only":{{"n":{n}}}}}"#,
+                        (n / 60) % 60,
+                        n % 60
+                    ))
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn sink(hec: &HecEmulator, extra: &str) -> Box<dyn Sink> {
+    let yaml = format!(
+        "endpoint: '{}'\ntoken: '{TOKEN}'\nbatch: {{max_events: 10, timeout_secs: 0.02}}\nrequest: {{retry_max_backoff_secs: 1, refused_retry_secs: 1}}\n{extra}",
+        hec.url()
+    );
+    let config: SplunkHecSinkConfig = serde_yaml_ng::from_str(&yaml).expect("config");
+    Box::new(SplunkHecSink::new(
+        config.validate(std::path::Path::new("/")).expect("valid"),
+        "splunk",
+    ))
+}
+
+const FAST_ACKS: &str = "acknowledgements: {poll_interval_secs: 0.02, timeout_secs: 2}\n";
+
+struct Run {
+    statuses: Statuses,
+    task: tokio::task::JoinHandle<()>,
+}
+
+fn run(
+    data_dir: &std::path::Path,
+    sink: Box<dyn Sink>,
+    batches: Vec<Vec<Bytes>>,
+    health: &Health,
+) -> Run {
+    let (source, statuses) = RawSource::new(batches, Stream::AuditEvents);
+    let options = TopologyOptions {
+        data_dir: data_dir.to_owned(),
+        channel_capacity: 2,
+        health: health.clone(),
+    };
+    let mut topology = start(
+        vec![SourcePiece {
+            id: "op".into(),
+            type_name: "raw",
+            outputs: vec![],
+            source: Box::new(source),
+        }],
+        vec![],
+        vec![SinkPiece {
+            id: "splunk".into(),
+            type_name: "splunk_hec",
+            inputs: vec!["op".into()],
+            sink,
+        }],
+        &options,
+    );
+    let task = tokio::spawn(async move {
+        while let Some(exit) = topology.next_exit().await {
+            assert!(exit.result.is_ok(), "{exit:?}");
+        }
+    });
+    Run { statuses, task }
+}
+
+impl Run {
+    async fn finish(self) -> Vec<(usize, BatchStatus)> {
+        tokio::time::timeout(Duration::from_secs(120), self.task)
+            .await
+            .expect("finishes")
+            .expect("task");
+        self.statuses.lock().expect("lock").clone()
+    }
+}
+
+fn uuids(hec: &HecEmulator) -> Vec<String> {
+    hec.events()
+        .iter()
+        .map(|e| {
+            serde_json::from_str::<serde_json::Value>(&e.event).expect("json")["uuid"]
+                .as_str()
+                .expect("uuid")
+                .to_owned()
+        })
+        .collect()
+}
+
+fn distinct(list: &[String]) -> usize {
+    list.iter().collect::<std::collections::HashSet<_>>().len()
+}
+
+#[tokio::test]
+async fn raw_items_are_indexed_byte_for_byte_once_acked() {
+    let hec = HecEmulator::start(HecEmulatorConfig {
+        tokens: vec![HecToken::with_acks(TOKEN)],
+        ack_delay: Duration::from_millis(100),
+        ..HecEmulatorConfig::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let batches = items(3, 10);
+    let sent: Vec<Bytes> = batches.iter().flatten().cloned().collect();
+    let statuses = run(dir.path(), sink(&hec, FAST_ACKS), batches, &Health::new()).finish().await;
+    assert_eq!(
+        statuses,
+        [(0, BatchStatus::Delivered), (1, BatchStatus::Delivered), (2, BatchStatus::Delivered)]
+    );
+    let events = hec.events();
+    assert_eq!(events.len(), 30);
+    for (event, raw) in events.iter().zip(&sent) {
+        assert_eq!(event.event.as_bytes(), &raw[..], "the raw item, byte for byte");
+        assert_eq!(event.sourcetype.as_deref(), Some("1password:insights:audit_events"));
+        let item: serde_json::Value = serde_json::from_slice(raw).expect("json");
+        let at =
+            chrono::DateTime::parse_from_rfc3339(item["timestamp"].as_str().expect("timestamp"))
+                .expect("time");
+        let time: f64 = event.time.as_deref().expect("time").parse().expect("a number");
+        assert!((time - at.timestamp_millis() as f64 / 1000.0).abs() < 1e-6, "{time} for {at}");
+        assert!(!event.time.as_deref().expect("time").contains('e'), "no exponent");
+    }
+    assert_eq!(hec.acks_true(), 3, "one ack per request");
+}
+
+#[tokio::test]
+async fn lost_and_late_acks_are_sent_again_and_nothing_is_lost() {
+    let hec = HecEmulator::start(HecEmulatorConfig {
+        tokens: vec![HecToken::with_acks(TOKEN)],
+        ack_delay: Duration::from_millis(300),
+        lose_every_nth_ack: Some(10),
+        ..HecEmulatorConfig::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let health = Health::new();
+    let run = run(dir.path(), sink(&hec, FAST_ACKS), items(40, 10), &health);
+    let statuses = run.finish().await;
+    assert_eq!(statuses.len(), 40);
+    assert!(statuses.iter().all(|(_, s)| *s == BatchStatus::Delivered), "{statuses:?}");
+    let indexed = uuids(&hec);
+    assert_eq!(distinct(&indexed), 400, "every event indexed at least once");
+    assert!(hec.acks_lost() >= 4, "{} acks lost", hec.acks_lost());
+    assert_eq!(
+        indexed.len() as u64 - 400,
+        hec.acks_lost() * 10,
+        "exactly the batches whose ack was lost were sent again"
+    );
+}
+
+#[tokio::test]
+async fn checkpoints_wait_for_a_late_ack() {
+    let hec = HecEmulator::start(HecEmulatorConfig {
+        tokens: vec![HecToken::with_acks(TOKEN)],
+        ack_delay: Duration::from_millis(1500),
+        ..HecEmulatorConfig::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = run(
+        dir.path(),
+        sink(&hec, "acknowledgements: {poll_interval_secs: 0.02, timeout_secs: 30}\n"),
+        items(1, 10),
+        &Health::new(),
+    );
+    assert!(wait_for(Duration::from_secs(30), || hec.event_count() == 10).await);
+    assert!(
+        run.statuses.lock().expect("lock").is_empty(),
+        "indexed but not yet acknowledged: nothing committed"
+    );
+    assert_eq!(run.finish().await, [(0, BatchStatus::Delivered)]);
+}
+
+#[tokio::test]
+async fn two_indexers_behind_a_sticky_load_balancer_lose_nothing_and_do_not_loop() {
+    let hec = HecEmulator::start(HecEmulatorConfig {
+        tokens: vec![HecToken::with_acks(TOKEN)],
+        indexers: 2,
+        channel_cookie: Some("splunk_channel".into()),
+        ack_delay: Duration::from_millis(50),
+        ..HecEmulatorConfig::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let statuses = run(
+        dir.path(),
+        sink(&hec, &format!("channels: 4\n{FAST_ACKS}")),
+        items(30, 10),
+        &Health::new(),
+    )
+    .finish()
+    .await;
+    assert!(statuses.iter().all(|(_, s)| *s == BatchStatus::Delivered), "{statuses:?}");
+    let indexed = uuids(&hec);
+    assert_eq!(indexed.len(), 300, "no resend: every ack was asked of the indexer that had it");
+    assert_eq!(distinct(&indexed), 300);
+    let indexers: std::collections::HashSet<usize> =
+        hec.events().iter().map(|e| e.indexer).collect();
+    assert_eq!(indexers.len(), 2, "both indexers took events");
+}
+
+#[tokio::test]
+async fn a_token_with_acks_off_keeps_delivering() {
+    let hec = HecEmulator::start(HecEmulatorConfig {
+        tokens: vec![HecToken { use_ack: false, ..HecToken::with_acks(TOKEN) }],
+        ..HecEmulatorConfig::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut check = sink(&hec, FAST_ACKS);
+    check.preflight().await.expect("the token is accepted; acks off is a warning");
+    let statuses =
+        run(dir.path(), sink(&hec, FAST_ACKS), items(5, 10), &Health::new()).finish().await;
+    assert!(statuses.iter().all(|(_, s)| *s == BatchStatus::Delivered), "{statuses:?}");
+    assert_eq!(hec.event_count(), 50);
+    assert_eq!(hec.ack_queries(), 1, "only the preflight asked /ack");
+}
+
+#[tokio::test]
+async fn an_invalid_event_number_delivers_the_prefix_dead_letters_one_and_resends_the_rest() {
+    let hec = HecEmulator::start(HecEmulatorConfig {
+        tokens: vec![HecToken::with_acks(TOKEN)],
+        ..HecEmulatorConfig::default()
+    })
+    .await;
+    hec.push_fault(HecFault::RejectEvent { at: 5, code: 6 });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let statuses =
+        run(dir.path(), sink(&hec, FAST_ACKS), items(1, 10), &Health::new()).finish().await;
+    assert_eq!(statuses, [(0, BatchStatus::Rejected)]);
+    let indexed = uuids(&hec);
+    assert_eq!(indexed.len(), 9, "5 before it once, the 4 after it sent again once: {indexed:?}");
+    assert_eq!(distinct(&indexed), 9);
+    let dead =
+        std::fs::read_to_string(dir.path().join("splunk/dead-letter.ndjson")).expect("dead letter");
+    let record: serde_json::Value = serde_json::from_str(dead.trim_end()).expect("one record");
+    assert_eq!(record["error"]["type"], "invalid_data_format");
+    assert_eq!(record["status"], 400);
+    assert_eq!(record["document"]["event"]["uuid"], "AUDIT000000000000000000005");
+    assert_eq!(record["destination"], "1password:insights:audit_events");
+}
+
+#[tokio::test]
+async fn busy_and_failing_indexers_are_retried() {
+    let hec = HecEmulator::start(HecEmulatorConfig {
+        tokens: vec![HecToken::with_acks(TOKEN)],
+        ..HecEmulatorConfig::default()
+    })
+    .await;
+    for fault in [HecFault::Busy, HecFault::Internal, HecFault::Busy] {
+        hec.push_fault(fault);
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let statuses =
+        run(dir.path(), sink(&hec, FAST_ACKS), items(2, 10), &Health::new()).finish().await;
+    assert!(statuses.iter().all(|(_, s)| *s == BatchStatus::Delivered), "{statuses:?}");
+    assert_eq!(distinct(&uuids(&hec)), 20);
+    assert_eq!(hec.event_count(), 20, "a busy answer indexed nothing, so nothing doubled");
+}
+
+#[tokio::test]
+async fn a_refused_token_waits_on_health_and_never_leaks() {
+    let hec = HecEmulator::start(HecEmulatorConfig {
+        tokens: vec![HecToken::with_acks("another-token")],
+        ..HecEmulatorConfig::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let health = Health::new();
+    let run = run(dir.path(), sink(&hec, FAST_ACKS), items(1, 5), &health);
+    assert!(
+        wait_for(Duration::from_secs(30), || health.report().unhealthy.contains_key("splunk"))
+            .await
+    );
+    let reason = health.report().unhealthy["splunk"].clone();
+    assert!(
+        reason.starts_with("Splunk HEC refuses: 403 invalid_token: Invalid token (code 4)"),
+        "{reason}"
+    );
+    assert!(run.statuses.lock().expect("lock").is_empty());
+    assert_eq!(hec.event_count(), 0);
+    run.task.abort();
+
+    let mut refused = sink(&hec, FAST_ACKS);
+    let error = refused.preflight().await.expect_err("refused").to_string();
+    assert_eq!(error, "Splunk refused the HEC token: 403 invalid_token: Invalid token (code 4)");
+    let config: SplunkHecSinkConfig =
+        serde_yaml_ng::from_str(&format!("endpoint: '{}'\ntoken: '{TOKEN}'\n", hec.url()))
+            .expect("config");
+    let settings = config.clone().validate(std::path::Path::new("/")).expect("valid");
+    for text in [error, reason, format!("{config:?}"), format!("{settings:?}")] {
+        assert!(!text.contains(TOKEN), "{text}");
+    }
+}

@@ -1,0 +1,354 @@
+//! A Splunk HTTP Event Collector emulator, written from Splunk's documented
+//! behaviour (see the crate docs): `/services/collector/event` with
+//! concatenated envelopes, `/services/collector/ack`, `/services/collector/health`,
+//! `Authorization: Splunk <token>` with Splunk's reply codes, tokens with and
+//! without indexer acknowledgement, channels, per-channel ack ids from 0
+//! answered `true` once and then forgotten, and, on demand, several indexers
+//! behind a load balancer that is sticky on an application cookie (an ack id
+//! is known only to the indexer that took the POST).
+
+mod collector;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+use tokio::time::Instant;
+
+/// The load balancer's stickiness cookie (as AWS ALB's application-cookie stickiness names it).
+pub const LB_COOKIE: &str = "AWSALBAPP-0";
+
+/// A HEC token and its settings (`inputs.conf [http://<name>]`).
+#[derive(Clone, Debug)]
+pub struct HecToken {
+    /// The token value.
+    pub token: String,
+    /// `useACK`: indexer acknowledgement on.
+    pub use_ack: bool,
+    /// `indexes`: the allowed indexes (`None`: any).
+    pub indexes: Option<Vec<String>>,
+    /// `disabled`.
+    pub disabled: bool,
+}
+
+impl HecToken {
+    /// An enabled token with acks on and any index.
+    pub fn with_acks(token: &str) -> Self {
+        Self { token: token.into(), use_ack: true, indexes: None, disabled: false }
+    }
+}
+
+/// How the emulator behaves.
+#[derive(Clone, Debug)]
+pub struct HecEmulatorConfig {
+    /// The tokens it knows.
+    pub tokens: Vec<HecToken>,
+    /// Indexers behind the load balancer (1: no load balancer).
+    pub indexers: usize,
+    /// `channel_cookie`: the cookie (named so) each answer sets to the
+    /// channel; a sticky load balancer keys on it.
+    pub channel_cookie: Option<String>,
+    /// How long after the POST an ack turns `true`.
+    pub ack_delay: Duration,
+    /// Every n-th ack id of a channel is lost: `false` forever.
+    pub lose_every_nth_ack: Option<u64>,
+    /// `max_content_length`: larger bodies answer 413.
+    pub max_content_length: usize,
+}
+
+impl Default for HecEmulatorConfig {
+    fn default() -> Self {
+        Self {
+            tokens: vec![HecToken::with_acks("00000000-0000-0000-0000-000000000000")],
+            indexers: 1,
+            channel_cookie: None,
+            ack_delay: Duration::ZERO,
+            lose_every_nth_ack: None,
+            max_content_length: 838_860_800,
+        }
+    }
+}
+
+/// A fault for the next `/event` request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HecFault {
+    /// 503 `{"text":"Server is busy","code":9,"invalid-event-number":0}`.
+    Busy,
+    /// 500 code 8.
+    Internal,
+    /// Index events before `at`, then refuse event `at` with `code`.
+    RejectEvent {
+        /// The event's position in the request, from 0.
+        at: usize,
+        /// Its code (6 invalid data format, 12, 13, 15, 7, ...).
+        code: u16,
+    },
+}
+
+/// An indexed event, as the emulator keeps it for assertions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IndexedEvent {
+    /// The envelope's `event`, as the JSON text it was sent as.
+    pub event: String,
+    /// The envelope's `time`, as the JSON text it was sent as.
+    pub time: Option<String>,
+    /// `sourcetype`.
+    pub sourcetype: Option<String>,
+    /// `source`.
+    pub source: Option<String>,
+    /// `index`.
+    pub index: Option<String>,
+    /// `host`.
+    pub host: Option<String>,
+    /// The request's channel.
+    pub channel: Option<String>,
+    /// The indexer that took it.
+    pub indexer: usize,
+}
+
+#[derive(Debug)]
+struct PendingAck {
+    ready_at: Instant,
+    lost: bool,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Channel {
+    next_id: u64,
+    pending: HashMap<u64, PendingAck>,
+}
+
+/// What the emulator holds.
+#[derive(Debug, Default)]
+pub(crate) struct Store {
+    pub(crate) events: Vec<IndexedEvent>,
+    /// Per indexer: channel → acks.
+    pub(crate) indexers: Vec<HashMap<String, Channel>>,
+    pub(crate) faults: VecDeque<HecFault>,
+    pub(crate) acks_lost: u64,
+    pub(crate) acks_true: u64,
+    pub(crate) ack_queries: u64,
+}
+
+impl Store {
+    /// A new ack id on `channel` of `indexer`.
+    pub(crate) fn new_ack(
+        &mut self,
+        config: &HecEmulatorConfig,
+        indexer: usize,
+        channel: &str,
+    ) -> u64 {
+        let channel = self.indexers[indexer].entry(channel.to_owned()).or_default();
+        let id = channel.next_id;
+        channel.next_id += 1;
+        let lost = config.lose_every_nth_ack.is_some_and(|n| n > 0 && (id + 1).is_multiple_of(n));
+        channel
+            .pending
+            .insert(id, PendingAck { ready_at: Instant::now() + config.ack_delay, lost });
+        if lost {
+            self.acks_lost += 1;
+        }
+        id
+    }
+
+    /// `true` for an id that is ready (then forgotten), `false` otherwise.
+    pub(crate) fn query_ack(&mut self, indexer: usize, channel: &str, id: u64) -> bool {
+        let Some(channel) = self.indexers[indexer].get_mut(channel) else { return false };
+        let ready =
+            channel.pending.get(&id).is_some_and(|p| !p.lost && Instant::now() >= p.ready_at);
+        if ready {
+            channel.pending.remove(&id);
+            self.acks_true += 1;
+        }
+        ready
+    }
+}
+
+/// Shared state.
+#[derive(Debug)]
+pub(crate) struct HecState {
+    pub(crate) config: HecEmulatorConfig,
+    pub(crate) store: Mutex<Store>,
+    pub(crate) requests: AtomicU64,
+    round_robin: AtomicUsize,
+}
+
+/// Why a request was refused before its body was looked at.
+pub(crate) fn reply(status: StatusCode, text: &str, code: u16) -> Response {
+    (status, axum::Json(json!({"text": text, "code": code}))).into_response()
+}
+
+impl HecState {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Store> {
+        self.store.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The token of the request, checked as Splunk does (codes 2, 3, 4, 1).
+    pub(crate) fn authorize(&self, headers: &HeaderMap) -> Result<&HecToken, Response> {
+        let Some(value) = headers.get(header::AUTHORIZATION) else {
+            return Err(reply(StatusCode::UNAUTHORIZED, "Token is required", 2));
+        };
+        let Some(given) = value.to_str().ok().and_then(|v| v.strip_prefix("Splunk ")) else {
+            return Err(reply(StatusCode::UNAUTHORIZED, "Invalid authorization", 3));
+        };
+        let Some(token) = self.config.tokens.iter().find(|t| t.token == given.trim()) else {
+            return Err(reply(StatusCode::FORBIDDEN, "Invalid token", 4));
+        };
+        if token.disabled {
+            return Err(reply(StatusCode::FORBIDDEN, "Token disabled", 1));
+        }
+        Ok(token)
+    }
+
+    /// The indexer a request goes to: the one its stickiness cookie names,
+    /// else the next in turn.
+    pub(crate) fn route(&self, headers: &HeaderMap) -> usize {
+        let count = self.config.indexers.max(1);
+        let sticky = cookies(headers)
+            .into_iter()
+            .find(|(name, _)| name == LB_COOKIE)
+            .and_then(|(_, value)| value.parse::<usize>().ok())
+            .filter(|i| *i < count);
+        sticky.unwrap_or_else(|| self.round_robin.fetch_add(1, Ordering::Relaxed) % count)
+    }
+
+    /// Add the channel cookie and, behind a load balancer, its stickiness cookie.
+    pub(crate) fn set_cookies(
+        &self,
+        response: &mut Response,
+        indexer: usize,
+        channel: Option<&str>,
+    ) {
+        let (Some(name), Some(channel)) = (&self.config.channel_cookie, channel) else { return };
+        let mut add = |text: String| {
+            if let Ok(value) = text.parse() {
+                response.headers_mut().append(header::SET_COOKIE, value);
+            }
+        };
+        add(format!("{name}={channel}; Path=/"));
+        if self.config.indexers > 1 {
+            add(format!("{LB_COOKIE}={indexer}; Path=/"));
+        }
+    }
+}
+
+/// The request's cookies, as (name, value).
+pub(crate) fn cookies(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| {
+            let (name, value) = pair.trim().split_once('=')?;
+            Some((name.to_owned(), value.to_owned()))
+        })
+        .collect()
+}
+
+/// A running emulator.
+#[derive(Debug)]
+pub struct HecEmulator {
+    addr: SocketAddr,
+    state: Arc<HecState>,
+}
+
+impl HecEmulator {
+    /// Start on a free loopback port.
+    pub async fn start(config: HecEmulatorConfig) -> Self {
+        Self::start_on(config, "127.0.0.1:0".parse().expect("an address")).await
+    }
+
+    /// Start on `addr`.
+    pub async fn start_on(config: HecEmulatorConfig, addr: SocketAddr) -> Self {
+        let listener =
+            tokio::net::TcpListener::bind(addr).await.expect("bind the emulator's address");
+        let addr = listener.local_addr().expect("local address");
+        let store = Store {
+            indexers: (0..config.indexers.max(1)).map(|_| HashMap::new()).collect(),
+            ..Store::default()
+        };
+        let state = Arc::new(HecState {
+            config,
+            store: Mutex::new(store),
+            requests: AtomicU64::new(0),
+            round_robin: AtomicUsize::new(0),
+        });
+        let app = router(state.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self { addr, state }
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Queue a fault for the next `/event` request.
+    pub fn push_fault(&self, fault: HecFault) {
+        self.state.lock().faults.push_back(fault);
+    }
+
+    /// Every indexed event, in the order they were indexed.
+    pub fn events(&self) -> Vec<IndexedEvent> {
+        self.state.lock().events.clone()
+    }
+
+    /// How many events are indexed.
+    pub fn event_count(&self) -> usize {
+        self.state.lock().events.len()
+    }
+
+    /// Ack ids that were lost (never `true`).
+    pub fn acks_lost(&self) -> u64 {
+        self.state.lock().acks_lost
+    }
+
+    /// Ack ids answered `true`.
+    pub fn acks_true(&self) -> u64 {
+        self.state.lock().acks_true
+    }
+
+    /// `/ack` requests received.
+    pub fn ack_queries(&self) -> u64 {
+        self.state.lock().ack_queries
+    }
+
+    /// Requests received on every route.
+    pub fn requests(&self) -> u64 {
+        self.state.requests.load(Ordering::Relaxed)
+    }
+}
+
+fn router(state: Arc<HecState>) -> Router {
+    Router::new()
+        .route("/services/collector", post(collector::event))
+        .route("/services/collector/event", post(collector::event))
+        .route("/services/collector/event/1.0", post(collector::event))
+        .route("/services/collector/ack", post(collector::ack))
+        .route("/services/collector/health", get(health))
+        .route("/services/collector/health/1.0", get(health))
+        .route("/_testkit/stats", get(stats))
+        .fallback(|| async { (StatusCode::NOT_FOUND, "Not Found").into_response() })
+        .with_state(state)
+}
+
+async fn health() -> Response {
+    reply(StatusCode::OK, "HEC is healthy", 17)
+}
+
+/// Counters for scripts (not a Splunk API).
+async fn stats(axum::extract::State(state): axum::extract::State<Arc<HecState>>) -> Response {
+    let store = state.lock();
+    axum::Json(json!({"events": store.events.len(), "acks_true": store.acks_true, "acks_lost": store.acks_lost}))
+        .into_response()
+}
