@@ -39,6 +39,16 @@ fn setup(lines: usize) -> (tempfile::TempDir, u64) {
     (dir, text.len() as u64)
 }
 
+/// How many bytes the pipe behind `stdout` holds.
+fn pipe_capacity(stdout: &std::process::ChildStdout) -> i32 {
+    use std::os::fd::AsRawFd;
+    // SAFETY: fcntl(2) F_GETPIPE_SZ on a pipe we own; it reads no memory of ours.
+    #[allow(unsafe_code)]
+    let size = unsafe { libc::fcntl(stdout.as_raw_fd(), libc::F_GETPIPE_SZ) };
+    assert!(size > 0, "F_GETPIPE_SZ");
+    size
+}
+
 /// The value of the series `name{labels}` in a Prometheus text page (0 if absent).
 fn counter(page: &str, series: &str) -> f64 {
     page.lines().find_map(|line| line.strip_prefix(series)?.trim().parse().ok()).unwrap_or(0.0)
@@ -60,14 +70,17 @@ fn sigterm_drains_with_health_503_then_exits_0() {
     assert_eq!(health.as_ref().map(|(s, _)| *s), Some(200), "{health:?}");
     assert!(health.expect("health").1.contains("\"status\":\"ok\""));
 
-    // More lines than a pipe holds (64 KiB, about 1,600 of these lines):
-    // the console sink is now blocked on standard output, events wait.
-    let stuck = "sluice_component_received_events_total{component_id=\"stdout\",component_kind=\"sink\",component_type=\"console\"}";
+    // The sink writes each array it takes before taking the next, one line
+    // per raw item: once it has taken more bytes than the pipe holds, it is
+    // blocked on standard output with events in hand.
+    let capacity = pipe_capacity(child.stdout.as_ref().expect("stdout")) as f64;
+    let stuck = "sluice_component_received_bytes_total{component_id=\"stdout\",component_kind=\"sink\",component_type=\"console\"}";
+    let mut page = String::new();
     let metrics = wait_for(Duration::from_secs(60), || {
-        http_get(port, "/metrics").filter(|(_, body)| counter(body, stuck) >= 3_000.0)
+        page = http_get(port, "/metrics").map(|(_, body)| body).unwrap_or_default();
+        (counter(&page, stuck) > capacity).then(|| page.clone())
     })
-    .expect("the console sink receives events")
-    .1;
+    .unwrap_or_else(|| panic!("the console sink did not fill its pipe:\n{page}"));
     for expected in [
         "sluice_component_received_events_total{component_id=\"in\",component_kind=\"source\",component_type=\"file\"}",
         "sluice_component_sent_events_total{component_id=\"in\",component_kind=\"source\",component_type=\"file\",output=\"_default\"}",

@@ -10,7 +10,8 @@ use std::time::Duration;
 use sluice_testkit::{HecEmulator, HecEmulatorConfig, HecToken};
 
 use super::util::{
-    Sim, free_port, http_get, signal, spawn, start_sim, stderr_of, wait_exit, wait_for,
+    Sim, free_port, http_get, http_get_large, signal, spawn, start_sim, stderr_of, wait_exit,
+    wait_for,
 };
 
 const TOKEN: &str = "5b1e0c4f-2d7a-4e11-9c3b-8a6f0d2e4b71";
@@ -18,7 +19,7 @@ const STREAMS: [&str; 3] = ["signin_attempts", "item_usages", "audit_events"];
 
 /// Every visible item as the simulator serves it: stream → uuid → JSON text.
 fn items(sim: &Sim) -> HashMap<String, HashMap<String, String>> {
-    let (_, body) = http_get(sim.port, "/_sim/items").expect("items");
+    let (_, body) = http_get_large(sim.port, "/_sim/items").expect("items");
     serde_json::from_str(&body).expect("json")
 }
 

@@ -75,8 +75,17 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
 
 /// `GET` with extra header lines (each ending in `\r\n`).
 pub fn http_get_with(port: u16, path: &str, headers: &str) -> Option<(u16, String)> {
+    get(port, path, headers, Duration::from_secs(5))
+}
+
+/// `GET` of a large answer, which may take long on a busy machine.
+pub fn http_get_large(port: u16, path: &str) -> Option<(u16, String)> {
+    get(port, path, "", Duration::from_secs(120))
+}
+
+fn get(port: u16, path: &str, headers: &str, timeout: Duration) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    stream.set_read_timeout(Some(timeout)).ok()?;
     write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{headers}\r\n")
         .ok()?;
     let mut response = String::new();

@@ -177,8 +177,32 @@ fn docker_compose_file_is_valid() {
     };
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let compose = std::fs::read_to_string(repo().join("docker-compose.yml")).expect("compose");
-    for service in ["simulator:", "elasticsearch:", "kibana:", "sluice:", "prometheus:"] {
+    for service in [
+        "simulator:",
+        "elasticsearch:",
+        "kibana:",
+        "sluice:",
+        "prometheus:",
+        "splunk:",
+        "sluice-splunk:",
+    ] {
         assert!(compose.contains(service), "{service}");
     }
     assert!(compose.contains("/etc/sluice/elasticsearch.yaml"), "runs the shipped pipeline");
+    assert!(compose.contains("/etc/sluice/splunk.yaml"), "runs the shipped Splunk pipeline");
+    // The profile's services, with the HEC token's app mounted.
+    let output = std::process::Command::new("docker-compose")
+        .args(["-f", "docker-compose.yml", "--profile", "splunk", "config", "--services"])
+        .current_dir(repo())
+        .output()
+        .expect("docker-compose runs");
+    let services = String::from_utf8_lossy(&output.stdout);
+    assert!(services.lines().any(|s| s == "sluice-splunk"), "{services}");
+    let inputs = std::fs::read_to_string(repo().join("docker/splunk/sluice_hec/local/inputs.conf"))
+        .expect("inputs.conf");
+    let token = std::fs::read_to_string(repo().join("docker/splunk/secrets/splunk_hec_token"))
+        .expect("token");
+    assert!(
+        inputs.contains(&format!("token = {}", token.trim())) && inputs.contains("useACK = true")
+    );
 }

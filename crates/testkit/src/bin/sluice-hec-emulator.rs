@@ -1,0 +1,20 @@
+//! The Splunk HEC emulator as a process, for benchmarks and manual runs:
+//! `sluice-hec-emulator [ADDR] [TOKEN]` serves a token with indexer
+//! acknowledgement on until killed; `GET /_testkit/stats` counts the events.
+
+use sluice_testkit::{HecEmulator, HecEmulatorConfig, HecToken};
+
+#[tokio::main]
+async fn main() {
+    let mut args = std::env::args().skip(1);
+    let addr = args.next().unwrap_or_else(|| "127.0.0.1:8088".into());
+    let addr = addr.parse().unwrap_or_else(|e| panic!("`{addr}` is not an address: {e}"));
+    let token = args.next().unwrap_or_else(|| "00000000-0000-0000-0000-000000000000".into());
+    let config = HecEmulatorConfig {
+        tokens: vec![HecToken::with_acks(&token)],
+        ..HecEmulatorConfig::default()
+    };
+    let emulator = HecEmulator::start_on(config, addr).await;
+    eprintln!("Splunk HEC emulator on {}", emulator.url());
+    std::future::pending::<()>().await;
+}
