@@ -64,6 +64,15 @@ fn data_stream(stream: &str) -> String {
     format!("logs-1password.{stream}-default")
 }
 
+/// Whether every uuid in `expected` (stream → uuids) is a document of its
+/// stream: later arrivals can make the count reach a total before it holds.
+pub(super) fn holds_all(es: &EsEmulator, expected: &HashMap<String, HashSet<String>>) -> bool {
+    expected.iter().all(|(stream, uuids)| {
+        let ids = es.ids(&data_stream(stream));
+        uuids.iter().all(|uuid| ids.contains(uuid))
+    })
+}
+
 pub(super) fn stored(es: &EsEmulator) -> usize {
     STREAMS.iter().map(|s| es.documents(&data_stream(s)).len()).sum()
 }
@@ -107,7 +116,9 @@ fn a_100000_event_run_survives_kill_9_with_one_document_per_uuid() {
 
     write_config(dir.path(), &sim, &es, free_port(), "");
     let mut second = spawn(Path::new("sluice.yaml"), dir.path(), &[]);
-    let done = wait_for(Duration::from_secs(300), || (stored(&es) >= total).then_some(()));
+    let done = wait_for(Duration::from_secs(300), || {
+        (stored(&es) >= total && holds_all(&es, &at_start)).then_some(())
+    });
     signal(&second, libc::SIGTERM);
     let status = wait_exit(&mut second, Duration::from_secs(60));
     let stderr = stderr_of(&mut second);

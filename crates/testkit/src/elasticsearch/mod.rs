@@ -283,6 +283,16 @@ impl EsEmulator {
         self.state.lock().indices.get(index).cloned().unwrap_or_default()
     }
 
+    /// The `_id`s of an index or data stream.
+    pub fn ids(&self, index: &str) -> std::collections::BTreeSet<String> {
+        self.state
+            .lock()
+            .indices
+            .get(index)
+            .map(|docs| docs.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// Every index or data stream name that holds documents.
     pub fn indices(&self) -> Vec<String> {
         self.state.lock().indices.keys().cloned().collect()
