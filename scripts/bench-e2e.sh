@@ -6,12 +6,14 @@
 # Prints events/s and sluice's peak RSS.
 #
 #   scripts/bench-e2e.sh [elasticsearch|splunk] [EVENTS_PER_STREAM]   (default 33334: about 100,000 events)
+#   SLUICE_BIN=path/to/other/sluice scripts/bench-e2e.sh ...            (compare another build in the same run)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 sink=${1:-elasticsearch}
 per_stream=${2:-33334}
 cargo build --release --locked --bin sluice >/dev/null
 cargo build --release --locked -p sluice-testkit --bins >/dev/null
+bin=${SLUICE_BIN:-target/release/sluice}
 work=$(mktemp -d "${TMPDIR:-/tmp}/sluice-bench.XXXXXX")
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"' EXIT
@@ -43,7 +45,7 @@ sinks:
 YML
 fi
 start=$(date +%s.%N)
-/usr/bin/time -v target/release/sluice run "$work/sluice.yaml" 2>"$work/sluice.log" >/dev/null & pids+=($!)
+/usr/bin/time -v "$bin" run "$work/sluice.yaml" 2>"$work/sluice.log" >/dev/null & pids+=($!)
 time_pid=$!
 while :; do
   stored=$(curl -fsS 127.0.0.1:19200/_testkit/stats | python3 -c "import json,sys; print(json.load(sys.stdin)['$count'])")
@@ -51,7 +53,7 @@ while :; do
   sleep 0.2
 done
 end=$(date +%s.%N)
-pkill -TERM -f "^target/release/sluice run $work/sluice.yaml" || true
+pkill -TERM -f "$bin run $work/sluice.yaml" || true
 wait "$time_pid" || true
 rss=$(grep "Maximum resident set size" "$work/sluice.log" | awk '{print $NF}')
 python3 - "$total" "$start" "$end" "$rss" <<'PY'

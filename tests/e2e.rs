@@ -6,6 +6,7 @@ mod e2e {
     pub mod util;
 
     mod crash_recovery;
+    mod data_dir;
     mod delivery;
     mod elasticsearch;
     mod metrics_health;

@@ -76,6 +76,8 @@ pub fn run(command: &CheckpointCommand) -> CliResult {
                     sources.join(", ")
                 )));
             }
+            // A running sluice would overwrite the reset at its next commit.
+            let _lock = crate::lock::lock(&data_dir, "`sluice checkpoint reset`")?;
             let streams: Vec<Stream> = stream.map_or_else(|| Stream::ALL.to_vec(), |s| vec![s]);
             let now = chrono::Utc::now();
             for (stream, done) in

@@ -9,6 +9,7 @@ mod api;
 mod checkpoint;
 mod demo;
 mod error;
+mod lock;
 mod logging;
 mod plan;
 mod registry;

@@ -97,6 +97,8 @@ fn block_on_value<T>(future: impl Future<Output = T>) -> anyhow::Result<T> {
 pub async fn run_plan(mut plan: Plan, shutdown_timeout: Duration) -> CliResult {
     // Before anything answers: a SIGTERM from then on must drain, not kill.
     let mut signals = Signals::new()?;
+    // One owner per data_dir, before anything else can touch it.
+    let _lock = crate::lock::lock(&plan.data_dir(), "`sluice run`")?;
     let problems = preflight(&mut plan).await;
     if !problems.is_empty() {
         return Err(CliError::Invalid(preflight_report(&problems)));
@@ -122,8 +124,6 @@ pub async fn run_plan(mut plan: Plan, shutdown_timeout: Duration) -> CliResult {
     if plan.data_dir.is_none() {
         tracing::info!(data_dir = %data_dir.display(), "data_dir not set; using ./data");
     }
-    std::fs::create_dir_all(&data_dir)
-        .with_context(|| format!("cannot create data_dir {}", data_dir.display()))?;
     let options =
         TopologyOptions { data_dir, channel_capacity: CHANNEL_CAPACITY, health: health.clone() };
     let counts = (plan.sources.len(), plan.transforms.len(), plan.sinks.len());

@@ -87,6 +87,41 @@ impl Event {
         Ok(Self { value, meta: EventMetadata { raw: Some(raw), ..EventMetadata::default() } })
     }
 
+    /// The event a failure turns `meta`'s item into: Elastic's
+    /// `pipeline_error` shape, with the raw item in `event.original` (and
+    /// still in the metadata), `error.type` and `error.message`, and the
+    /// component that failed in `sluice.component_id`. It goes to a dead
+    /// letter, never silently away.
+    pub fn pipeline_error(
+        meta: EventMetadata,
+        error_type: &str,
+        message: String,
+        component_id: &str,
+    ) -> Self {
+        use vrl::value::ObjectMap;
+        let mut event = ObjectMap::new();
+        event.insert("kind".into(), Value::from("pipeline_error"));
+        if let Some(raw) = &meta.raw {
+            event.insert("original".into(), Value::from(String::from_utf8_lossy(raw).into_owned()));
+        }
+        if let Some(stream) = meta.stream {
+            event.insert("dataset".into(), Value::from(format!("1password.{stream}")));
+        }
+        let mut error = ObjectMap::new();
+        error.insert("message".into(), Value::Array(vec![Value::from(message)]));
+        error.insert("type".into(), Value::from(error_type));
+        let mut sluice = ObjectMap::new();
+        sluice.insert("component_id".into(), Value::from(component_id));
+        let now = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+        let mut root = ObjectMap::new();
+        root.insert("@timestamp".into(), Value::from(now));
+        root.insert("event".into(), Value::Object(event));
+        root.insert("error".into(), Value::Object(error));
+        root.insert("sluice".into(), Value::Object(sluice));
+        root.insert("tags".into(), Value::Array(vec![Value::from("preserve_original_event")]));
+        Self { value: Value::Object(root), meta }
+    }
+
     /// Take the acknowledgement handles out (sinks do this before encoding).
     pub fn take_finalizers(&mut self) -> EventFinalizers {
         std::mem::take(&mut self.meta.finalizers)

@@ -144,13 +144,15 @@ pub struct ApiClient {
     version: ApiVersion,
 }
 
+/// The longest wait a header can ask for; a larger one is clamped to it.
+pub(crate) const MAX_WAIT: Duration = Duration::from_secs(3600);
+
+/// A header holding seconds (`Retry-After`, `RateLimit-Reset`), clamped to
+/// [`MAX_WAIT`]; `None` if it is absent, negative or not a number.
 fn seconds(headers: &HeaderMap, name: &str) -> Option<Duration> {
     let text = headers.get(name)?.to_str().ok()?;
-    text.trim()
-        .parse::<f64>()
-        .ok()
-        .filter(|s| s.is_finite() && *s >= 0.0)
-        .map(Duration::from_secs_f64)
+    let secs = text.trim().parse::<f64>().ok().filter(|s| !s.is_nan() && *s >= 0.0)?;
+    Some(Duration::try_from_secs_f64(secs).map_or(MAX_WAIT, |wait| wait.min(MAX_WAIT)))
 }
 
 fn auth(token: &Secret) -> HeaderValue {
@@ -252,5 +254,28 @@ fn error_message(body: &[u8]) -> String {
     match message {
         Some(message) if message != "Bad Request" => format!(": {message}"),
         _ => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outside_numbers_in_headers_are_clamped_not_trusted() {
+        let mut headers = HeaderMap::new();
+        for (value, expected) in [
+            ("1e19", Some(MAX_WAIT)),
+            ("1e400", Some(MAX_WAIT)),
+            ("inf", Some(MAX_WAIT)),
+            ("1000000000", Some(MAX_WAIT)),
+            ("2.5", Some(Duration::from_millis(2500))),
+            ("-1", None),
+            ("NaN", None),
+            ("soon", None),
+        ] {
+            headers.insert("retry-after", HeaderValue::from_static(value));
+            assert_eq!(seconds(&headers, "retry-after"), expected, "{value}");
+        }
     }
 }

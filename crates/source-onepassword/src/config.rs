@@ -131,9 +131,12 @@ impl StartTime {
     pub fn resolve(self, now: DateTime<Utc>) -> DateTime<Utc> {
         let wanted = match self {
             Self::At(at) => at,
-            Self::Ago(ago) => {
-                now - chrono::Duration::from_std(ago).unwrap_or(chrono::Duration::MAX)
-            }
+            // Anything older than the retention is clamped below; an
+            // absurd duration (`300000y`) must not overflow on the way.
+            Self::Ago(ago) => chrono::Duration::from_std(ago)
+                .ok()
+                .and_then(|ago| now.checked_sub_signed(ago))
+                .unwrap_or(DateTime::<Utc>::MIN_UTC),
         };
         let oldest = now - chrono::Duration::from_std(RETENTION).expect("120 days fit")
             + chrono::Duration::minutes(1);
@@ -240,6 +243,25 @@ impl OnePasswordSourceConfig {
                 errors.push(FieldError::new("url", format!("url `{url}` must be http or https")));
                 None
             }
+            Some(Ok(url))
+                if url.scheme() == "http"
+                    && is_allowed_host(url.host_str().unwrap_or_default()) =>
+            {
+                errors.push(FieldError::new(
+                    "url",
+                    format!(
+                        "url `{url}` must be https: the token would cross the network in clear"
+                    ),
+                ));
+                None
+            }
+            Some(Ok(url)) if !url.username().is_empty() || url.password().is_some() => {
+                errors.push(FieldError::new(
+                    "url",
+                    "the url must not hold credentials; the token goes in `token` or `token_file`",
+                ));
+                None
+            }
             Some(Ok(url)) => {
                 let host = url.host_str().unwrap_or_default();
                 if !self.allow_custom_url && !is_allowed_host(host) {
@@ -279,21 +301,30 @@ impl OnePasswordSourceConfig {
         };
         for (field, ok, message) in [
             ("limit", (1..=1000).contains(&self.limit), "limit must be between 1 and 1000"),
-            ("interval_secs", self.interval_secs >= 1, "interval_secs must be at least 1"),
+            (
+                "interval_secs",
+                (1..=86_400).contains(&self.interval_secs),
+                "interval_secs must be from 1 to 86400",
+            ),
             (
                 "request_timeout_secs",
-                self.request_timeout_secs >= 1,
-                "request_timeout_secs must be at least 1",
+                (1..=3600).contains(&self.request_timeout_secs),
+                "request_timeout_secs must be from 1 to 3600",
             ),
             (
                 "max_pages_in_flight",
-                self.max_pages_in_flight >= 1,
-                "max_pages_in_flight must be at least 1",
+                (1..=1000).contains(&self.max_pages_in_flight),
+                "max_pages_in_flight must be from 1 to 1000",
             ),
             (
                 "refused_retry_secs",
-                self.refused_retry_secs >= 1,
-                "refused_retry_secs must be at least 1",
+                (1..=86_400).contains(&self.refused_retry_secs),
+                "refused_retry_secs must be from 1 to 86400",
+            ),
+            (
+                "retry_max_backoff_secs",
+                (1..=3600).contains(&self.retry_max_backoff_secs),
+                "retry_max_backoff_secs must be from 1 to 3600",
             ),
             (
                 "rate_limit",

@@ -89,7 +89,8 @@ impl Limiter {
 
     /// Send nothing before `after` from now (a `Retry-After`, a reset).
     pub fn pause_for(&self, after: Duration) {
-        let until = Instant::now() + after;
+        let now = Instant::now();
+        let until = now.checked_add(after.min(crate::client::MAX_WAIT)).unwrap_or(now);
         let mut windows = self.lock();
         windows.paused_until =
             Some(windows.paused_until.map_or(until, |current| current.max(until)));

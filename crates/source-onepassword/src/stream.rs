@@ -263,7 +263,24 @@ impl StreamPoller {
         for item in page.items {
             let raw = Bytes::copy_from_slice(item.get().as_bytes());
             bytes += raw.len();
-            let mut event = Event::from_json(raw)?;
+            let mut event = match Event::from_json(raw.clone()) {
+                Ok(event) => event,
+                // One item the API sent that cannot be an event (a number
+                // out of range, say) must not stop the stream: it goes on
+                // as a `pipeline_error` event with its raw text, and the
+                // rest of the page is delivered.
+                Err(err) => {
+                    self.metrics.error(Stage::Receiving, "parse_failed");
+                    tracing::error!(stream = %self.stream, error = %err, "an item of the page is not a usable event; it goes on as a pipeline_error event with its raw text");
+                    let meta = sluice_core::EventMetadata {
+                        raw: Some(raw),
+                        stream: Some(self.stream),
+                        ..Default::default()
+                    };
+                    let message = format!("the item is not a usable event: {err}");
+                    Event::pipeline_error(meta, "parse_failed", message, &self.source_id)
+                }
+            };
             if let Some(ts) = timestamp_of(&event) {
                 newest = Some(newest.map_or(ts, |n| n.max(ts)));
             }
@@ -358,7 +375,8 @@ impl StreamPoller {
         metrics: &StreamMetrics,
         duration: Duration,
     ) -> Result<(), BoxError> {
-        let deadline = Instant::now() + duration;
+        let now = Instant::now();
+        let deadline = now.checked_add(duration).unwrap_or(now + crate::client::MAX_WAIT);
         loop {
             tokio::select! {
                 (position, status) = state.acks.next() => self.on_ack(state, metrics, position, status).await?,

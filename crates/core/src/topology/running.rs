@@ -9,13 +9,13 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::{AbortHandle, Id, JoinSet};
 
-use crate::ack::AckStatus;
 use crate::component::{
     BoxError, EventReceiver, Fanout, FunctionTransform, Outputs, ShutdownSignal, Sink, SinkContext,
     Source, SourceContext, TransformOutput,
 };
 use crate::config::ComponentKind;
 use crate::error::error_chain;
+use crate::event::Event;
 use crate::health::Health;
 use crate::metrics::{ComponentMetrics, Stage};
 
@@ -164,7 +164,7 @@ pub fn start(
         let outputs = outputs_of(&piece.id, &piece.outputs, &metrics);
         let rx = receivers.remove(&piece.id).expect("every transform has a channel");
         let input = EventReceiver::new(rx, metrics.clone());
-        let task = run_transform(piece.transform, input, outputs, metrics);
+        let task = run_transform(piece.transform, input, outputs, metrics, piece.id.clone());
         running.spawn(piece.id, ComponentKind::Transform, Box::pin(task));
     }
     for piece in sinks {
@@ -187,18 +187,31 @@ async fn run_transform(
     mut input: EventReceiver,
     outputs: Outputs,
     metrics: ComponentMetrics,
+    id: String,
 ) -> Result<(), BoxError> {
     let mut out = TransformOutput::default();
     while let Some(events) = input.recv().await {
         for event in events {
-            // If the transform panics, the event it held must not count as delivered.
-            let finalizers = event.meta.finalizers.clone();
+            // A panic on one event (a bug, a value nobody expected) must not
+            // become an outage: that event goes to the dead letter, the rest go on.
+            let meta = event.meta.clone();
             let result =
                 std::panic::catch_unwind(AssertUnwindSafe(|| transform.transform(event, &mut out)));
-            if result.is_err() {
-                finalizers.update_status(AckStatus::Errored);
+            if let Err(panic) = result {
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|m| (*m).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".to_owned());
                 metrics.error(Stage::Processing, "panic");
-                return Err("the transform panicked".into());
+                tracing::error!(component = %id, %message, "the transform panicked on an event; it goes to the dead letter as a pipeline_error");
+                let failed = Event::pipeline_error(
+                    meta,
+                    "transform_panic",
+                    format!("the transform panicked: {message}"),
+                    &id,
+                );
+                out.push_failed(failed);
             }
         }
         out.flush(&outputs).await?;

@@ -82,3 +82,39 @@ fn the_token_never_shows_in_debug_output() {
     assert!(!debug.contains(&secret), "{debug}");
     assert!(debug.contains("REDACTED"));
 }
+
+#[test]
+fn values_that_would_panic_at_run_time_are_refused_or_clamped() {
+    let now = Utc::now();
+    let absurd = parse_start_time("300000y").expect("a duration");
+    let start = absurd.resolve(now);
+    assert!(now - start < chrono::Duration::days(120), "clamped to the retention, no overflow");
+    let huge = u64::MAX;
+    let yaml = format!(
+        "token_file: t\ninterval_secs: {huge}\nrefused_retry_secs: {huge}\nretry_max_backoff_secs: {huge}\nrequest_timeout_secs: {huge}\nmax_pages_in_flight: {huge}\n"
+    );
+    let fields: Vec<_> = messages(config(&yaml)).into_iter().map(|(f, _)| f).collect();
+    assert_eq!(
+        fields,
+        [
+            Some("interval_secs"),
+            Some("request_timeout_secs"),
+            Some("max_pages_in_flight"),
+            Some("refused_retry_secs"),
+            Some("retry_max_backoff_secs"),
+        ]
+    );
+}
+
+#[test]
+fn a_1password_host_needs_https_and_no_credentials_in_the_url() {
+    let errors = messages(config("token_file: t\nurl: http://events.1password.com\n"));
+    assert_eq!(
+        errors,
+        [(Some("url"), "url `http://events.1password.com/` must be https: the token would cross the network in clear".to_owned())]
+    );
+    let errors = messages(config("token_file: t\nurl: https://user:pw@events.1password.com\n"));
+    assert_eq!(errors[0].0, Some("url"));
+    assert!(!errors[0].1.contains("pw"), "{errors:?}");
+    assert!(messages(config("token_file: t\nurl: https://events.1password.com\n")).is_empty());
+}

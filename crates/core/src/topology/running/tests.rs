@@ -3,7 +3,7 @@ use std::time::Duration;
 use vrl::value::Value;
 
 use super::*;
-use crate::ack::BatchStatus;
+use crate::ack::{AckStatus, BatchStatus};
 use crate::component::TransformOutput;
 use crate::event::Event;
 use crate::test_util::{RecordingSink, VecSource, wait_for};
@@ -116,39 +116,45 @@ async fn transforms_route_to_named_outputs() {
     );
 }
 
-/// Panics on its first event.
-struct Panics;
+/// Panics on the value 1, passes the others through.
+struct PanicsOnOne;
 
-impl FunctionTransform for Panics {
-    fn transform(&mut self, _event: Event, _out: &mut TransformOutput) {
-        panic!("boom");
+impl FunctionTransform for PanicsOnOne {
+    fn transform(&mut self, event: Event, out: &mut TransformOutput) {
+        assert!(event.value != Value::from(1), "boom on 1");
+        out.push(event);
     }
 }
 
 #[tokio::test]
-async fn a_panicking_transform_errors_its_events_and_reports_the_failure() {
-    let (vec_source, statuses) = VecSource::new(vec![values(0..2)]);
+async fn a_panic_on_one_event_dead_letters_it_and_the_rest_go_on() {
+    let (vec_source, statuses) = VecSource::new(vec![values(0..3), values(3..5)]);
     let transform = TransformPiece {
         id: "bad".into(),
         type_name: "panics",
         inputs: vec!["in".into()],
-        outputs: vec![],
-        transform: Box::new(Panics),
+        outputs: vec!["dropped".into()],
+        transform: Box::new(PanicsOnOne),
     };
-    let mut topology = start(
+    let out = RecordingSink::new(AckStatus::Delivered);
+    let dead = RecordingSink::new(AckStatus::Rejected);
+    let topology = start(
         vec![source("in", vec_source)],
         vec![transform],
-        vec![sink("out", &["bad"], RecordingSink::new(AckStatus::Delivered))],
+        vec![sink("out", &["bad"], out.clone()), sink("dead", &["bad.dropped"], dead.clone())],
         &options(),
     );
-    let mut failures = Vec::new();
-    while let Some(exit) = topology.next_exit().await {
-        if let Err(reason) = exit.result {
-            failures.push((exit.id, reason));
-        }
-    }
-    assert_eq!(failures, [("bad".to_owned(), "the transform panicked".to_owned())]);
-    assert_eq!(*statuses.lock().expect("lock"), [(0, BatchStatus::Errored)]);
+    run_to_end(topology).await;
+    assert_eq!(out.values(), [Value::from(0), Value::from(2), Value::from(3), Value::from(4)]);
+    let dead = serde_json::to_value(&dead.values()[0]).expect("json");
+    assert_eq!(dead["event"]["kind"], "pipeline_error");
+    assert_eq!(dead["error"]["type"], "transform_panic");
+    assert!(dead["error"]["message"][0].as_str().expect("message").contains("boom on 1"), "{dead}");
+    assert_eq!(dead["sluice"]["component_id"], "bad");
+    assert_eq!(
+        *statuses.lock().expect("lock"),
+        [(0, BatchStatus::Rejected), (1, BatchStatus::Delivered)]
+    );
 }
 
 #[tokio::test]
