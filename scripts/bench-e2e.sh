@@ -53,7 +53,7 @@ while :; do
   sleep 0.2
 done
 end=$(date +%s.%N)
-pkill -TERM -f "$bin run $work/sluice.yaml" || true
+pkill -TERM -f "^$bin run $work/sluice.yaml" || true
 wait "$time_pid" || true
 rss=$(grep "Maximum resident set size" "$work/sluice.log" | awk '{print $NF}')
 python3 - "$total" "$start" "$end" "$rss" <<'PY'
