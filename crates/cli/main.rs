@@ -85,12 +85,19 @@ enum Command {
     Checkpoint(checkpoint::CheckpointCommand),
 }
 
+/// The longest `--shutdown-timeout`: a day (a larger one would overflow the clock).
+const MAX_DURATION: Duration = Duration::from_secs(86_400);
+
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    if let Ok(secs) = text.parse::<u64>() {
-        return Ok(Duration::from_secs(secs));
+    let duration = match text.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => humantime::parse_duration(text)
+            .map_err(|e| format!("`{text}` is not a duration like 30s or 2m: {e}"))?,
+    };
+    if duration > MAX_DURATION {
+        return Err(format!("`{text}` is longer than a day"));
     }
-    humantime::parse_duration(text)
-        .map_err(|e| format!("`{text}` is not a duration like 30s or 2m: {e}"))
+    Ok(duration)
 }
 
 fn main() -> ExitCode {

@@ -104,6 +104,14 @@ fn every_shipped_pipeline_validates() {
 }
 
 #[test]
+fn an_absurd_shutdown_timeout_is_a_usage_error_not_a_panic() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let output = run(&["run", "--shutdown-timeout", "18446744073709551615", "x.yaml"], dir.path());
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("is longer than a day"));
+}
+
+#[test]
 fn help_documents_every_flag() {
     let dir = tempfile::tempdir().expect("tempdir");
     let help = String::from_utf8(run(&["run", "--help"], dir.path()).stdout).expect("utf-8");
@@ -190,6 +198,19 @@ fn docker_compose_file_is_valid() {
     }
     assert!(compose.contains("/etc/sluice/elasticsearch.yaml"), "runs the shipped pipeline");
     assert!(compose.contains("/etc/sluice/splunk.yaml"), "runs the shipped Splunk pipeline");
+    let published: Vec<&str> = compose
+        .lines()
+        .filter(|l| {
+            l.trim_start().starts_with("- \"")
+                && l.contains(':')
+                && l.matches(':').count() >= 2
+                && l.trim_start()[3..].starts_with(|c: char| c.is_ascii_digit())
+        })
+        .collect();
+    assert!(!published.is_empty());
+    for port in published {
+        assert!(port.contains("\"127.0.0.1:"), "published on every interface: {port}");
+    }
     // The profile's services, with the HEC token's app mounted.
     let output = std::process::Command::new("docker-compose")
         .args(["-f", "docker-compose.yml", "--profile", "splunk", "config", "--services"])

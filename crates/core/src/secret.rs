@@ -20,6 +20,43 @@ impl Secret {
     pub fn expose(&self) -> &str {
         &self.0
     }
+
+    /// A secret kept in a file (a token file, a mounted secret): read at most
+    /// [`MAX_SECRET_FILE_BYTES`], trimmed, not empty. The error never holds
+    /// the file's content.
+    pub fn from_file(path: &std::path::Path) -> Result<Self, SecretFileError> {
+        use std::io::Read;
+        let error = |problem: String| SecretFileError { path: path.to_owned(), problem };
+        let file = std::fs::File::open(path).map_err(|e| error(e.to_string()))?;
+        let mut bytes = Vec::new();
+        file.take(MAX_SECRET_FILE_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| error(e.to_string()))?;
+        if bytes.len() as u64 > MAX_SECRET_FILE_BYTES {
+            return Err(error(format!(
+                "it is larger than {MAX_SECRET_FILE_BYTES} bytes; is it the right file?"
+            )));
+        }
+        let text = String::from_utf8(bytes).map_err(|_| error("it is not UTF-8 text".into()))?;
+        let secret = text.trim();
+        if secret.is_empty() {
+            return Err(error("it is empty".into()));
+        }
+        Ok(Self::new(secret))
+    }
+}
+
+/// The largest secret file read.
+pub const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
+
+/// A secret file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot use the secret file {}: {problem}", path.display())]
+pub struct SecretFileError {
+    /// The file.
+    pub path: std::path::PathBuf,
+    /// What is wrong with it.
+    pub problem: String,
 }
 
 impl fmt::Debug for Secret {
@@ -66,6 +103,25 @@ impl<'de> Deserialize<'de> for Secret {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secret_files_are_bounded_trimmed_and_never_quoted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("token");
+        std::fs::write(&path, "  s3cr3t-value\n").expect("write");
+        assert_eq!(Secret::from_file(&path).expect("read").expose(), "s3cr3t-value");
+        std::fs::write(&path, "x".repeat(70 * 1024)).expect("write");
+        let error = Secret::from_file(&path).expect_err("too large").to_string();
+        assert!(error.contains("larger than 65536 bytes") && !error.contains("xxx"), "{error}");
+        std::fs::write(&path, "\n").expect("write");
+        assert!(Secret::from_file(&path).expect_err("empty").to_string().ends_with("it is empty"));
+        if std::path::Path::new("/dev/zero").exists() {
+            assert!(
+                Secret::from_file(std::path::Path::new("/dev/zero")).is_err(),
+                "an endless file is refused"
+            );
+        }
+    }
 
     #[test]
     fn never_shows_its_value() {

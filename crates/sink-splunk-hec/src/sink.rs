@@ -11,9 +11,6 @@ use crate::client::{HecClient, HecService};
 use crate::config::{Settings, TokenSource};
 use crate::encode::encode;
 
-/// The largest token file read.
-const MAX_TOKEN_FILE_BYTES: u64 = 64 * 1024;
-
 /// A validated `splunk_hec` sink.
 #[derive(Debug)]
 pub struct SplunkHecSink {
@@ -32,21 +29,7 @@ impl SplunkHecSink {
 fn load_token(source: &TokenSource) -> Result<Secret, BoxError> {
     match source {
         TokenSource::Inline(token) => Ok(token.clone()),
-        TokenSource::File(path) => {
-            use std::io::Read;
-            let file = std::fs::File::open(path)
-                .map_err(|e| format!("cannot read the HEC token file {}: {e}", path.display()))?;
-            let mut text = String::new();
-            file.take(MAX_TOKEN_FILE_BYTES + 1)
-                .read_to_string(&mut text)
-                .map_err(|e| format!("cannot read the HEC token file {}: {e}", path.display()))?;
-            if text.len() as u64 > MAX_TOKEN_FILE_BYTES || text.trim().is_empty() {
-                return Err(
-                    format!("the HEC token file {} does not hold a token", path.display()).into()
-                );
-            }
-            Ok(Secret::new(text.trim().to_owned()))
-        }
+        TokenSource::File(path) => Ok(Secret::from_file(path)?),
     }
 }
 

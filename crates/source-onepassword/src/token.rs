@@ -26,15 +26,7 @@ impl TokenSource {
     pub fn load(&self) -> Result<Secret, Error> {
         match self {
             Self::Inline(secret) => Ok(secret.clone()),
-            Self::File(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|source| Error::TokenFile { path: path.clone(), source })?;
-                let token = text.trim();
-                if token.is_empty() {
-                    return Err(Error::Token(format!("{} is empty", path.display())));
-                }
-                Ok(Secret::new(token))
-            }
+            Self::File(path) => Secret::from_file(path).map_err(|e| Error::Token(e.to_string())),
         }
     }
 }
