@@ -56,13 +56,14 @@ enum Command {
         shutdown_timeout: Duration,
     },
     /// Check config files without running them: YAML, every component's
-    /// settings, the graph. Uses no network. Exits 0 if valid, 2 if not.
+    /// settings, the graph (no network unless --network). Exits 0 if valid, 2 if not.
     Validate {
         /// Config files, merged in order (at least one).
         #[arg(required = true, value_name = "CONFIG")]
         configs: Vec<PathBuf>,
         /// Also run each component's network checks: read and decode tokens,
-        /// ask the 1Password API which streams a token permits.
+        /// ask the 1Password API which streams a token permits, reach every
+        /// sink's endpoint with its credentials. Unreachable or refused: exit 2.
         #[arg(long)]
         network: bool,
     },

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use metrics_exporter_prometheus::PrometheusBuilder;
+use sluice_core::component::Unreachable;
 use sluice_core::config::{ConfigError, load_files};
 use sluice_core::error::error_chain;
 use sluice_core::health::Health;
@@ -31,9 +32,13 @@ pub fn validate(configs: &[PathBuf], network: bool) -> CliResult {
     let mut plan = load(configs)?;
     warn_all(&plan);
     if network {
-        let problems = block_on_value(preflight(&mut plan))?;
+        let report = block_on_value(preflight(&mut plan))?;
+        let problems: Vec<String> = report.failed.into_iter().chain(report.unreachable).collect();
         if !problems.is_empty() {
             return Err(CliError::Invalid(preflight_report(&problems)));
+        }
+        for id in &report.passed {
+            println!("component {id}: network checks passed");
         }
     }
     println!(
@@ -60,20 +65,36 @@ pub fn block_on(future: impl Future<Output = CliResult>) -> CliResult {
     result
 }
 
-/// Run every component's preflight; the problems, one per component.
-pub async fn preflight(plan: &mut Plan) -> Vec<String> {
-    let mut problems = Vec::new();
-    for piece in &mut plan.sources {
-        if let Err(err) = piece.source.preflight().await {
-            problems.push(format!("component {}: {}", piece.id, error_chain(err.as_ref())));
+/// What the preflight of every component found.
+#[derive(Debug, Default)]
+pub struct Preflight {
+    /// Components whose checks passed.
+    pub passed: Vec<String>,
+    /// `component <id>: <why>` for destinations that could not be reached.
+    pub unreachable: Vec<String>,
+    /// `component <id>: <why>` for refusals and other failures.
+    pub failed: Vec<String>,
+}
+
+/// Run every component's preflight.
+pub async fn preflight(plan: &mut Plan) -> Preflight {
+    let mut report = Preflight::default();
+    let mut record = |id: &str, result: Result<(), sluice_core::component::BoxError>| match result {
+        Ok(()) => report.passed.push(id.to_owned()),
+        Err(err) if err.downcast_ref::<Unreachable>().is_some() => {
+            report.unreachable.push(format!("component {id}: {}", error_chain(err.as_ref())));
         }
+        Err(err) => report.failed.push(format!("component {id}: {}", error_chain(err.as_ref()))),
+    };
+    for piece in &mut plan.sources {
+        let result = piece.source.preflight().await;
+        record(&piece.id, result);
     }
     for piece in &mut plan.sinks {
-        if let Err(err) = piece.sink.preflight().await {
-            problems.push(format!("component {}: {}", piece.id, error_chain(err.as_ref())));
-        }
+        let result = piece.sink.preflight().await;
+        record(&piece.id, result);
     }
-    problems
+    report
 }
 
 fn preflight_report(problems: &[String]) -> String {
@@ -99,9 +120,14 @@ pub async fn run_plan(mut plan: Plan, shutdown_timeout: Duration) -> CliResult {
     let mut signals = Signals::new()?;
     // One owner per data_dir, before anything else can touch it.
     let _lock = crate::lock::lock(&plan.data_dir(), "`sluice run`")?;
-    let problems = preflight(&mut plan).await;
-    if !problems.is_empty() {
-        return Err(CliError::Invalid(preflight_report(&problems)));
+    let report = preflight(&mut plan).await;
+    if !report.failed.is_empty() {
+        return Err(CliError::Invalid(preflight_report(&report.failed)));
+    }
+    for problem in &report.unreachable {
+        tracing::warn!(
+            "{problem}; starting anyway: events wait in the source and delivery is retried until it answers"
+        );
     }
     let metrics = PrometheusBuilder::new()
         .install_recorder()

@@ -227,3 +227,66 @@ fn docker_compose_file_is_valid() {
         inputs.contains(&format!("token = {}", token.trim())) && inputs.contains("useACK = true")
     );
 }
+
+/// `validate --network` fails when a destination cannot be reached, naming
+/// the component; `run` starts anyway and says so once.
+#[test]
+fn validate_network_fails_on_unreachable_destinations_and_run_starts_anyway() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sim = super::util::start_sim(dir.path(), 10, &["--no-rate-limit"]);
+    let closed = super::util::free_port();
+    let config = |op_port: u16, es_port: u16, api_port: u16| {
+        format!(
+            "data_dir: state\napi: {{address: '127.0.0.1:{api_port}'}}\nsources:\n  op: {{type: onepassword, url: 'http://127.0.0.1:{op_port}', allow_custom_url: true, token_file: op_token, start_time: 1d}}\nsinks:\n  es: {{type: elasticsearch, inputs: [op], endpoints: ['http://127.0.0.1:{es_port}'], mode: index, index: '1password-{{stream}}', request: {{timeout_secs: 2}}}}\n"
+        )
+    };
+    std::fs::write(dir.path().join("down.yaml"), config(closed, closed, super::util::free_port()))
+        .expect("config");
+    let output = run(&["validate", "--network", "down.yaml"], dir.path());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("preflight failed (2 problems)"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("component op: http://127.0.0.1:{closed} cannot be reached")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("component es: Elasticsearch cannot be reached: transport: cannot connect"),
+        "{stderr}"
+    );
+
+    // The 1Password side up, Elasticsearch still down: validate names only es;
+    // run starts, says so once, and keeps running.
+    let api_port = super::util::free_port();
+    std::fs::write(dir.path().join("es-down.yaml"), config(sim.port, closed, api_port))
+        .expect("config");
+    let output = run(&["validate", "--network", "es-down.yaml"], dir.path());
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(output.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("preflight failed (1 problem)") && text.contains("component es:"),
+        "{text}"
+    );
+    assert!(!text.contains("component op:"), "{text}");
+    let mut child = super::util::spawn(std::path::Path::new("es-down.yaml"), dir.path(), &[]);
+    // Running, and /health names the sink once its requests keep failing.
+    let unhealthy = super::util::wait_for(std::time::Duration::from_secs(60), || {
+        super::util::http_get(api_port, "/health")
+            .filter(|(status, body)| *status == 503 && body.contains("\"es\""))
+    });
+    // Its events wait for Elasticsearch, so a drain would time out: stop it hard.
+    child.kill().expect("kill");
+    child.wait().expect("reaped");
+    let logs = super::util::stderr_of(&mut child);
+    assert!(unhealthy.is_some(), "run starts with Elasticsearch down: {logs}");
+    assert_eq!(logs.matches("component es: Elasticsearch cannot be reached").count(), 1, "{logs}");
+    assert!(logs.contains("starting anyway"), "{logs}");
+    assert!(
+        logs.matches("sink unhealthy").count() <= 2,
+        "the unhealthy reason is logged once, not every second: {logs}"
+    );
+}

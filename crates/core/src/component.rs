@@ -32,6 +32,14 @@ pub type ShutdownSignal = CancellationToken;
 /// The name of the default output in metrics.
 pub const DEFAULT_OUTPUT: &str = "_default";
 
+/// A preflight that could not reach its destination (a 1Password host, an
+/// Elasticsearch or Splunk endpoint). `sluice run` starts anyway, says so
+/// once and keeps retrying (a sink briefly down must not stop a start);
+/// `sluice validate --network` fails with it.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Unreachable(pub String);
+
 /// The downstream component stopped: nothing can be sent any more.
 #[derive(Debug, thiserror::Error)]
 #[error("a downstream component stopped")]

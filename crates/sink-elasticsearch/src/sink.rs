@@ -1,7 +1,7 @@
 //! The `elasticsearch` sink: encode + the bulk client, run by core's
 //! delivery layer (batching, concurrency, retries, dead letter, health).
 
-use sluice_core::component::{ComponentFuture, PreflightFuture, Sink, SinkContext};
+use sluice_core::component::{ComponentFuture, PreflightFuture, Sink, SinkContext, Unreachable};
 use sluice_core::sink::{BatchSink, RequestError};
 
 use crate::client::EsClient;
@@ -48,8 +48,8 @@ impl Sink for ElasticsearchSink {
                         .into())
                 }
                 Err(err) => {
-                    tracing::warn!(error = %err.failure(), "Elasticsearch cannot be reached yet; events wait in the source until it can");
-                    Ok(())
+                    Err(Unreachable(format!("Elasticsearch cannot be reached: {}", err.failure()))
+                        .into())
                 }
             }
         })

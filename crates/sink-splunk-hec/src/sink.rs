@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use sluice_core::Secret;
-use sluice_core::component::{BoxError, ComponentFuture, PreflightFuture, Sink, SinkContext};
+use sluice_core::component::{
+    BoxError, ComponentFuture, PreflightFuture, Sink, SinkContext, Unreachable,
+};
 use sluice_core::sink::BatchSink;
 
 use crate::client::{HecClient, HecService};
@@ -58,8 +60,7 @@ impl Sink for SplunkHecSink {
                 }
                 Err(message) if message.starts_with("Splunk refused") => Err(message.into()),
                 Err(message) => {
-                    tracing::warn!(component = %self.id, error = %message, "Splunk HEC cannot be checked yet; events wait in the source until it answers");
-                    Ok(())
+                    Err(Unreachable(format!("Splunk HEC cannot be reached: {message}")).into())
                 }
             }
         })

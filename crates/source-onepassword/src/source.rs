@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use sluice_core::component::{BoxError, ComponentFuture, PreflightFuture, Source, SourceContext};
+use sluice_core::component::{
+    BoxError, ComponentFuture, PreflightFuture, Source, SourceContext, Unreachable,
+};
 use sluice_core::{Secret, Stream};
 
 use sluice_core::http::{ClientSettings, TlsConfig, build_client};
@@ -32,12 +34,14 @@ struct Resolved {
 pub struct OnePasswordSource {
     settings: Arc<Settings>,
     resolved: Option<Resolved>,
+    /// Why the API could not be asked at the preflight, if it could not.
+    unreachable: Option<String>,
 }
 
 impl OnePasswordSource {
     /// A source with validated settings.
     pub fn new(settings: Settings) -> Self {
-        Self { settings: Arc::new(settings), resolved: None }
+        Self { settings: Arc::new(settings), resolved: None, unreachable: None }
     }
 
     fn http(&self) -> Result<reqwest::Client, Error> {
@@ -49,7 +53,7 @@ impl OnePasswordSource {
         .map_err(|e| Error::Preflight(e.to_string()))
     }
 
-    async fn resolve(&self) -> Result<Resolved, Error> {
+    async fn resolve(&mut self) -> Result<Resolved, Error> {
         let settings = &self.settings;
         let token = settings.token.load()?;
         let claims = decode(&token)?;
@@ -94,7 +98,7 @@ impl OnePasswordSource {
                 )));
             }
             Err(err) => {
-                tracing::warn!(url = client.base(), error = %err, "cannot introspect the token; using the features it claims");
+                self.unreachable = Some(format!("{} cannot be reached: {err}", client.base()));
                 claims.features.clone()
             }
         };
@@ -128,10 +132,20 @@ impl OnePasswordSource {
 impl Source for OnePasswordSource {
     fn preflight(&mut self) -> PreflightFuture<'_> {
         Box::pin(async move {
+            self.unreachable = None;
             let resolved = self.resolve().await?;
             let streams: Vec<&str> = resolved.streams.iter().map(|s| s.as_str()).collect();
-            tracing::info!(url = resolved.client.base(), streams = ?streams, "Events API token accepted");
+            let url = resolved.client.base().to_owned();
             self.resolved = Some(resolved);
+            // Started anyway with the streams the token claims; the pollers retry.
+            if let Some(reason) = self.unreachable.take() {
+                let message = format!(
+                    "{reason}; using the streams the token claims ({})",
+                    streams.join(", ")
+                );
+                return Err(Unreachable(message).into());
+            }
+            tracing::info!(%url, streams = ?streams, "Events API token accepted");
             Ok(())
         })
     }
@@ -139,9 +153,17 @@ impl Source for OnePasswordSource {
     fn run(mut self: Box<Self>, cx: SourceContext) -> ComponentFuture {
         Box::pin(async move {
             if self.resolved.is_none() {
-                self.preflight().await?;
+                match self.preflight().await {
+                    // The API could not be asked: the pollers retry it.
+                    Err(err) if err.downcast_ref::<Unreachable>().is_some() => {
+                        tracing::warn!(error = %err, "starting anyway");
+                    }
+                    other => other?,
+                }
             }
-            let resolved = self.resolved.take().expect("resolved by preflight");
+            let Some(resolved) = self.resolved.take() else {
+                return Err("the preflight did not resolve the token".into());
+            };
             let limiter = Limiter::for_token(&resolved.token, self.settings.rate_limit);
             let out = Arc::new(cx.out);
             let mut tasks = tokio::task::JoinSet::new();

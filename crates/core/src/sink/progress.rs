@@ -29,6 +29,9 @@ struct State {
     refused_reason: String,
     /// What `/health` shows now.
     shown: Option<String>,
+    /// What was last logged: the verdict without its durations, so a
+    /// reason that only grows older is logged once.
+    logged: Option<String>,
 }
 
 /// One sink's progress, shared by its delivery tasks.
@@ -55,6 +58,7 @@ impl Progress {
             refused_since: None,
             refused_reason: String::new(),
             shown: None,
+            logged: None,
         };
         health.set_healthy("");
         Self {
@@ -121,24 +125,22 @@ impl Progress {
         self.refresh();
     }
 
-    /// Why the sink is unhealthy now, if it is.
-    fn verdict(&self, state: &State, now: Instant) -> Option<String> {
+    /// Why the sink is unhealthy now, if it is: the text for `/health` and
+    /// the same without its durations and counts (what is logged once).
+    fn verdict(&self, state: &State, now: Instant) -> Option<(String, String)> {
         let name = &self.destination;
         if let Some(since) = state.refused_since {
-            return Some(format!(
-                "{name} refuses: {} for {}; {} event(s) wait",
-                state.refused_reason,
-                minutes(now - since),
-                state.waiting
-            ));
+            let key = format!("{name} refuses: {}", state.refused_reason);
+            let wait = minutes(now - since);
+            let text = format!("{key} for {wait}; {} event(s) wait", state.waiting);
+            return Some((text, key));
         }
         if let Some((count, since, reason)) = &state.failing
             && *count >= FAILED_ATTEMPTS
         {
-            return Some(format!(
-                "{name}: {reason} for {} ({count} failed attempts in a row)",
-                minutes(now - *since)
-            ));
+            let key = format!("{name}: {reason}");
+            let wait = minutes(now - *since);
+            return Some((format!("{key} for {wait} ({count} failed attempts in a row)"), key));
         }
         let stalled = now - state.last_progress;
         if state.waiting > 0 && stalled >= self.unhealthy_after {
@@ -147,11 +149,13 @@ impl Progress {
                 .as_ref()
                 .map(|(_, _, r)| format!("; last failure: {r}"))
                 .unwrap_or_default();
-            return Some(format!(
+            let key = format!("{name}: nothing delivered while events wait{last}");
+            let text = format!(
                 "{name}: nothing delivered for {} while {} event(s) wait{last}",
                 minutes(stalled),
                 state.waiting
-            ));
+            );
+            return Some((text, key));
         }
         None
     }
@@ -161,14 +165,19 @@ impl Progress {
     pub fn refresh(&self) {
         let mut state = self.lock();
         let verdict = self.verdict(&state, Instant::now());
-        if verdict == state.shown {
+        let (text, key) = verdict.map_or((None, None), |(text, key)| (Some(text), Some(key)));
+        if text == state.shown {
             return;
         }
-        state.shown = verdict.clone();
+        state.shown = text.clone();
+        let log = key != state.logged;
+        state.logged = key;
         drop(state);
-        match verdict {
+        match text {
             Some(reason) => {
-                tracing::warn!(component = %self.health_id(), %reason, "sink unhealthy");
+                if log {
+                    tracing::warn!(component = %self.health_id(), %reason, "sink unhealthy");
+                }
                 self.health.set_unhealthy("", reason);
             }
             None => {
