@@ -113,7 +113,8 @@ api: {{address: '127.0.0.1:{}'}}
 sources:
   audit: {{type: file, path: audit.ndjson, stream: audit_events, batch_max_events: {total}}}
 transforms:
-  ecs: {{type: vrl, inputs: [audit], file: vrl/ecs.vrl}}
+  # A debug build beside CPU hogs can exceed the default 50 ms per event.
+  ecs: {{type: vrl, inputs: [audit], file: vrl/ecs.vrl, event_budget_ms: 2000}}
 sinks:
   es:
     type: elasticsearch
