@@ -248,3 +248,34 @@ fn lost_and_late_acks_are_resent_and_counted_and_nothing_is_lost() {
     );
     assert!(logs.contains("no indexer acknowledgement in time; the batch is sent again"), "{logs}");
 }
+
+#[test]
+fn a_token_with_acks_off_warns_once_and_delivery_continues() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let hec = runtime.block_on(HecEmulator::start(HecEmulatorConfig {
+        tokens: vec![HecToken { use_ack: false, ..HecToken::with_acks(TOKEN) }],
+        ..HecEmulatorConfig::default()
+    }));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sim = start_sim(dir.path(), 200, &["--no-rate-limit"]);
+    let served = items(&sim);
+    let api_port = free_port();
+    write_config(dir.path(), &sim, &hec, api_port, "{poll_interval_secs: 0.05}");
+    let mut child = spawn(Path::new("sluice.yaml"), dir.path(), &[("HEC_TOKEN", TOKEN.to_owned())]);
+    let done = wait_for(Duration::from_secs(120), || holds_all(&hec, &served).then_some(()));
+    let metrics = http_get(api_port, "/metrics").map(|(_, body)| body).unwrap_or_default();
+    signal(&child, libc::SIGTERM);
+    let status = wait_exit(&mut child, Duration::from_secs(60));
+    let logs = stderr_of(&mut child);
+    assert!(done.is_some(), "{logs}");
+    assert!(status.success(), "{logs}");
+    assert_eq!(
+        logs.matches("has indexer acknowledgement off").count(),
+        2,
+        "one warning at the preflight, one when the first answer has no ackId: {logs}"
+    );
+    assert!(
+        metrics.contains("sluice_splunk_hec_acks_enabled{component_id=\"splunk\",component_kind=\"sink\",component_type=\"splunk_hec\"} 0"),
+        "{metrics}"
+    );
+}
