@@ -39,6 +39,7 @@ pub fn plan(raw: RawConfig) -> Result<Plan, ConfigError> {
         warnings: Vec::new(),
     };
     let mut errors = raw.errors;
+    let mut warnings = Vec::new();
     let mut nodes = Vec::new();
     for component in &raw.components {
         let inputs = || component.inputs.iter().map(|i| i.name.clone()).collect::<Vec<_>>();
@@ -68,6 +69,7 @@ pub fn plan(raw: RawConfig) -> Result<Plan, ConfigError> {
             }),
             ComponentKind::Sink => add(component, &mut errors, |config: SinkConfig| {
                 let type_name = config.type_name();
+                warnings.extend(config.warnings().into_iter().map(|w| component.report(w)));
                 let sink = config.validate(component)?;
                 plan.sinks.push(SinkPiece {
                     id: component.id.clone(),
@@ -89,6 +91,7 @@ pub fn plan(raw: RawConfig) -> Result<Plan, ConfigError> {
     let graph = check(&nodes);
     errors.extend(graph.errors);
     plan.warnings = graph.warnings;
+    plan.warnings.extend(warnings);
     if errors.is_empty() {
         Ok(plan)
     } else {

@@ -106,6 +106,23 @@ impl SinkConfig {
         }
     }
 
+    /// Settings that are valid but unsafe, to warn about at validate and start.
+    pub fn warnings(&self) -> Vec<FieldError> {
+        let unverified = match self {
+            Self::Elasticsearch(config) => !config.tls.verify,
+            Self::SplunkHec(config) => !config.tls.verify,
+            _ => false,
+        };
+        if unverified {
+            vec![FieldError::new(
+                "tls",
+                "tls.verify is false: the server's certificate is not checked, so anyone on the network path can read the credentials; trust its CA with tls.ca_file instead",
+            )]
+        } else {
+            Vec::new()
+        }
+    }
+
     pub fn validate(self, raw: &RawComponent) -> Result<Box<dyn Sink>, Vec<FieldError>> {
         Ok(match self {
             Self::Elasticsearch(config) => {

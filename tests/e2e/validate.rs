@@ -290,3 +290,17 @@ fn validate_network_fails_on_unreachable_destinations_and_run_starts_anyway() {
         "the unhealthy reason is logged once, not every second: {logs}"
     );
 }
+
+#[test]
+fn tls_verify_false_is_valid_but_warned_about_at_its_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = "sources:\n  in: {type: file, path: in.ndjson, stream: audit_events}\nsinks:\n  es:\n    type: elasticsearch\n    inputs: [in]\n    endpoints: ['https://es:9200']\n    tls: {verify: false}\n";
+    std::fs::write(dir.path().join("sluice.yaml"), config).expect("config");
+    let output = run(&["validate", "sluice.yaml"], dir.path());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("sluice.yaml:8:5: component es: tls.verify is false: the server's certificate is not checked"),
+        "{stderr}"
+    );
+}
