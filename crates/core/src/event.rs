@@ -102,7 +102,7 @@ impl Event {
         let mut event = ObjectMap::new();
         event.insert("kind".into(), Value::from("pipeline_error"));
         if let Some(raw) = &meta.raw {
-            event.insert("original".into(), Value::from(String::from_utf8_lossy(raw).into_owned()));
+            event.insert("original".into(), Value::Bytes(raw.clone()));
         }
         if let Some(stream) = meta.stream {
             event.insert("dataset".into(), Value::from(format!("1password.{stream}")));
@@ -112,9 +112,8 @@ impl Event {
         error.insert("type".into(), Value::from(error_type));
         let mut sluice = ObjectMap::new();
         sluice.insert("component_id".into(), Value::from(component_id));
-        let now = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
         let mut root = ObjectMap::new();
-        root.insert("@timestamp".into(), Value::from(now));
+        root.insert("@timestamp".into(), Value::from(now_rfc3339()));
         root.insert("event".into(), Value::Object(event));
         root.insert("error".into(), Value::Object(error));
         root.insert("sluice".into(), Value::Object(sluice));
@@ -172,6 +171,11 @@ impl Drop for EventArray {
             event.meta.finalizers.update_status(AckStatus::Errored);
         }
     }
+}
+
+/// Now as RFC 3339 UTC with milliseconds (`2026-11-30T10:00:00.123Z`).
+pub(crate) fn now_rfc3339() -> String {
+    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
 }
 
 #[cfg(test)]

@@ -41,6 +41,6 @@ pub mod topology;
 
 pub use ack::{AckStatus, BatchNotifier, BatchStatus, OrderedAcks};
 pub use event::{Event, EventMetadata, Stream};
-pub use secret::Secret;
+pub use secret::{Secret, SecretSource};
 #[cfg(any(test, feature = "test-util"))]
 pub mod test_util;

@@ -46,6 +46,50 @@ impl Secret {
     }
 }
 
+/// Where a secret comes from: written in the config (usually as `${VAR}`),
+/// or a file read each time it is needed, so it can be replaced without a
+/// restart.
+#[derive(Clone, Debug)]
+pub enum SecretSource {
+    /// Written in the config.
+    Inline(Secret),
+    /// A file (a mounted secret), relative paths already resolved.
+    File(std::path::PathBuf),
+}
+
+impl SecretSource {
+    /// From a config's `token` / `token_file` pair (exactly one is needed;
+    /// `token_file` resolves against `dir`); `what` names the secret in the
+    /// message, e.g. "a HEC token".
+    pub fn from_config(
+        inline: Option<Secret>,
+        file: Option<std::path::PathBuf>,
+        dir: &std::path::Path,
+        what: &str,
+    ) -> Result<Self, crate::config::FieldError> {
+        use crate::config::FieldError;
+        match (inline, file) {
+            (Some(secret), None) => Ok(Self::Inline(secret)),
+            (None, Some(path)) => Ok(Self::File(dir.join(path))),
+            (Some(_), Some(_)) => {
+                Err(FieldError::new("token_file", "set either `token` or `token_file`, not both"))
+            }
+            (None, None) => Err(FieldError {
+                field: None,
+                message: format!("{what} is required: set `token` or `token_file`"),
+            }),
+        }
+    }
+
+    /// The secret now (a file is read again).
+    pub fn load(&self) -> Result<Secret, SecretFileError> {
+        match self {
+            Self::Inline(secret) => Ok(secret.clone()),
+            Self::File(path) => Secret::from_file(path),
+        }
+    }
+}
+
 /// The largest secret file read.
 pub const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
 

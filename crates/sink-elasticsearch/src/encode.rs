@@ -71,9 +71,11 @@ pub fn encode(event: &mut Event, settings: &Settings) -> Result<Encoded, serde_j
             settings.index.as_deref().unwrap_or("1password-{stream}").replace("{stream}", &stream)
         }
     };
-    let document = serde_json::to_vec(&event.value)?;
-    let id = id_of(&event.value, &settings.id_field)
-        .unwrap_or_else(|| derived_id(event, &stream, &document));
+    let id = id_of(&event.value, &settings.id_field);
+    // Only an event without the id field needs its document before the
+    // action line (to hash it); the others are written straight into the payload.
+    let early = if id.is_none() { Some(serde_json::to_vec(&event.value)?) } else { None };
+    let id = id.unwrap_or_else(|| derived_id(event, &stream, early.as_deref().unwrap_or_default()));
     let mut action = serde_json::Map::new();
     action.insert("_index".into(), serde_json::Value::from(index.as_str()));
     action.insert("_id".into(), serde_json::Value::from(id));
@@ -83,7 +85,10 @@ pub fn encode(event: &mut Event, settings: &Settings) -> Result<Encoded, serde_j
     let mut payload = serde_json::to_vec(&serde_json::json!({ "create": action }))?;
     payload.push(b'\n');
     let start = payload.len();
-    payload.extend_from_slice(&document);
+    match early {
+        Some(document) => payload.extend_from_slice(&document),
+        None => serde_json::to_writer(&mut payload, &event.value)?,
+    }
     payload.push(b'\n');
     let payload = Bytes::from(payload);
     Ok(Encoded {

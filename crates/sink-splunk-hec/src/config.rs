@@ -5,12 +5,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
-use sluice_core::Secret;
 use sluice_core::config::FieldError;
 use sluice_core::http::{Compression, TlsConfig};
 use sluice_core::sink::{
     BatchConfig, DeadLetterConfig, DriverSettings, RequestConfig, validate_delivery,
 };
+use sluice_core::{Secret, SecretSource};
 
 /// What goes into each envelope's `event`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -121,22 +121,13 @@ fn default_channels() -> usize {
     1
 }
 
-/// Where the token comes from.
-#[derive(Clone, Debug)]
-pub enum TokenSource {
-    /// Written in the config.
-    Inline(Secret),
-    /// Read from a file at start.
-    File(PathBuf),
-}
-
 /// Validated settings.
 #[derive(Clone, Debug)]
 pub struct Settings {
     /// The base URL.
     pub endpoint: reqwest::Url,
     /// The token.
-    pub token: TokenSource,
+    pub token: SecretSource,
     /// TLS.
     pub tls: TlsConfig,
     /// Compression.
@@ -241,27 +232,14 @@ impl SplunkHecSinkConfig {
     pub fn validate(self, dir: &Path) -> Result<Settings, Vec<FieldError>> {
         let mut errors = Vec::new();
         let endpoint = check_endpoint(&self.endpoint, &mut errors);
-        let token = match (self.token, self.token_file) {
-            (Some(token), None) if token.expose().trim().is_empty() => {
+        let token = match self.token {
+            Some(token) if self.token_file.is_none() && token.expose().trim().is_empty() => {
                 errors.push(FieldError::new("token", "the token is empty"));
                 None
             }
-            (Some(token), None) => Some(TokenSource::Inline(token)),
-            (None, Some(path)) => Some(TokenSource::File(dir.join(path))),
-            (Some(_), Some(_)) => {
-                errors.push(FieldError::new(
-                    "token_file",
-                    "set either `token` or `token_file`, not both",
-                ));
-                None
-            }
-            (None, None) => {
-                errors.push(FieldError {
-                    field: None,
-                    message: "a HEC token is required: set `token` or `token_file`".into(),
-                });
-                None
-            }
+            token => SecretSource::from_config(token, self.token_file, dir, "a HEC token")
+                .map_err(|error| errors.push(error))
+                .ok(),
         };
         check_acks(&self.acknowledgements, self.channels, &mut errors);
         if self.sourcetype.is_empty() {

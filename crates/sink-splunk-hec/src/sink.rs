@@ -3,14 +3,12 @@
 
 use std::sync::Arc;
 
-use sluice_core::Secret;
-use sluice_core::component::{
-    BoxError, ComponentFuture, PreflightFuture, Sink, SinkContext, Unreachable,
-};
+use sluice_core::component::{ComponentFuture, PreflightFuture, Sink, SinkContext, Unreachable};
 use sluice_core::sink::BatchSink;
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::client::{HecClient, HecService};
-use crate::config::{Settings, TokenSource};
+use crate::config::Settings;
 use crate::encode::encode;
 
 /// A validated `splunk_hec` sink.
@@ -27,27 +25,10 @@ impl SplunkHecSink {
     }
 }
 
-/// The token, read from its file if it has one.
-fn load_token(source: &TokenSource) -> Result<Secret, BoxError> {
-    match source {
-        TokenSource::Inline(token) => Ok(token.clone()),
-        TokenSource::File(path) => Ok(Secret::from_file(path)?),
-    }
-}
-
-/// Aborts the task when dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 impl Sink for SplunkHecSink {
     fn preflight(&mut self) -> PreflightFuture<'_> {
         Box::pin(async move {
-            let token = load_token(&self.settings.token)?;
+            let token = self.settings.token.load()?;
             let client = HecClient::new(&self.settings, &token, &self.id, Vec::new())?;
             match client.check().await {
                 Ok("off") if self.settings.acks => {
@@ -69,10 +50,10 @@ impl Sink for SplunkHecSink {
     fn run(self: Box<Self>, cx: SinkContext) -> ComponentFuture {
         Box::pin(async move {
             sluice_core::http::warn_if_unverified(&cx.id, &self.settings.tls);
-            let token = load_token(&self.settings.token)?;
+            let token = self.settings.token.load()?;
             let client =
                 Arc::new(HecClient::new(&self.settings, &token, &cx.id, cx.metrics.labels())?);
-            let _acks = AbortOnDrop(tokio::spawn(client.clone().poll_acks()));
+            let _acks = AbortOnDropHandle::new(tokio::spawn(client.clone().poll_acks()));
             let settings = self.settings;
             let sink = BatchSink {
                 destination: "Splunk HEC",

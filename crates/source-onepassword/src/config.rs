@@ -6,10 +6,10 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use sluice_core::config::FieldError;
-use sluice_core::{Secret, Stream};
+use sluice_core::{Secret, SecretSource, Stream};
 
 use crate::client::ApiVersion;
-use crate::token::{ALLOWED_HOSTS, TokenSource, decode};
+use crate::token::{ALLOWED_HOSTS, decode};
 
 /// The API keeps 120 days of events.
 pub const RETENTION: Duration = Duration::from_secs(120 * 24 * 3600);
@@ -152,7 +152,7 @@ impl StartTime {
 #[derive(Clone, Debug)]
 pub struct Settings {
     /// The token.
-    pub token: TokenSource,
+    pub token: SecretSource,
     /// The configured URL, if any.
     pub url: Option<reqwest::Url>,
     /// Allow hosts outside the allowlist.
@@ -202,25 +202,10 @@ impl OnePasswordSourceConfig {
     /// Check the settings without I/O; relative paths resolve against `dir`.
     pub fn validate(self, dir: &Path) -> Result<Settings, Vec<FieldError>> {
         let mut errors = Vec::new();
-        let token = match (self.token, self.token_file) {
-            (Some(token), None) => Some(TokenSource::Inline(token)),
-            (None, Some(path)) => Some(TokenSource::File(dir.join(path))),
-            (Some(_), Some(_)) => {
-                errors.push(FieldError::new(
-                    "token_file",
-                    "set either `token` or `token_file`, not both",
-                ));
-                None
-            }
-            (None, None) => {
-                errors.push(FieldError {
-                    field: None,
-                    message: "a token is required: set `token` or `token_file`".into(),
-                });
-                None
-            }
-        };
-        if let Some(TokenSource::Inline(secret)) = &token {
+        let token = SecretSource::from_config(self.token, self.token_file, dir, "a token")
+            .map_err(|error| errors.push(error))
+            .ok();
+        if let Some(SecretSource::Inline(secret)) = &token {
             match decode(secret) {
                 Ok(claims)
                     if self.url.is_none()

@@ -55,7 +55,7 @@ impl OnePasswordSource {
 
     async fn resolve(&mut self) -> Result<Resolved, Error> {
         let settings = &self.settings;
-        let token = settings.token.load()?;
+        let token = settings.token.load().map_err(|e| Error::Token(e.to_string()))?;
         let claims = decode(&token)?;
         let now = chrono::Utc::now().timestamp();
         if let Some(exp) = claims.expires_at {

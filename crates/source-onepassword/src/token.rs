@@ -2,34 +2,12 @@
 //! itself. Like 1Password's own clients, sluice decodes the JWT without
 //! verifying it (only the API can) to learn its audience, features and expiry.
 
-use std::path::PathBuf;
-
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
 use sluice_core::Secret;
 
 use crate::Error;
-
-/// Where the token is read from.
-#[derive(Clone, Debug)]
-pub enum TokenSource {
-    /// Written in the config (usually as `${OP_EVENTS_TOKEN}`).
-    Inline(Secret),
-    /// A file, read again whenever the API refuses the token, so a token can
-    /// be replaced without a restart.
-    File(PathBuf),
-}
-
-impl TokenSource {
-    /// The current token.
-    pub fn load(&self) -> Result<Secret, Error> {
-        match self {
-            Self::Inline(secret) => Ok(secret.clone()),
-            Self::File(path) => Secret::from_file(path).map_err(|e| Error::Token(e.to_string())),
-        }
-    }
-}
 
 /// What the token says about itself.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -134,8 +134,8 @@ impl VrlTransform {
         tracing::error!(component = %self.id, error_type = failure.error_type(), error = message, suppressed, "the VRL program failed on an event; it goes to `{}.dropped`", self.id);
     }
 
-    /// The document a failed event becomes: Elastic's `pipeline_error` shape,
-    /// with the raw item in `event.original`.
+    /// The document a failed event becomes: core's `pipeline_error`, with
+    /// what the program made of it when there is no raw item to keep.
     fn failed_event(
         &self,
         meta: EventMetadata,
@@ -143,33 +143,16 @@ impl VrlTransform {
         failure: Failure,
         message: String,
     ) -> Event {
-        let original = match &meta.raw {
-            Some(raw) => Value::Bytes(raw.clone()),
-            None => Value::from(serde_json::to_string(&partial).unwrap_or_default()),
-        };
-        let mut event = ObjectMap::new();
-        event.insert("kind".into(), Value::from("pipeline_error"));
-        event.insert("original".into(), original);
-        if let Some(stream) = meta.stream {
-            event.insert("dataset".into(), Value::from(format!("1password.{stream}")));
+        let partial =
+            meta.raw.is_none().then(|| serde_json::to_string(&partial).unwrap_or_default());
+        let mut failed = Event::pipeline_error(meta, failure.error_type(), message, &self.id);
+        if let (Some(original), Value::Object(root)) = (partial, &mut failed.value)
+            && let Some(Value::Object(event)) = root.get_mut("event")
+        {
+            event.insert("original".into(), Value::from(original));
         }
-        let mut error = ObjectMap::new();
-        error.insert("message".into(), Value::Array(vec![Value::from(message)]));
-        error.insert("type".into(), Value::from(failure.error_type()));
-        let mut sluice = ObjectMap::new();
-        sluice.insert("component_id".into(), Value::from(self.id.as_str()));
-        let mut root = ObjectMap::new();
-        root.insert("@timestamp".into(), Value::from(chrono_now()));
-        root.insert("event".into(), Value::Object(event));
-        root.insert("error".into(), Value::Object(error));
-        root.insert("sluice".into(), Value::Object(sluice));
-        root.insert("tags".into(), Value::Array(vec![Value::from("preserve_original_event")]));
-        Event { value: Value::Object(root), meta }
+        failed
     }
-}
-
-fn chrono_now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 impl FunctionTransform for VrlTransform {

@@ -73,7 +73,7 @@ impl DeadLetter {
 
     /// Append the records, durably; all or none of them are written.
     pub async fn write(&self, rejections: &[Rejection<'_>]) -> Result<(), AppendError> {
-        let now = chrono_now();
+        let now = crate::event::now_rfc3339();
         let mut lines = Vec::new();
         for rejection in rejections {
             let quoted;
@@ -108,12 +108,6 @@ impl DeadLetter {
     fn io(&self, source: std::io::Error) -> AppendError {
         AppendError::Io { path: self.path.clone(), source }
     }
-}
-
-/// Now as RFC 3339 UTC with milliseconds, without a date crate.
-fn chrono_now() -> String {
-    let now = std::time::SystemTime::now();
-    humantime::format_rfc3339_millis(now).to_string()
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::ack::PendingAcks;
 use crate::component::{BoxError, SinkContext};
@@ -67,15 +68,6 @@ pub struct BatchSink<S, E> {
     pub settings: DriverSettings,
 }
 
-/// Aborts the task when dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 impl<S, E> BatchSink<S, E>
 where
     S: BatchService,
@@ -86,7 +78,7 @@ where
         let BatchSink { destination, service, mut encode, settings } = self;
         let path = settings.dead_letter_path(&cx.data_dir, &cx.id);
         let progress = Progress::new(cx.health.clone(), destination, settings.unhealthy_after);
-        let _watch = AbortOnDrop(tokio::spawn(progress.clone().watch()));
+        let _watch = AbortOnDropHandle::new(tokio::spawn(progress.clone().watch()));
         let shared = Arc::new(Shared {
             dead_letter: DeadLetter::new(path, settings.dead_letter_max_bytes, &cx.id),
             service,

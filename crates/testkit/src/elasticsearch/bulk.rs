@@ -262,7 +262,8 @@ fn is_data_stream(name: &str) -> bool {
     name.strip_prefix("logs-").is_some_and(|rest| rest.contains('-'))
 }
 
-fn item_error(index: &str, id: &str, kind: &str, reason: String) -> Map<String, Value> {
+/// An item's error answer, as Elasticsearch writes it.
+pub(crate) fn item_error(index: &str, id: &str, kind: &str, reason: String) -> Map<String, Value> {
     let mut item = Map::new();
     item.insert("_index".into(), json!(index));
     item.insert("_id".into(), json!(id));

@@ -105,11 +105,7 @@ impl ItemFailure {
                 ),
             ),
         };
-        let mut item = serde_json::Map::new();
-        item.insert("_index".into(), json!(index));
-        item.insert("_id".into(), json!(id));
-        item.insert("error".into(), json!({"type": kind, "reason": reason, "index": index}));
-        (status, item)
+        (status, bulk::item_error(index, id, kind, reason))
     }
 }
 

@@ -145,16 +145,22 @@ fn text(value: &Option<Value>) -> Option<String> {
     value.as_ref().and_then(Value::as_str).map(str::to_owned)
 }
 
+/// Count the request, pick its indexer and check its token.
+fn admit(state: &HecState, headers: &HeaderMap) -> Result<(usize, HecToken), Response> {
+    state.requests.fetch_add(1, Ordering::Relaxed);
+    let indexer = state.route(headers);
+    let token = state.authorize(headers)?.clone();
+    Ok((indexer, token))
+}
+
 pub(crate) async fn event(
     State(state): State<Arc<HecState>>,
     headers: HeaderMap,
     Query(params): Query<Params>,
     body: Bytes,
 ) -> Response {
-    state.requests.fetch_add(1, Ordering::Relaxed);
-    let indexer = state.route(&headers);
-    let token = match state.authorize(&headers) {
-        Ok(token) => token.clone(),
+    let (indexer, token) = match admit(&state, &headers) {
+        Ok(admitted) => admitted,
         Err(response) => return response,
     };
     let channel = match channel_of(&headers, &params, &token) {
@@ -245,10 +251,8 @@ pub(crate) async fn ack(
     Query(params): Query<Params>,
     body: Bytes,
 ) -> Response {
-    state.requests.fetch_add(1, Ordering::Relaxed);
-    let indexer = state.route(&headers);
-    let token = match state.authorize(&headers) {
-        Ok(token) => token.clone(),
+    let (indexer, token) = match admit(&state, &headers) {
+        Ok(admitted) => admitted,
         Err(response) => return response,
     };
     state.lock().ack_queries += 1;
