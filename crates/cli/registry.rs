@@ -6,6 +6,7 @@ use serde::Deserialize;
 use sluice_builtin::{BlackholeSinkConfig, ConsoleSinkConfig, FileSinkConfig, FileSourceConfig};
 use sluice_core::component::{FunctionTransform, Sink, Source};
 use sluice_core::config::{FieldError, RawComponent};
+use sluice_grpc::{SluiceSink, SluiceSinkConfig, SluiceSource, SluiceSourceConfig};
 use sluice_sink_elasticsearch::{ElasticsearchSink, ElasticsearchSinkConfig};
 use sluice_sink_splunk_hec::{SplunkHecSink, SplunkHecSinkConfig};
 use sluice_source_onepassword::{OnePasswordSource, OnePasswordSourceConfig};
@@ -19,6 +20,8 @@ pub enum SourceConfig {
     Onepassword(OnePasswordSourceConfig),
     /// NDJSON file of raw 1Password items.
     File(FileSourceConfig),
+    /// Events pushed by other sluice instances (an aggregator).
+    Sluice(SluiceSourceConfig),
 }
 
 impl SourceConfig {
@@ -26,13 +29,14 @@ impl SourceConfig {
         match self {
             Self::Onepassword(_) => "onepassword",
             Self::File(_) => "file",
+            Self::Sluice(_) => "sluice",
         }
     }
 
     /// Named outputs besides the default one.
     pub fn outputs(&self) -> Vec<String> {
         match self {
-            Self::Onepassword(_) => Vec::new(),
+            Self::Onepassword(_) | Self::Sluice(_) => Vec::new(),
             Self::File(_) => FileSourceConfig::outputs(),
         }
     }
@@ -44,6 +48,7 @@ impl SourceConfig {
                 Ok(Box::new(OnePasswordSource::new(config.validate(raw.dir())?)))
             }
             Self::File(config) => Ok(Box::new(config.validate(raw.dir())?)),
+            Self::Sluice(config) => Ok(Box::new(SluiceSource::new(config.validate(raw.dir())?))),
         }
     }
 }
@@ -87,6 +92,8 @@ pub enum SinkConfig {
     Elasticsearch(Box<ElasticsearchSinkConfig>),
     /// Splunk's HTTP Event Collector, with indexer acknowledgements.
     SplunkHec(Box<SplunkHecSinkConfig>),
+    /// Other sluice instances (an edge forwarding to aggregators).
+    Sluice(Box<SluiceSinkConfig>),
     /// NDJSON on standard output.
     Console(ConsoleSinkConfig),
     /// NDJSON appended to a file, fsynced before acknowledging.
@@ -100,6 +107,7 @@ impl SinkConfig {
         match self {
             Self::Elasticsearch(_) => "elasticsearch",
             Self::SplunkHec(_) => "splunk_hec",
+            Self::Sluice(_) => "sluice",
             Self::Console(_) => "console",
             Self::File(_) => "file",
             Self::Blackhole(_) => "blackhole",
@@ -131,6 +139,7 @@ impl SinkConfig {
             Self::SplunkHec(config) => {
                 Box::new(SplunkHecSink::new(config.validate(raw.dir())?, &raw.id))
             }
+            Self::Sluice(config) => Box::new(SluiceSink::new(config.validate(raw.dir())?)),
             Self::Console(config) => Box::new(config.validate()?),
             Self::File(config) => Box::new(config.validate(raw.dir())?),
             Self::Blackhole(config) => Box::new(config.validate()?),

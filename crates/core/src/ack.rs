@@ -78,15 +78,29 @@ impl BatchStatus {
 
 struct BatchInner {
     status: AtomicU8,
-    tx: Option<oneshot::Sender<BatchStatus>>,
+    /// One slot per event when the batch was made with
+    /// [`BatchNotifier::new_tracked`]; empty otherwise.
+    events: Box<[AtomicU8]>,
+    tx: Option<oneshot::Sender<BatchOutcome>>,
+}
+
+/// What a tracked batch resolves to: the batch's status and each event's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BatchOutcome {
+    /// The worst status of every event.
+    pub status: BatchStatus,
+    /// Each event's own status, in the order of [`BatchNotifier::finalizer_at`]
+    /// indices; empty for a batch that was not tracked.
+    pub events: Vec<AckStatus>,
 }
 
 impl Drop for BatchInner {
     fn drop(&mut self) {
         let status = BatchStatus::from_ack(AckStatus::from_u8(self.status.load(Ordering::Acquire)));
+        let events = self.events.iter().map(|s| AckStatus::from_u8(s.load(Ordering::Acquire)));
         if let Some(tx) = self.tx.take() {
             // The source may have stopped listening; then nobody needs the answer.
-            let _ = tx.send(status);
+            let _ = tx.send(BatchOutcome { status, events: events.collect() });
         }
     }
 }
@@ -106,29 +120,52 @@ impl fmt::Debug for BatchNotifier {
 impl BatchNotifier {
     /// A new notifier and the receiver that resolves when the batch is final.
     pub fn new_with_receiver() -> (Self, BatchStatusReceiver) {
+        let (notifier, receiver) = Self::new_tracked(0);
+        (notifier, BatchStatusReceiver(receiver.0))
+    }
+
+    /// A notifier that also keeps each of `len` events' own status (a
+    /// receiver that must answer per event, like the `sluice` source).
+    /// Give event `i` the finalizer [`BatchNotifier::finalizer_at`]`(i)`.
+    pub fn new_tracked(len: usize) -> (Self, TrackedReceiver) {
         let (tx, rx) = oneshot::channel();
-        let inner = BatchInner { status: AtomicU8::new(0), tx: Some(tx) };
-        (Self(Arc::new(inner)), BatchStatusReceiver(rx))
+        let events = (0..len).map(|_| AtomicU8::new(0)).collect();
+        let inner = BatchInner { status: AtomicU8::new(0), events, tx: Some(tx) };
+        (Self(Arc::new(inner)), TrackedReceiver(rx))
     }
 
     /// A finalizer for one event of this batch.
     pub fn finalizer(&self) -> EventFinalizer {
-        EventFinalizer(Arc::new(FinalizerInner { status: AtomicU8::new(0), batch: self.clone() }))
+        self.finalizer_at(usize::MAX)
     }
 
-    fn record(&self, status: AckStatus) {
+    /// The finalizer of event `index` of a tracked batch (an index out of
+    /// range is only counted in the batch's status).
+    pub fn finalizer_at(&self, index: usize) -> EventFinalizer {
+        EventFinalizer(Arc::new(FinalizerInner {
+            status: AtomicU8::new(0),
+            index,
+            batch: self.clone(),
+        }))
+    }
+
+    fn record(&self, index: usize, status: AckStatus) {
         self.0.status.fetch_max(status as u8, Ordering::AcqRel);
+        if let Some(slot) = self.0.events.get(index) {
+            slot.fetch_max(status as u8, Ordering::AcqRel);
+        }
     }
 }
 
 struct FinalizerInner {
     status: AtomicU8,
+    index: usize,
     batch: BatchNotifier,
 }
 
 impl Drop for FinalizerInner {
     fn drop(&mut self) {
-        self.batch.record(AckStatus::from_u8(*self.status.get_mut()));
+        self.batch.record(self.index, AckStatus::from_u8(*self.status.get_mut()));
     }
 }
 
@@ -215,13 +252,13 @@ impl Drop for PendingAcks {
 
 /// Resolves to the final status of a batch.
 #[derive(Debug)]
-pub struct BatchStatusReceiver(oneshot::Receiver<BatchStatus>);
+pub struct BatchStatusReceiver(oneshot::Receiver<BatchOutcome>);
 
 impl BatchStatusReceiver {
     /// The status if the batch is already final.
     pub fn try_recv(&mut self) -> Option<BatchStatus> {
         match self.0.try_recv() {
-            Ok(status) => Some(status),
+            Ok(outcome) => Some(outcome.status),
             Err(oneshot::error::TryRecvError::Empty) => None,
             // Unreachable in practice: the sender lives in the batch's Drop.
             Err(oneshot::error::TryRecvError::Closed) => Some(BatchStatus::Errored),
@@ -233,7 +270,24 @@ impl Future for BatchStatusReceiver {
     type Output = BatchStatus;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<BatchStatus> {
-        Pin::new(&mut self.0).poll(cx).map(|result| result.unwrap_or(BatchStatus::Errored))
+        Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|result| result.map_or(BatchStatus::Errored, |outcome| outcome.status))
+    }
+}
+
+/// Resolves to the final status of a tracked batch and of each of its events.
+#[derive(Debug)]
+pub struct TrackedReceiver(oneshot::Receiver<BatchOutcome>);
+
+impl Future for TrackedReceiver {
+    type Output = BatchOutcome;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<BatchOutcome> {
+        Pin::new(&mut self.0).poll(cx).map(|result| {
+            // Unreachable in practice: the sender lives in the batch's Drop.
+            result.unwrap_or(BatchOutcome { status: BatchStatus::Errored, events: Vec::new() })
+        })
     }
 }
 
@@ -345,6 +399,26 @@ mod tests {
             drop(finalizers);
             assert_eq!(receiver.await, expected, "{statuses:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_tracked_batch_reports_each_events_own_status() {
+        let (notifier, receiver) = BatchNotifier::new_tracked(3);
+        let finalizers: Vec<_> = (0..3).map(|i| notifier.finalizer_at(i)).collect();
+        drop(notifier);
+        let copy_of_second = finalizers[1].clone();
+        finalizers[0].update(AckStatus::Delivered);
+        finalizers[1].update(AckStatus::Delivered);
+        copy_of_second.update(AckStatus::Rejected);
+        drop(finalizers);
+        drop(copy_of_second);
+        let outcome = receiver.await;
+        assert_eq!(outcome.status, BatchStatus::Rejected);
+        assert_eq!(
+            outcome.events,
+            vec![AckStatus::Delivered, AckStatus::Rejected, AckStatus::Dropped],
+            "the worst status of every copy of an event, per event"
+        );
     }
 
     #[tokio::test]

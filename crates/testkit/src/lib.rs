@@ -7,12 +7,15 @@
 //!   answers and faults on demand;
 //! - [`splunk`]: the HTTP Event Collector (`/event`, `/ack`, `/health`),
 //!   tokens with and without indexer acknowledgement, channels, lost and
-//!   late acks, and several indexers behind a sticky load balancer.
+//!   late acks, and several indexers behind a sticky load balancer;
+//! - [`pki`]: a throwaway certificate authority with server and client
+//!   certificates, for TLS and mutual TLS tests.
 #![deny(missing_docs)]
 // Handlers return the error answer itself as `Err(Response)`.
 #![allow(clippy::result_large_err)]
 
 pub mod elasticsearch;
+pub mod pki;
 pub mod splunk;
 
 pub use elasticsearch::{EsAuth, EsEmulator, EsEmulatorConfig, EsFault, ItemFailure};
