@@ -9,6 +9,6 @@ RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates
 COPY --from=build /src/target/release/sluice /usr/local/bin/sluice
 COPY pipelines /etc/sluice
 WORKDIR /var/lib/sluice
-EXPOSE 9598
+EXPOSE 9598 6000
 ENTRYPOINT ["sluice"]
 CMD ["run", "/etc/sluice/elasticsearch.yaml"]

@@ -9,6 +9,7 @@ mod e2e {
     mod data_dir;
     mod delivery;
     mod elasticsearch;
+    mod forward;
     mod metrics_health;
     mod onepassword;
     mod sim;

@@ -167,6 +167,20 @@ pub fn stderr_of(child: &mut Child) -> String {
     text
 }
 
+/// What a running child wrote to standard error so far.
+pub fn stderr_so_far(child: &Child) -> String {
+    let logs = logs().lock().expect("logs");
+    let Some((buffer, _)) = logs.get(&child.id()) else { return String::new() };
+    String::from_utf8_lossy(&buffer.lock().expect("log buffer")).into_owned()
+}
+
+/// A process's resident memory in KiB (Linux), `None` once it is gone.
+pub fn rss_kib(child: &Child) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// The repository root (for pipelines/).
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -226,6 +226,22 @@ fn docker_compose_file_is_valid() {
     assert!(
         inputs.contains(&format!("token = {}", token.trim())) && inputs.contains("useACK = true")
     );
+    // The two tiers: an edge and an aggregator sharing one forward token.
+    let output = std::process::Command::new("docker-compose")
+        .args(["-f", "docker-compose.yml", "--profile", "tiers", "config", "--services"])
+        .current_dir(repo())
+        .output()
+        .expect("docker-compose runs");
+    let services = String::from_utf8_lossy(&output.stdout);
+    for service in ["sluice-edge", "sluice-aggregator", "elasticsearch", "splunk"] {
+        assert!(services.lines().any(|s| s == service), "tiers lacks {service}: {services}");
+    }
+    assert!(
+        compose.contains("/etc/sluice/edge.yaml")
+            && compose.contains("/etc/sluice/aggregator.yaml")
+    );
+    assert!(compose.contains("SLUICE_AGGREGATOR_URL=http://sluice-aggregator:6000"));
+    assert!(repo().join("docker/tiers/sluice_forward_token").is_file());
 }
 
 /// `validate --network` fails when a destination cannot be reached, naming
