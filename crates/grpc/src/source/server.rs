@@ -19,6 +19,9 @@ use super::joins::{Answer, Joins, Lookup};
 use crate::proto::forward_server::Forward;
 use crate::proto::{self, PushRequest, PushResponse, Rejection, push_response};
 
+/// The longest `batch_id` used for joining resends (sluice sends 16 bytes).
+const MAX_BATCH_ID: usize = 64;
+
 /// What every push shares.
 pub(crate) struct Receiver {
     id: Arc<str>,
@@ -152,13 +155,14 @@ fn answer(outcome: &BatchOutcome, mut rejections: Vec<Rejection>) -> Answer {
 /// Put one batch into the topology and publish its answer when it is final.
 async fn deliver(
     receiver: Arc<Receiver>,
+    batch_id: Bytes,
     request: PushRequest,
     permit: OwnedSemaphorePermit,
     tx: watch::Sender<Option<Answer>>,
 ) {
     let in_flight = gauge!("sluice_forward_in_flight_batches", receiver.metrics.labels());
     in_flight.increment(1.0);
-    let PushRequest { events: wire, batch_id, sender } = request;
+    let PushRequest { events: wire, sender, .. } = request;
     let (notifier, acks) = BatchNotifier::new_tracked(wire.len());
     let mut rejections = Vec::new();
     let mut events = Vec::with_capacity(wire.len());
@@ -218,7 +222,12 @@ impl Forward for Handler {
         if receiver.shutdown.is_cancelled() {
             return Err(Status::unavailable("the aggregator is stopping; send the batch again"));
         }
-        let id: Bytes = request.batch_id.clone();
+        // A copy: the received id is a slice of the whole request's buffer,
+        // which the answer cache would otherwise keep for ten minutes.
+        let id = match request.batch_id.len() {
+            1..=MAX_BATCH_ID => Bytes::copy_from_slice(&request.batch_id),
+            _ => Bytes::new(),
+        };
         let mut rx = {
             let mut joins = receiver.lock();
             let lookup = if id.is_empty() { Lookup::New } else { joins.lookup(&id) };
@@ -241,9 +250,9 @@ impl Forward for Handler {
                     };
                     let (tx, rx) = watch::channel(None);
                     if !id.is_empty() {
-                        joins.start(id, rx.clone());
+                        joins.start(id.clone(), rx.clone());
                     }
-                    tokio::spawn(deliver(receiver.clone(), request, permit, tx));
+                    tokio::spawn(deliver(receiver.clone(), id, request, permit, tx));
                     rx
                 }
             }
