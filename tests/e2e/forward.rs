@@ -81,7 +81,7 @@ fn metric(port: u16, name: &str, label: &str) -> f64 {
     page.lines()
         .filter(|line| line.starts_with(&format!("{name}{{")) && line.contains(label))
         .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+        .fold(0.0, |sum, value| sum + value)
 }
 
 fn stop(child: &mut Child, what: &str) {
