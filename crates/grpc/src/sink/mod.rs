@@ -203,26 +203,40 @@ impl Sink for SluiceSink {
             let token = self.settings.token.as_ref().map(|t| t.load()).transpose()?;
             let forwarder = Forwarder::new(&self.settings, token)?;
             // An empty push checks the connection, TLS and the token at once.
+            // A transport failure is asked again twice: when a TLS 1.3
+            // server refuses the client certificate, the edge may see the
+            // connection close before it reads the alert that says why.
             for (index, (url, _)) in forwarder.channels.iter().enumerate() {
-                let empty =
-                    PushRequestWire { sender: forwarder.sender.clone(), ..Default::default() };
-                match forwarder.push(index, empty).await {
-                    Ok(_) => tracing::info!(endpoint = %url, "sluice aggregator reached"),
-                    Err(status) => match classify::status(&status) {
-                        RequestError::Refused(failure) => {
-                            return Err(format!(
-                                "the sluice aggregator at {url} refused this edge: {failure}"
-                            )
-                            .into());
-                        }
-                        other => {
-                            return Err(Unreachable(format!(
-                                "the sluice aggregator at {url} cannot be reached: {}",
-                                other.failure()
-                            ))
-                            .into());
-                        }
-                    },
+                let mut outcome = Ok(());
+                for attempt in 0..3 {
+                    if attempt > 0 {
+                        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                    }
+                    let empty =
+                        PushRequestWire { sender: forwarder.sender.clone(), ..Default::default() };
+                    outcome = match forwarder.push(index, empty).await {
+                        Ok(_) => Ok(()),
+                        Err(status) => Err(classify::status(&status)),
+                    };
+                    if !matches!(outcome, Err(RequestError::Retry(_))) {
+                        break;
+                    }
+                }
+                match outcome {
+                    Ok(()) => tracing::info!(endpoint = %url, "sluice aggregator reached"),
+                    Err(RequestError::Refused(failure)) => {
+                        return Err(format!(
+                            "the sluice aggregator at {url} refused this edge: {failure}"
+                        )
+                        .into());
+                    }
+                    Err(other) => {
+                        return Err(Unreachable(format!(
+                            "the sluice aggregator at {url} cannot be reached: {}",
+                            other.failure()
+                        ))
+                        .into());
+                    }
                 }
             }
             Ok(())
