@@ -24,6 +24,7 @@ fn ecs(city_db: &Path, asn_db: &Path) -> VrlTransform {
         files: None,
         geoip: GeoIpConfig { city_db: Some(city_db.to_owned()), asn_db: Some(asn_db.to_owned()) },
         event_budget_ms: 1000,
+        concurrency: None,
     };
     config.validate(&repo(), "ecs").expect("ecs.vrl compiles")
 }

@@ -5,6 +5,11 @@
 //! explicitly, [`plan`] turns config files into built components, [`run`]
 //! runs them with `/metrics` and `/health` ([`api`]) until a signal, then drains.
 
+/// jemalloc instead of glibc's allocator: chosen by measurement
+/// (scripts/bench.sh; figures in the README's benchmark section).
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 mod api;
 mod checkpoint;
 mod demo;

@@ -144,6 +144,7 @@ fn a_100000_event_run_survives_kill_9_with_one_document_per_uuid() {
         files: None,
         geoip: Default::default(),
         event_budget_ms: 1000,
+        concurrency: None,
     }
     .validate(&repo(), "ecs")
     .expect("compiles");

@@ -250,6 +250,7 @@ impl Reader {
         let mut events = Vec::with_capacity(lines.len());
         let mut dropped = Vec::new();
         let mut bytes = 0;
+        let source_id: std::sync::Arc<str> = self.cx.id.as_str().into();
         for (offset, mut line) in lines {
             bytes += line.len();
             while matches!(line.last(), Some(b'\n' | b'\r')) {
@@ -269,7 +270,7 @@ impl Reader {
                     continue;
                 }
             };
-            event.meta.source_id = Some(self.cx.id.as_str().into());
+            event.meta.source_id = Some(source_id.clone());
             event.meta.stream = Some(self.config.stream);
             event.meta.finalizers = EventFinalizers::new(notifier.finalizer());
             events.push(event);

@@ -259,4 +259,17 @@ impl TransformOutput {
 pub trait FunctionTransform: Send {
     /// Transform one event.
     fn transform(&mut self, event: Event, out: &mut TransformOutput);
+
+    /// How many copies of it the topology runs side by side, each on whole
+    /// arrays of events (default 1). Order across arrays is then not kept;
+    /// acknowledgements are, since an array is never split.
+    fn concurrency(&self) -> usize {
+        1
+    }
+
+    /// A copy with its own state, for [`FunctionTransform::concurrency`];
+    /// `None` when it cannot be copied (it then runs alone).
+    fn fork(&self) -> Option<Box<dyn FunctionTransform>> {
+        None
+    }
 }

@@ -260,6 +260,7 @@ impl StreamPoller {
         let mut events = Vec::with_capacity(count);
         let mut newest: Option<DateTime<Utc>> = None;
         let mut bytes = 0;
+        let source_id: std::sync::Arc<str> = self.source_id.as_str().into();
         for item in page.items {
             let raw = Bytes::copy_from_slice(item.get().as_bytes());
             bytes += raw.len();
@@ -285,7 +286,7 @@ impl StreamPoller {
                 newest = Some(newest.map_or(ts, |n| n.max(ts)));
             }
             event.meta.stream = Some(self.stream);
-            event.meta.source_id = Some(self.source_id.as_str().into());
+            event.meta.source_id = Some(source_id.clone());
             event.meta.finalizers = EventFinalizers::new(notifier.finalizer());
             events.push(event);
         }

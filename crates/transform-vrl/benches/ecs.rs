@@ -30,6 +30,7 @@ fn run(c: &mut Criterion, name: &str, dir: &tempfile::TempDir, geoip: GeoIpConfi
         files: None,
         geoip,
         event_budget_ms: 1000,
+        concurrency: None,
     };
     let mut transform = config.validate(dir.path(), "bench").expect("compiles");
     let mut group = c.benchmark_group(name);

@@ -39,7 +39,15 @@ pub struct VrlTransformConfig {
     /// (default 50); past it the event goes to `<id>.dropped`.
     #[serde(default = "default_budget")]
     pub event_budget_ms: u64,
+    /// Workers running the program side by side, each on whole batches
+    /// (1 to 256; default: the available cores). Order across batches is
+    /// not kept; acknowledgements are.
+    #[serde(default)]
+    pub concurrency: Option<usize>,
 }
+
+/// The most workers a transform may have.
+const MAX_CONCURRENCY: usize = 256;
 
 fn default_budget() -> u64 {
     50
@@ -147,7 +155,18 @@ impl VrlTransformConfig {
                 "event_budget_ms must be at least 1",
             )]);
         }
-        Ok(VrlTransform::new(id, compiled.program, Duration::from_millis(self.event_budget_ms)))
+        let concurrency = match self.concurrency {
+            Some(n) if (1..=MAX_CONCURRENCY).contains(&n) => n,
+            Some(_) => {
+                return Err(vec![FieldError::new(
+                    "concurrency",
+                    format!("concurrency must be 1 to {MAX_CONCURRENCY}"),
+                )]);
+            }
+            None => std::thread::available_parallelism().map_or(1, usize::from),
+        };
+        Ok(VrlTransform::new(id, compiled.program, Duration::from_millis(self.event_budget_ms))
+            .with_concurrency(concurrency))
     }
 }
 

@@ -23,6 +23,7 @@ pub struct VrlTransform {
     runtime: Runtime,
     timezone: TimeZone,
     budget: Duration,
+    concurrency: usize,
     metrics: Option<ComponentMetrics>,
     last_log: Option<Instant>,
     suppressed: u64,
@@ -80,10 +81,16 @@ impl VrlTransform {
             runtime: Runtime::default(),
             timezone: TimeZone::default(),
             budget,
+            concurrency: 1,
             metrics: None,
             last_log: None,
             suppressed: 0,
         }
+    }
+
+    pub(crate) fn with_concurrency(mut self, concurrency: usize) -> Self {
+        self.concurrency = concurrency;
+        self
     }
 
     /// Run the program on one value; the result or why it failed.
@@ -156,6 +163,16 @@ impl VrlTransform {
 }
 
 impl FunctionTransform for VrlTransform {
+    fn concurrency(&self) -> usize {
+        self.concurrency
+    }
+
+    /// The compiled program is shared by value (a clone of its expression
+    /// tree); each worker gets its own runtime state.
+    fn fork(&self) -> Option<Box<dyn FunctionTransform>> {
+        Some(Box::new(Self::new(&self.id, self.program.clone(), self.budget)))
+    }
+
     fn transform(&mut self, event: Event, out: &mut TransformOutput) {
         let Event { value, meta } = event;
         match self.run(value, metadata_of(&meta)) {

@@ -4,9 +4,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{Mutex, mpsc};
 use tokio::task::{AbortHandle, Id, JoinSet};
 
 use crate::component::{
@@ -182,15 +183,54 @@ pub fn start(
     running
 }
 
+/// Run a transform on `concurrency()` workers (forks of it) that take whole
+/// arrays from the one input in turn.
 async fn run_transform(
-    mut transform: Box<dyn FunctionTransform>,
-    mut input: EventReceiver,
+    transform: Box<dyn FunctionTransform>,
+    input: EventReceiver,
     outputs: Outputs,
     metrics: ComponentMetrics,
     id: String,
 ) -> Result<(), BoxError> {
+    let mut workers = vec![];
+    for _ in 1..transform.concurrency() {
+        match transform.fork() {
+            Some(fork) => workers.push(fork),
+            None => break,
+        }
+    }
+    workers.push(transform);
+    let shared = Arc::new(Shared { input: Mutex::new(input), outputs, metrics, id });
+    if workers.len() == 1 {
+        return run_worker(workers.pop().expect("one worker"), shared).await;
+    }
+    let mut running = JoinSet::new();
+    for worker in workers {
+        running.spawn(run_worker(worker, shared.clone()));
+    }
+    // The first failure ends the component; dropping the set stops the others.
+    while let Some(joined) = running.join_next().await {
+        joined.map_err(|e| format!("a transform worker stopped: {e}"))??;
+    }
+    Ok(())
+}
+
+/// What the workers of one transform share.
+struct Shared {
+    input: Mutex<EventReceiver>,
+    outputs: Outputs,
+    metrics: ComponentMetrics,
+    id: String,
+}
+
+async fn run_worker(
+    mut transform: Box<dyn FunctionTransform>,
+    shared: Arc<Shared>,
+) -> Result<(), BoxError> {
+    let Shared { input, outputs, metrics, id } = &*shared;
     let mut out = TransformOutput::default();
-    while let Some(events) = input.recv().await {
+    loop {
+        let Some(events) = input.lock().await.recv().await else { return Ok(()) };
         for event in events {
             // A panic on one event (a bug, a value nobody expected) must not
             // become an outage: that event goes to the dead letter, the rest go on.
@@ -209,14 +249,13 @@ async fn run_transform(
                     meta,
                     "transform_panic",
                     format!("the transform panicked: {message}"),
-                    &id,
+                    id,
                 );
                 out.push_failed(failed);
             }
         }
-        out.flush(&outputs).await?;
+        out.flush(outputs).await?;
     }
-    Ok(())
 }
 
 impl RunningTopology {

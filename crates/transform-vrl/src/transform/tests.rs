@@ -13,6 +13,7 @@ fn transform(source: &str) -> VrlTransform {
         files: None,
         geoip: Default::default(),
         event_budget_ms: 50,
+        concurrency: None,
     };
     config.validate(Path::new("."), "t").expect("compiles")
 }
@@ -72,6 +73,7 @@ fn a_program_past_its_budget_is_interrupted() {
         files: None,
         geoip: Default::default(),
         event_budget_ms: 5,
+    concurrency: None,
     };
     let mut t = config.validate(Path::new("."), "slow").expect("compiles");
     let mut out = TransformOutput::default();
@@ -94,6 +96,7 @@ fn a_compile_error_renders_the_diagnostic_with_its_line() {
         files: None,
         geoip: Default::default(),
         event_budget_ms: 50,
+        concurrency: None,
     };
     let errors = config.validate(dir.path(), "t").expect_err("syntax error");
     let message = &errors[0].message;

@@ -171,3 +171,81 @@ async fn stop_aborts_what_outlives_the_deadline() {
     assert_eq!(report.timed_out, ["in", "stuck"]);
     assert!(statuses.lock().expect("lock").is_empty(), "an aborted source records no status");
 }
+
+/// Two workers that each wait, on their first event, until the other one
+/// has started too (or 10 s): proof that they run side by side.
+struct Rendezvous {
+    arrived: Arc<(std::sync::Mutex<usize>, std::sync::Condvar)>,
+    met: Arc<std::sync::atomic::AtomicUsize>,
+    started: bool,
+}
+
+impl FunctionTransform for Rendezvous {
+    fn transform(&mut self, event: Event, out: &mut TransformOutput) {
+        if !std::mem::replace(&mut self.started, true) {
+            let (lock, condvar) = &*self.arrived;
+            let mut arrived = lock.lock().expect("lock");
+            *arrived += 1;
+            condvar.notify_all();
+            let (arrived, _) = condvar
+                .wait_timeout_while(arrived, Duration::from_secs(10), |n| *n < 2)
+                .expect("lock");
+            if *arrived >= 2 {
+                self.met.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+        out.push(event);
+    }
+
+    fn concurrency(&self) -> usize {
+        2
+    }
+
+    fn fork(&self) -> Option<Box<dyn FunctionTransform>> {
+        Some(Box::new(Rendezvous {
+            arrived: self.arrived.clone(),
+            met: self.met.clone(),
+            started: false,
+        }))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 3)]
+async fn a_transform_runs_on_its_workers_side_by_side_and_every_batch_is_acknowledged() {
+    let (vec_source, statuses) =
+        VecSource::new((0..6).map(|b| values(b * 10..b * 10 + 10)).collect());
+    let met = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let transform = TransformPiece {
+        id: "map".into(),
+        type_name: "rendezvous",
+        inputs: vec!["in".into()],
+        outputs: vec![],
+        transform: Box::new(Rendezvous {
+            arrived: Arc::default(),
+            met: met.clone(),
+            started: false,
+        }),
+    };
+    let out = RecordingSink::new(AckStatus::Delivered);
+    let topology = start(
+        vec![source("in", vec_source)],
+        vec![transform],
+        vec![sink("out", &["map"], out.clone())],
+        &options(),
+    );
+    run_to_end(topology).await;
+    assert_eq!(
+        met.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "both workers ran at the same time"
+    );
+    let mut seen: Vec<i64> =
+        out.values().iter().map(|v| v.as_integer().expect("integer")).collect();
+    seen.sort_unstable();
+    assert_eq!(seen, (0..60).collect::<Vec<_>>(), "every event once");
+    assert_eq!(
+        *statuses.lock().expect("lock"),
+        (0..6).map(|b| (b, BatchStatus::Delivered)).collect::<Vec<_>>(),
+        "acknowledged in source order"
+    );
+}
