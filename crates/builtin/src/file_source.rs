@@ -281,8 +281,15 @@ impl Reader {
         drop(notifier);
         self.cx.metrics.received(events.len() + dropped.len(), bytes);
         self.acks.push(self.position, receiver);
-        self.cx.out.send(events).await?;
-        self.cx.out.send_to(DROPPED, dropped).await?;
+        // Unreadable lines go to `<id>.dropped`, or down the default output
+        // when nothing reads that port: never acknowledged and lost.
+        if self.cx.out.is_consumed(DROPPED) {
+            self.cx.out.send(events).await?;
+            self.cx.out.send_to(DROPPED, dropped).await?;
+        } else {
+            events.extend(dropped);
+            self.cx.out.send(events).await?;
+        }
         Ok(())
     }
 

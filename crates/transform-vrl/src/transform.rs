@@ -138,7 +138,7 @@ impl VrlTransform {
         }
         let suppressed = std::mem::take(&mut self.suppressed);
         self.last_log = Some(now);
-        tracing::error!(component = %self.id, error_type = failure.error_type(), error = message, suppressed, "the VRL program failed on an event; it goes to `{}.dropped`", self.id);
+        tracing::error!(component = %self.id, error_type = failure.error_type(), error = message, suppressed, "the VRL program failed on an event; it goes on as a pipeline_error event, to `{}.dropped` or, when nothing reads that, down the default output", self.id);
     }
 
     /// The document a failed event becomes: core's `pipeline_error`, with

@@ -146,6 +146,42 @@ async fn invalid_lines_go_to_the_dropped_output_with_the_reason() {
 }
 
 #[tokio::test]
+async fn invalid_lines_go_down_the_default_output_when_nothing_reads_dropped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("in.ndjson");
+    std::fs::write(&input, "{\"uuid\":\"a\"}\n{not json\n").expect("write");
+    let sink = RecordingSink::new(AckStatus::Delivered);
+    let options = TopologyOptions {
+        data_dir: dir.path().to_owned(),
+        channel_capacity: 4,
+        health: Health::new(),
+    };
+    let mut topology = start(
+        vec![SourcePiece {
+            id: "in".into(),
+            type_name: "file",
+            outputs: FileSourceConfig::outputs(),
+            source: Box::new(FileSource { config: config(&input, ReadMode::Once, 10) }),
+        }],
+        vec![],
+        vec![SinkPiece {
+            id: "out".into(),
+            type_name: "recording",
+            inputs: vec!["in".into()],
+            sink: Box::new(sink.clone()),
+        }],
+        &options,
+    );
+    while let Some(exit) = topology.next_exit().await {
+        assert!(exit.result.is_ok(), "{exit:?}");
+    }
+    let values = sink.values();
+    assert_eq!(values.len(), 2, "the unreadable line is not discarded: {values:?}");
+    let Value::Object(failed) = &values[1] else { panic!("object") };
+    assert_eq!(failed["message"], Value::from("{not json"));
+}
+
+#[tokio::test]
 async fn an_errored_batch_is_read_again_and_never_skipped() {
     let dir = tempfile::tempdir().expect("tempdir");
     let input = dir.path().join("in.ndjson");

@@ -94,6 +94,11 @@ pub fn check(nodes: &[Node]) -> GraphCheck {
         let ports =
             std::iter::once(None).chain(node.outputs.iter().flatten().map(|p| Some(p.as_str())));
         for port in ports {
+            // Nobody reading `<id>.dropped` is fine: failed events then go
+            // down the default output, with their error, and are never lost.
+            if port == Some(crate::component::DROPPED) {
+                continue;
+            }
             if !consumed.contains(&(node.id.as_str(), port)) {
                 let name = port.map_or(node.id.clone(), |p| format!("{}.{p}", node.id));
                 let message = format!(
@@ -211,10 +216,23 @@ mod tests {
                 "t.yaml:3:3: component a: the graph has a cycle: a -> b -> a",
             ]
         );
+        assert!(result.warnings.is_empty(), "{:?}", result.warnings);
+    }
+
+    #[test]
+    fn an_unread_default_output_is_warned_about_an_unread_dropped_port_is_not() {
+        let nodes = [
+            node("op", Source, &[], &[], 1),
+            node("ecs", Transform, &["op"], &["dropped"], 3),
+            node("raw", Transform, &["op"], &[], 5),
+            node("es", Sink, &["ecs"], &[], 7),
+        ];
+        let result = check(&nodes);
+        assert!(result.errors.is_empty(), "{:?}", result.errors);
         assert_eq!(
             text(&result.warnings),
             [
-                "t.yaml:3:3: component a: output `a.dropped` is not consumed by any component; its events are discarded"
+                "t.yaml:5:3: component raw: output `raw` is not consumed by any component; its events are discarded"
             ]
         );
     }
