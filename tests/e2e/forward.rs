@@ -84,6 +84,37 @@ fn metric(port: u16, name: &str, label: &str) -> f64 {
         .fold(0.0, |sum, value| sum + value)
 }
 
+impl Tiers {
+    /// The edge's failed pushes so far.
+    fn edge_retries(&self) -> f64 {
+        metric(self.edge_api, "sluice_component_retries_total", "component_id=\"forward\"")
+    }
+}
+
+/// A simulator with `per_stream` events per stream, the Elasticsearch
+/// emulator, and the aggregator and the edge running against them.
+struct Running {
+    runtime: tokio::runtime::Runtime,
+    es: EsEmulator,
+    _dir: tempfile::TempDir,
+    sim: Sim,
+    tiers: Tiers,
+    aggregator: Child,
+    edge: Child,
+}
+
+fn run_tiers(per_stream: usize, edge_extra: &str) -> Running {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let es = runtime.block_on(EsEmulator::start(EsEmulatorConfig::default()));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sim = start_sim(dir.path(), per_stream, &["--no-rate-limit"]);
+    let tiers = tiers(dir.path(), &sim, &es, edge_extra);
+    let config = Path::new("sluice.yaml");
+    let aggregator = spawn(config, &tiers.aggregator_dir, &[]);
+    let edge = spawn(config, &tiers.edge_dir, &[]);
+    Running { runtime, es, _dir: dir, sim, tiers, aggregator, edge }
+}
+
 fn stop(child: &mut Child, what: &str) {
     signal(child, libc::SIGTERM);
     let status = wait_exit(child, Duration::from_secs(60));
@@ -94,17 +125,13 @@ fn stop(child: &mut Child, what: &str) {
 #[test]
 fn sixty_thousand_events_survive_kill_9_of_the_aggregator_and_of_the_edge_once_each() {
     let _heavy = super::util::heavy();
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let es = runtime.block_on(EsEmulator::start(EsEmulatorConfig::default()));
-    let dir = tempfile::tempdir().expect("tempdir");
-    let sim = start_sim(dir.path(), 20_000, &["--no-rate-limit"]);
+    // Every field bound: the runtime serves the emulator, the directory holds both tiers.
+    let Running { runtime: _runtime, es, _dir, sim, tiers: t, mut aggregator, mut edge } =
+        run_tiers(20_000, "");
     let at_start = visible(&sim);
     let total: usize = at_start.values().map(HashSet::len).sum();
     assert!(total > 55_000, "{total}");
-    let t = tiers(dir.path(), &sim, &es, "");
     let config = Path::new("sluice.yaml");
-    let mut aggregator = spawn(config, &t.aggregator_dir, &[]);
-    let mut edge = spawn(config, &t.edge_dir, &[]);
 
     let progressed = wait_for(Duration::from_secs(180), || (stored(&es) >= 10_000).then_some(()));
     aggregator.kill().expect("kill -9 the aggregator");
@@ -115,15 +142,14 @@ fn sixty_thousand_events_survive_kill_9_of_the_aggregator_and_of_the_edge_once_e
     // While the aggregator is gone the edge's checkpoints hold: wait until
     // its pushes have failed twice (any acknowledgement from before the
     // kill is committed by then), then watch through three more failures.
-    let retries = |port| metric(port, "sluice_component_retries_total", "component_id=\"forward\"");
-    let base = retries(t.edge_api);
+    let base = t.edge_retries();
     assert!(
-        wait_for(Duration::from_secs(120), || (retries(t.edge_api) >= base + 2.0).then_some(()))
+        wait_for(Duration::from_secs(120), || (t.edge_retries() >= base + 2.0).then_some(()))
             .is_some()
     );
     let held = checkpoints(&t.edge_dir);
-    let base = retries(t.edge_api);
-    while retries(t.edge_api) < base + 3.0 {
+    let base = t.edge_retries();
+    while t.edge_retries() < base + 3.0 {
         assert_eq!(
             checkpoints(&t.edge_dir),
             held,
@@ -164,15 +190,9 @@ fn sixty_thousand_events_survive_kill_9_of_the_aggregator_and_of_the_edge_once_e
 #[test]
 fn a_60_second_outage_behind_the_aggregator_holds_the_edge_and_both_memories() {
     let _heavy = super::util::heavy();
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let es = runtime.block_on(EsEmulator::start(EsEmulatorConfig::default()));
-    let dir = tempfile::tempdir().expect("tempdir");
-    let sim = start_sim(dir.path(), 20_000, &["--no-rate-limit"]);
+    let Running { runtime, es, _dir, sim, tiers: t, mut aggregator, mut edge } =
+        run_tiers(20_000, "    batch: {max_events: 200}\n");
     let total: usize = visible(&sim).values().map(HashSet::len).sum();
-    let t = tiers(dir.path(), &sim, &es, "    batch: {max_events: 200}\n");
-    let config = Path::new("sluice.yaml");
-    let mut aggregator = spawn(config, &t.aggregator_dir, &[]);
-    let mut edge = spawn(config, &t.edge_dir, &[]);
     assert!(
         wait_for(Duration::from_secs(120), || (stored(&es) >= 2_000).then_some(())).is_some(),
         "no progress: {}",
@@ -183,9 +203,9 @@ fn a_60_second_outage_behind_the_aggregator_holds_the_edge_and_both_memories() {
     // Pushes now wait on the aggregator until the edge times out (10 s) and
     // sends them again; two such retries and everything acknowledged before
     // the outage is committed.
-    let retries =
-        || metric(t.edge_api, "sluice_component_retries_total", "component_id=\"forward\"");
-    assert!(wait_for(Duration::from_secs(60), || (retries() >= 2.0).then_some(())).is_some());
+    assert!(
+        wait_for(Duration::from_secs(60), || (t.edge_retries() >= 2.0).then_some(())).is_some()
+    );
     let held = checkpoints(&t.edge_dir);
     let memory = |child: &Child| rss_kib(child).expect("running") / 1024;
     let (edge_before, aggregator_before) = (memory(&edge), memory(&aggregator));

@@ -61,8 +61,9 @@ fn default_poll() -> u64 {
     250
 }
 
-/// The named output that receives lines that are not valid JSON.
-pub const DROPPED: &str = "dropped";
+/// The named output that receives lines that are not valid JSON (core's
+/// `<id>.dropped` port, which every component's failures share).
+pub use sluice_core::component::DROPPED;
 
 impl FileSourceConfig {
     /// Its named outputs.
@@ -281,15 +282,8 @@ impl Reader {
         drop(notifier);
         self.cx.metrics.received(events.len() + dropped.len(), bytes);
         self.acks.push(self.position, receiver);
-        // Unreadable lines go to `<id>.dropped`, or down the default output
-        // when nothing reads that port: never acknowledged and lost.
-        if self.cx.out.is_consumed(DROPPED) {
-            self.cx.out.send(events).await?;
-            self.cx.out.send_to(DROPPED, dropped).await?;
-        } else {
-            events.extend(dropped);
-            self.cx.out.send(events).await?;
-        }
+        self.cx.out.send(events).await?;
+        self.cx.out.send_failed(dropped).await?;
         Ok(())
     }
 

@@ -103,6 +103,16 @@ impl Outputs {
         self.named.get(port).is_some_and(|fanout| !fanout.senders.is_empty())
     }
 
+    /// Send events a component failed on: to `<id>.dropped` when a component
+    /// reads it, otherwise down the default output, so they are never lost.
+    pub async fn send_failed(&self, events: Vec<Event>) -> Result<(), ClosedError> {
+        if self.is_consumed(DROPPED) {
+            self.send_to(DROPPED, events).await
+        } else {
+            self.send(events).await
+        }
+    }
+
     /// Send on the named output `port`. A port the component did not declare
     /// is a programming error; its events are dropped with a log line.
     pub async fn send_to(&self, port: &str, events: Vec<Event>) -> Result<(), ClosedError> {
@@ -240,17 +250,11 @@ impl TransformOutput {
 
     /// Send everything collected, emptying the buffers.
     pub async fn flush(&mut self, outputs: &Outputs) -> Result<(), ClosedError> {
-        let failed = std::mem::take(&mut self.failed);
-        if outputs.is_consumed(DROPPED) {
-            self.named.entry(DROPPED.to_owned()).or_default().extend(failed);
-        } else {
-            self.default.extend(failed);
-        }
         outputs.send(std::mem::take(&mut self.default)).await?;
         for (port, events) in std::mem::take(&mut self.named) {
             outputs.send_to(&port, events).await?;
         }
-        Ok(())
+        outputs.send_failed(std::mem::take(&mut self.failed)).await
     }
 }
 
