@@ -1,29 +1,36 @@
-//! The API server: `GET /metrics` for Prometheus and `GET /health`, which
+//! The API server: `GET /metrics` for Prometheus; `GET /health`, which
 //! answers 200 while all is well and 503 while draining or while a component
-//! reports itself unhealthy, naming it.
+//! reports itself unhealthy, naming it; `GET /tap/<output>?limit=N`, the
+//! events leaving a source or transform output as JSON lines, live, for
+//! `sluice tap` (404 with the outputs there are for an unknown name).
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 
 use axum::Router;
-use axum::extract::State;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
 use sluice_core::health::Health;
+use sluice_core::tap::{Tap, Taps};
 
+/// What the API serves.
 #[derive(Clone)]
-struct ApiState {
-    metrics: PrometheusHandle,
-    health: Health,
+pub struct ApiState {
+    /// Rendered at `/metrics`.
+    pub metrics: PrometheusHandle,
+    /// Reported at `/health`.
+    pub health: Health,
+    /// Watched at `/tap/<output>`.
+    pub taps: Taps,
 }
 
 /// Bind `address` and serve in the background; the bound address is returned.
-pub async fn serve(
-    address: SocketAddr,
-    metrics: PrometheusHandle,
-    health: Health,
-) -> anyhow::Result<SocketAddr> {
+pub async fn serve(address: SocketAddr, state: ApiState) -> anyhow::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(address).await.map_err(|e| {
         anyhow::anyhow!("cannot listen on {address} for the API (api.address): {e}")
     })?;
@@ -31,7 +38,8 @@ pub async fn serve(
     let app = Router::new()
         .route("/metrics", get(render_metrics))
         .route("/health", get(render_health))
-        .with_state(ApiState { metrics, health });
+        .route("/tap/{output}", get(tap))
+        .with_state(state);
     tokio::spawn(async move {
         if let Err(err) = axum::serve(listener, app).await {
             tracing::error!(error = %err, "API server stopped");
@@ -48,4 +56,50 @@ async fn render_health(State(state): State<ApiState>) -> impl IntoResponse {
     let report = state.health.report();
     let status = if report.is_ok() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, axum::Json(report))
+}
+
+#[derive(serde::Deserialize)]
+struct TapParams {
+    /// Stop after this many events.
+    limit: Option<u64>,
+}
+
+/// Say, when a watcher leaves, how many copies it missed.
+struct Watching {
+    tap: Tap,
+    output: String,
+    sent: u64,
+}
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        let dropped = self.tap.dropped.load(Ordering::Relaxed);
+        tracing::info!(output = %self.output, events = self.sent, dropped, "tap closed");
+    }
+}
+
+async fn tap(
+    State(state): State<ApiState>,
+    Path(output): Path<String>,
+    Query(params): Query<TapParams>,
+) -> Response {
+    let tap = match state.taps.watch(&output) {
+        Ok(tap) => tap,
+        Err(unknown) => {
+            let body = serde_json::json!({"error": unknown.to_string(), "outputs": unknown.known});
+            return (StatusCode::NOT_FOUND, axum::Json(body)).into_response();
+        }
+    };
+    tracing::info!(%output, limit = ?params.limit, "tap opened");
+    let limit = params.limit.unwrap_or(u64::MAX);
+    let watching = Watching { tap, output, sent: 0 };
+    let lines = futures_util::stream::unfold(watching, move |mut watching| async move {
+        if watching.sent >= limit {
+            return None;
+        }
+        let line = watching.tap.lines.recv().await?;
+        watching.sent += 1;
+        Some((Ok::<_, Infallible>(line), watching))
+    });
+    ([(header::CONTENT_TYPE, "application/x-ndjson")], Body::from_stream(lines)).into_response()
 }

@@ -20,6 +20,7 @@ mod plan;
 mod registry;
 mod run;
 mod sim;
+mod tap;
 mod unit_test;
 
 use std::path::PathBuf;
@@ -89,6 +90,9 @@ enum Command {
     /// See or rewind where the onepassword sources stand.
     #[command(subcommand)]
     Checkpoint(checkpoint::CheckpointCommand),
+    /// Print the events leaving a running sluice's source or transform
+    /// output as JSON lines, live, through its API server (`--limit N` to stop).
+    Tap(tap::TapArgs),
 }
 
 /// The longest `--shutdown-timeout`: a day (a larger one would overflow the clock).
@@ -116,6 +120,7 @@ fn main() -> ExitCode {
         Command::Test { configs } => unit_test::run(&configs),
         Command::Demo(args) => demo::run(&args),
         Command::Checkpoint(command) => checkpoint::run(&command),
+        Command::Tap(args) => tap::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -10,6 +10,7 @@ use sluice_core::component::Unreachable;
 use sluice_core::config::{ConfigError, load_files};
 use sluice_core::error::error_chain;
 use sluice_core::health::Health;
+use sluice_core::tap::Taps;
 use sluice_core::topology::{TopologyOptions, start};
 
 use crate::error::{CliError, CliResult};
@@ -134,9 +135,15 @@ pub async fn run_plan(mut plan: Plan, shutdown_timeout: Duration) -> CliResult {
         .context("cannot install the metrics recorder")?;
     metrics::gauge!("sluice_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     let health = Health::new();
+    let taps = Taps::default();
     if plan.api.enabled {
-        let address = crate::api::serve(plan.api.address, metrics.clone(), health.clone()).await?;
-        tracing::info!(%address, "serving /metrics and /health");
+        let api = crate::api::ApiState {
+            metrics: metrics.clone(),
+            health: health.clone(),
+            taps: taps.clone(),
+        };
+        let address = crate::api::serve(plan.api.address, api).await?;
+        tracing::info!(%address, "serving /metrics, /health and /tap");
     }
     let upkeep = metrics.clone();
     tokio::spawn(async move {
@@ -150,8 +157,12 @@ pub async fn run_plan(mut plan: Plan, shutdown_timeout: Duration) -> CliResult {
     if plan.data_dir.is_none() {
         tracing::info!(data_dir = %data_dir.display(), "data_dir not set; using ./data");
     }
-    let options =
-        TopologyOptions { data_dir, channel_capacity: CHANNEL_CAPACITY, health: health.clone() };
+    let options = TopologyOptions {
+        data_dir,
+        channel_capacity: CHANNEL_CAPACITY,
+        health: health.clone(),
+        taps,
+    };
     let counts = (plan.sources.len(), plan.transforms.len(), plan.sinks.len());
     let mut topology = start(plan.sources, plan.transforms, plan.sinks, &options);
     tracing::info!(sources = counts.0, transforms = counts.1, sinks = counts.2, "topology started");

@@ -8,7 +8,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use super::util::{
-    Sim, free_port, http_get, signal, sluice, spawn, start_sim, stderr_of, wait_exit, wait_for,
+    Sim, free_port, http_get, signal, sluice, spawn, start_sim, stderr_of, stderr_so_far,
+    wait_exit, wait_for,
 };
 
 const PER_STREAM: usize = 20_000;
@@ -301,40 +302,76 @@ fn checkpoint_list_and_reset() {
 }
 
 #[test]
-fn demo_prints_events_and_stops_cleanly() {
+fn demo_prints_events_sluice_tap_sees_them_and_it_stops_cleanly() {
     let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
     let mut demo = sluice()
         .args(["demo", "--events", "20"])
         .current_dir(dir.path())
-        .env("SLUICE_DEMO_API_ADDRESS", format!("127.0.0.1:{}", free_port()))
+        .env("SLUICE_DEMO_API_ADDRESS", format!("127.0.0.1:{port}"))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("demo starts");
     let mut stdout = demo.stdout.take().expect("stdout");
-    let reader = std::thread::spawn(move || {
-        let mut lines = Vec::new();
-        let mut buffered = std::io::BufReader::new(&mut stdout);
-        let mut line = String::new();
-        while std::io::BufRead::read_line(&mut buffered, &mut line).map(|n| n > 0).unwrap_or(false)
-        {
-            lines.push(std::mem::take(&mut line));
-            if lines.len() == 30 {
-                break;
+    let printed = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    std::thread::spawn({
+        let printed = printed.clone();
+        move || {
+            let mut buffered = std::io::BufReader::new(&mut stdout);
+            let mut line = String::new();
+            while std::io::BufRead::read_line(&mut buffered, &mut line).is_ok_and(|n| n > 0) {
+                printed.lock().expect("lines").push(std::mem::take(&mut line));
             }
         }
-        // Keep draining so the demo never blocks on a full pipe.
-        let _ = std::io::copy(&mut buffered, &mut std::io::sink());
-        lines
     });
-    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        wait_for(Duration::from_secs(60), || http_get(port, "/health").filter(|(s, _)| *s == 200))
+            .is_some(),
+        "the demo's API never answered: {}",
+        stderr_so_far(&demo)
+    );
+    let url = format!("http://127.0.0.1:{port}");
+    let unknown = sluice().args(["tap", "es", "--url", &url]).output().expect("tap");
+    assert_eq!(unknown.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&unknown.stderr).trim(),
+        "error: no output `es` to tap; outputs: ecs, ecs.dropped, op"
+    );
+    let mut tap = sluice()
+        .args(["tap", "ecs", "--limit", "5", "--url", &url])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("tap starts");
+    let status = wait_exit(&mut tap, Duration::from_secs(120));
+    let mut tapped = String::new();
+    std::io::Read::read_to_string(&mut tap.stdout.take().expect("stdout"), &mut tapped)
+        .expect("tap output");
+    assert!(status.success(), "{}", stderr_of(&mut tap));
+    let uuids: Vec<String> = tapped
+        .lines()
+        .map(|line| {
+            let event: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+            assert_eq!(event["ecs"]["version"], "8.11.0", "an ECS document: {line}");
+            event["onepassword"]["uuid"].as_str().expect("a uuid").to_owned()
+        })
+        .collect();
+    assert_eq!(uuids.len(), 5, "{tapped}");
+    // The tap saw copies of what the console sink prints.
+    let all_printed = wait_for(Duration::from_secs(60), || {
+        let printed = printed.lock().expect("lines");
+        (printed.len() >= 30
+            && uuids.iter().all(|u| printed.iter().any(|l| l.contains(u.as_str()))))
+        .then_some(())
+    });
+    assert!(all_printed.is_some(), "the console did not print the tapped events");
     signal(&demo, libc::SIGINT);
     let status = wait_exit(&mut demo, Duration::from_secs(30));
     let stderr = stderr_of(&mut demo);
-    let lines = reader.join().expect("reader");
     assert!(status.success(), "{stderr}");
-    assert!(lines.len() >= 30, "the demo printed {} events: {stderr}", lines.len());
-    for line in &lines {
+    assert!(stderr.contains("tap closed") && stderr.contains("events=5"), "{stderr}");
+    for line in printed.lock().expect("lines").iter() {
         let event: serde_json::Value = serde_json::from_str(line).expect("a JSON event per line");
         assert_eq!(event["ecs"]["version"], "8.11.0", "an ECS document: {line}");
         assert_eq!(event["onepassword"]["uuid"].as_str().map(str::len), Some(26), "{line}");

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -16,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::event::{Event, EventArray};
 use crate::health::HealthHandle;
 use crate::metrics::ComponentMetrics;
+use crate::tap::TapPoint;
 
 /// An error crossing the component boundary.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -45,13 +47,19 @@ pub struct Unreachable(pub String);
 #[error("a downstream component stopped")]
 pub struct ClosedError;
 
-/// The consumers of one output.
+/// The consumers of one output, and its tap point.
 #[derive(Debug, Default)]
 pub struct Fanout {
     senders: Vec<mpsc::Sender<EventArray>>,
+    tap: Option<Arc<TapPoint>>,
 }
 
 impl Fanout {
+    /// Offer copies of what this output sends to `tap`'s watchers.
+    pub fn set_tap(&mut self, tap: Arc<TapPoint>) {
+        self.tap = Some(tap);
+    }
+
     /// Add a consumer.
     pub fn add(&mut self, sender: mpsc::Sender<EventArray>) {
         self.senders.push(sender);
@@ -60,6 +68,9 @@ impl Fanout {
     /// Send to every consumer, waiting for room in each (backpressure). With
     /// no consumer, the events are dropped: the config check warned about it.
     pub async fn send(&self, events: Vec<Event>) -> Result<(), ClosedError> {
+        if let Some(tap) = &self.tap {
+            tap.offer(&events);
+        }
         let Some((last, rest)) = self.senders.split_last() else { return Ok(()) };
         for sender in rest {
             sender.send(EventArray::new(events.clone())).await.map_err(|_| ClosedError)?;

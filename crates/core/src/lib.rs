@@ -20,6 +20,7 @@
 //! - [`durable`]: fsynced appends of whole lines (file sink, dead letters);
 //! - [`error`]: an error and its causes on one line;
 //! - [`diff`]: field-by-field differences between JSON documents;
+//! - [`tap`]: live copies of an output's events for `sluice tap`;
 #![deny(missing_docs)]
 
 pub mod ack;
@@ -37,6 +38,7 @@ pub mod http;
 pub mod metrics;
 pub mod secret;
 pub mod sink;
+pub mod tap;
 pub mod topology;
 
 pub use ack::{AckStatus, BatchNotifier, BatchStatus, OrderedAcks};

@@ -114,6 +114,29 @@ impl ComponentMetrics {
         }
     }
 
+    /// Show a delivering sink's counters at 0 from its start: an alert on
+    /// `increase()` misses a series' first value, and dashboards show 0
+    /// rather than nothing.
+    pub fn register_delivery(&self) {
+        self.sent(0, crate::component::DEFAULT_OUTPUT);
+        self.rejected(0);
+        counter!("sluice_component_duplicates_total", self.labels()).increment(0);
+        for reason in ["request_failed", "refused", "item_retry", "split"] {
+            counter!(
+                "sluice_component_retries_total",
+                self.labels_with(&[("reason", reason.to_owned())])
+            )
+            .increment(0);
+        }
+        for error_type in ["request_failed", "refused"] {
+            let labels = self.labels_with(&[
+                ("stage", Stage::Sending.as_str().to_owned()),
+                ("error_type", error_type.to_owned()),
+            ]);
+            counter!("sluice_component_errors_total", labels).increment(0);
+        }
+    }
+
     /// Events rejected for good and written to the dead letter.
     pub fn rejected(&self, events: usize) {
         counter!("sluice_component_rejected_events_total", self.labels()).increment(events as u64);

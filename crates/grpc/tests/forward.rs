@@ -63,8 +63,12 @@ fn topology(
     source: Box<dyn Source>,
     sink: Box<dyn Sink>,
 ) -> RunningTopology {
-    let options =
-        TopologyOptions { data_dir: dir.to_owned(), channel_capacity: 2, health: health.clone() };
+    let options = TopologyOptions {
+        data_dir: dir.to_owned(),
+        channel_capacity: 2,
+        health: health.clone(),
+        taps: Default::default(),
+    };
     start(
         vec![SourcePiece { id: "in".into(), type_name: "test", outputs: vec![], source }],
         vec![],

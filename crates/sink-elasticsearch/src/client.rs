@@ -48,6 +48,8 @@ pub(crate) struct EsClient {
     current: AtomicUsize,
     auth: Option<HeaderValue>,
     compression: Compression,
+    /// `/_bulk` with the `pipeline` parameter `ingest` asks for.
+    bulk_path: String,
 }
 
 fn transport(err: &reqwest::Error) -> Failure {
@@ -81,6 +83,7 @@ impl EsClient {
             current: AtomicUsize::new(0),
             auth,
             compression: settings.compression,
+            bulk_path: settings.bulk_path(),
         })
     }
 
@@ -120,6 +123,11 @@ impl EsClient {
         Ok((status, body))
     }
 
+    /// `GET path`: the status and body.
+    pub(crate) async fn get(&self, path: &str) -> Result<(u16, bytes::Bytes), Failure> {
+        self.exchange(self.request(reqwest::Method::GET, path)).await
+    }
+
     /// `GET /`: the version number.
     pub(crate) async fn version(&self) -> Result<String, RequestError> {
         let (status, body) = self
@@ -145,7 +153,7 @@ impl EsClient {
     pub(crate) async fn bulk(&self, items: &[Encoded]) -> Result<Vec<ItemOutcome>, RequestError> {
         let size = items.iter().map(|i| i.payload.len()).sum();
         let request = self
-            .request(reqwest::Method::POST, "/_bulk")
+            .request(reqwest::Method::POST, &self.bulk_path)
             .header(CONTENT_TYPE, "application/x-ndjson");
         let (body, encoding) = self
             .compression

@@ -45,6 +45,22 @@ pub enum Mode {
     Index,
 }
 
+/// Who maps the documents into ECS.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Ingest {
+    /// sluice did (default): every bulk request carries `pipeline=_none`
+    /// (or the configured `pipeline`), so an index template's
+    /// `default_pipeline` (the 1Password integration's, say) does not map
+    /// the documents a second time; a `final_pipeline` still runs.
+    #[default]
+    Sluice,
+    /// Elastic's 1Password integration does: each document is what Elastic
+    /// Agent's httpjson input sends (`message` = the raw item, `@timestamp`,
+    /// `tags`, `data_stream.*`), and the integration's default pipeline maps it.
+    Elastic,
+}
+
 /// Data stream naming.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -90,7 +106,12 @@ pub struct ElasticsearchSinkConfig {
     /// Concurrency, timeout, retries and health: see the delivery layer.
     #[serde(default)]
     pub request: RequestConfig,
-    /// An ingest pipeline to run on every document.
+    /// Who maps the documents: `sluice` (default) or `elastic` (the
+    /// installed 1Password integration's ingest pipeline).
+    #[serde(default)]
+    pub ingest: Ingest,
+    /// An ingest pipeline to run on every document, instead of none
+    /// (`ingest: sluice`) or the index's default pipeline (`ingest: elastic`).
     pub pipeline: Option<String>,
     /// `data_stream` (default) or `index`.
     #[serde(default)]
@@ -100,18 +121,14 @@ pub struct ElasticsearchSinkConfig {
     pub data_stream: DataStreamConfig,
     /// The index in `index` mode; `{stream}` is replaced by the event's stream.
     pub index: Option<String>,
-    /// The field whose value is the document `_id` (default `onepassword.uuid`).
-    /// Events without it get a hash of their raw original, so replays stay single.
-    #[serde(default = "default_id_field")]
-    pub id_field: String,
+    /// The field whose value is the document `_id` (default
+    /// `onepassword.uuid`, or `uuid` with `ingest: elastic`). Events without
+    /// it get a hash of their raw original, so replays stay single.
+    pub id_field: Option<String>,
     /// Where rejected documents go: `path` (default
     /// `<data_dir>/<sink id>/dead-letter.ndjson`) and `max_bytes`.
     #[serde(default)]
     pub dead_letter: DeadLetterConfig,
-}
-
-fn default_id_field() -> String {
-    "onepassword.uuid".into()
 }
 
 /// Validated settings.
@@ -127,6 +144,8 @@ pub struct Settings {
     pub compression: Compression,
     /// Batching, concurrency, retries, dead letter.
     pub delivery: DriverSettings,
+    /// Who maps the documents.
+    pub ingest: Ingest,
     /// Ingest pipeline.
     pub pipeline: Option<String>,
     /// Mode.
@@ -137,6 +156,17 @@ pub struct Settings {
     pub index: Option<String>,
     /// `_id` field path.
     pub id_field: Vec<String>,
+}
+
+impl Settings {
+    /// The bulk request's path and query: which pipeline runs on its documents.
+    pub fn bulk_path(&self) -> String {
+        match (self.ingest, &self.pipeline) {
+            (_, Some(pipeline)) => format!("/_bulk?pipeline={pipeline}"),
+            (Ingest::Sluice, None) => "/_bulk?pipeline=_none".into(),
+            (Ingest::Elastic, None) => "/_bulk".into(),
+        }
+    }
 }
 
 const INDEX_FORBIDDEN: [char; 11] = [' ', '*', '?', '"', '<', '>', '|', ',', '#', '\\', '/'];
@@ -195,8 +225,32 @@ fn check_naming(config: &ElasticsearchSinkConfig, errors: &mut Vec<FieldError>) 
             format!("namespace `{namespace}` must be lowercase without '-' or special characters"),
         ));
     }
-    if config.id_field.is_empty() {
+    if config.id_field.as_deref() == Some("") {
         errors.push(FieldError::new("id_field", "id_field must not be empty"));
+    }
+}
+
+/// Characters of an ingest pipeline id that go into a URL as they are
+/// (Fleet's names: `logs-1password.audit_events-1.31.0`, `…@custom`).
+fn pipeline_id_ok(id: &str) -> bool {
+    !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c))
+}
+
+fn check_ingest(config: &ElasticsearchSinkConfig, errors: &mut Vec<FieldError>) {
+    if let Some(pipeline) = &config.pipeline
+        && !pipeline_id_ok(pipeline)
+    {
+        errors.push(FieldError::new(
+            "pipeline",
+            format!("`{pipeline}` is not a pipeline id sluice can name (letters, digits, -_.@)"),
+        ));
+    }
+    let integration_streams = config.mode == Mode::DataStream && config.data_stream.kind == "logs";
+    if config.ingest == Ingest::Elastic && config.pipeline.is_none() && !integration_streams {
+        errors.push(FieldError::new(
+            "ingest",
+            "`ingest: elastic` relies on the 1Password integration's templates, which match logs-1password.*-* data streams only; use mode data_stream with type logs, or name the `pipeline`",
+        ));
     }
 }
 
@@ -206,6 +260,7 @@ impl ElasticsearchSinkConfig {
         let mut errors = Vec::new();
         let endpoints = check_endpoints(&self.endpoints, &mut errors);
         check_naming(&self, &mut errors);
+        check_ingest(&self, &mut errors);
         let delivery = validate_delivery(&self.batch, &self.request, &self.dead_letter, dir)
             .map_err(|problems| errors.extend(problems))
             .ok();
@@ -225,11 +280,21 @@ impl ElasticsearchSinkConfig {
             tls: TlsConfig { ca_file, verify: self.tls.verify },
             compression: self.compression,
             delivery,
+            ingest: self.ingest,
             pipeline: self.pipeline,
             mode: self.mode,
             data_stream: self.data_stream,
             index: self.index,
-            id_field: self.id_field.split('.').map(str::to_owned).collect(),
+            id_field: self
+                .id_field
+                .as_deref()
+                .unwrap_or(match self.ingest {
+                    Ingest::Sluice => "onepassword.uuid",
+                    Ingest::Elastic => "uuid",
+                })
+                .split('.')
+                .map(str::to_owned)
+                .collect(),
         })
     }
 }
@@ -260,6 +325,34 @@ mod tests {
                 "batch.timeout_secs is inf; it must be from 0.001 to 3600",
                 "request.concurrency is 0; it must be from 1 to 128",
                 "request.refused_retry_secs is 18446744073709551615; it must be from 1 to 3600",
+            ]
+        );
+    }
+
+    #[test]
+    fn ingest_decides_the_bulk_pipeline_and_the_id_field() {
+        let settings = |yaml: &str| {
+            let config: ElasticsearchSinkConfig = serde_yaml_ng::from_str(yaml).expect("config");
+            config.validate(Path::new("/")).expect("valid")
+        };
+        let sluice = settings("endpoints: [http://es:9200]\n");
+        assert_eq!(sluice.bulk_path(), "/_bulk?pipeline=_none");
+        assert_eq!(sluice.id_field, ["onepassword", "uuid"]);
+        let named = settings("endpoints: [http://es:9200]\npipeline: sluice@custom\n");
+        assert_eq!(named.bulk_path(), "/_bulk?pipeline=sluice@custom");
+        let elastic = settings("endpoints: [http://es:9200]\ningest: elastic\n");
+        assert_eq!(elastic.bulk_path(), "/_bulk", "the index's default pipeline runs");
+        assert_eq!(elastic.id_field, ["uuid"]);
+        assert_eq!(
+            errors(
+                "endpoints: [http://es:9200]\ningest: elastic\nmode: index\nindex: op\npipeline: 'a b'\n"
+            ),
+            ["`a b` is not a pipeline id sluice can name (letters, digits, -_.@)",]
+        );
+        assert_eq!(
+            errors("endpoints: [http://es:9200]\ningest: elastic\nmode: index\nindex: op\n"),
+            [
+                "`ingest: elastic` relies on the 1Password integration's templates, which match logs-1password.*-* data streams only; use mode data_stream with type logs, or name the `pipeline`",
             ]
         );
     }

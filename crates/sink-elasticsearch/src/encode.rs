@@ -13,7 +13,7 @@ use sluice_core::Event;
 use sluice_core::sink::Encoded;
 use vrl::value::{ObjectMap, Value};
 
-use crate::config::{Mode, Settings};
+use crate::config::{Ingest, Mode, Settings};
 
 /// The stream name of an event: its metadata, else its `event.dataset`.
 fn stream_of(event: &Event) -> String {
@@ -50,21 +50,66 @@ fn derived_id(event: &Event, stream: &str, document: &[u8]) -> String {
     format!("sluice-{}", URL_SAFE_NO_PAD.encode(&hash.finalize()[..20]))
 }
 
-/// Encode `event` as a `create` action and its document (the value gains
-/// `data_stream.*` in data stream mode).
+/// The `data_stream.*` fields of a document.
+fn data_stream_fields(settings: &Settings, dataset: &str) -> ObjectMap {
+    let ds = &settings.data_stream;
+    let mut fields = ObjectMap::new();
+    fields.insert("type".into(), Value::from(ds.kind.as_str()));
+    fields.insert("dataset".into(), Value::from(dataset));
+    fields.insert("namespace".into(), Value::from(ds.namespace.as_str()));
+    fields
+}
+
+/// What Elastic Agent's httpjson input sends for one item, for the
+/// 1Password integration's pipeline to map: the raw item in `message`,
+/// the read time in `@timestamp` (the pipeline keeps it as `event.created`),
+/// the input's default tags, and the data stream.
+fn agent_document(
+    event: &Event,
+    stream: &str,
+    dataset: &str,
+    settings: &Settings,
+) -> Result<Value, serde_json::Error> {
+    let message = match &event.meta.raw {
+        Some(raw) => String::from_utf8_lossy(raw).into_owned(),
+        None => serde_json::to_string(&event.value)?,
+    };
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let mut document = ObjectMap::new();
+    document.insert("@timestamp".into(), Value::from(now));
+    document.insert("message".into(), Value::from(message));
+    document.insert(
+        "tags".into(),
+        Value::Array(vec![Value::from("forwarded"), Value::from(format!("1password-{stream}"))]),
+    );
+    if settings.mode == Mode::DataStream {
+        document.insert("data_stream".into(), Value::Object(data_stream_fields(settings, dataset)));
+    }
+    let mut event_fields = ObjectMap::new();
+    event_fields.insert("dataset".into(), Value::from(dataset));
+    document.insert("event".into(), Value::Object(event_fields));
+    Ok(Value::Object(document))
+}
+
+/// The action line: `{"create":{"_id":…,"_index":…}}`, written directly.
+fn write_action(out: &mut Vec<u8>, index: &str, id: &str) -> Result<(), serde_json::Error> {
+    out.extend_from_slice(br#"{"create":{"_id":"#);
+    serde_json::to_writer(&mut *out, id)?;
+    out.extend_from_slice(br#","_index":"#);
+    serde_json::to_writer(&mut *out, index)?;
+    out.extend_from_slice(b"}}\n");
+    Ok(())
+}
+
+/// Encode `event` as a `create` action and its document: sluice's mapping
+/// with `data_stream.*` filled in (`ingest: sluice`), or what Elastic Agent
+/// sends (`ingest: elastic`).
 pub fn encode(event: &mut Event, settings: &Settings) -> Result<Encoded, serde_json::Error> {
     let stream = stream_of(event);
+    let dataset = format!("1password.{stream}");
     let index = match settings.mode {
         Mode::DataStream => {
-            let dataset = format!("1password.{stream}");
             let ds = &settings.data_stream;
-            if let Value::Object(map) = &mut event.value {
-                let mut fields = ObjectMap::new();
-                fields.insert("type".into(), Value::from(ds.kind.as_str()));
-                fields.insert("dataset".into(), Value::from(dataset.as_str()));
-                fields.insert("namespace".into(), Value::from(ds.namespace.as_str()));
-                map.insert("data_stream".into(), Value::Object(fields));
-            }
             format!("{}-{dataset}-{}", ds.kind, ds.namespace)
         }
         Mode::Index => {
@@ -72,18 +117,28 @@ pub fn encode(event: &mut Event, settings: &Settings) -> Result<Encoded, serde_j
         }
     };
     let id = id_of(&event.value, &settings.id_field);
-    // Only an event without the id field needs its document before the
-    // action line (to hash it); the others are written straight into the payload.
-    let early = if id.is_none() { Some(serde_json::to_vec(&event.value)?) } else { None };
+    // The document is serialized before the action line when its `_id` is
+    // derived from it or it is not the event's value; else it is written
+    // straight into the payload.
+    let early = match settings.ingest {
+        Ingest::Elastic => {
+            Some(serde_json::to_vec(&agent_document(event, &stream, &dataset, settings)?)?)
+        }
+        Ingest::Sluice => {
+            if settings.mode == Mode::DataStream
+                && let Value::Object(map) = &mut event.value
+            {
+                map.insert(
+                    "data_stream".into(),
+                    Value::Object(data_stream_fields(settings, &dataset)),
+                );
+            }
+            if id.is_none() { Some(serde_json::to_vec(&event.value)?) } else { None }
+        }
+    };
     let id = id.unwrap_or_else(|| derived_id(event, &stream, early.as_deref().unwrap_or_default()));
-    let mut action = serde_json::Map::new();
-    action.insert("_index".into(), serde_json::Value::from(index.as_str()));
-    action.insert("_id".into(), serde_json::Value::from(id));
-    if let Some(pipeline) = &settings.pipeline {
-        action.insert("pipeline".into(), serde_json::Value::from(pipeline.as_str()));
-    }
-    let mut payload = serde_json::to_vec(&serde_json::json!({ "create": action }))?;
-    payload.push(b'\n');
+    let mut payload = Vec::with_capacity(early.as_ref().map_or(1024, |d| d.len() + 128));
+    write_action(&mut payload, &index, &id)?;
     let start = payload.len();
     match early {
         Some(document) => payload.extend_from_slice(&document),
@@ -155,6 +210,25 @@ mod tests {
         assert!(
             !String::from_utf8(encoded.payload.to_vec()).expect("utf-8").contains("data_stream")
         );
+    }
+
+    #[test]
+    fn elastic_ingest_sends_what_elastic_agent_sends() {
+        let settings = settings("endpoints: [http://es:9200]\ningest: elastic\n");
+        let raw = br#"{"uuid":"56YE2TYN2VFYRLNSHKPW5NVT5E","timestamp":"2026-11-20T08:14:03.25Z"}"#;
+        let mut event = Event::from_json(bytes::Bytes::from_static(raw)).expect("json");
+        event.meta.raw = Some(bytes::Bytes::from_static(raw));
+        event.meta.stream = Some(Stream::SigninAttempts);
+        let encoded = encode(&mut event, &settings).expect("encodes");
+        assert_eq!(action_id(&encoded), "56YE2TYN2VFYRLNSHKPW5NVT5E");
+        let doc: serde_json::Value = serde_json::from_slice(&encoded.document).expect("json");
+        assert_eq!(doc["message"].as_str().map(str::as_bytes), Some(&raw[..]));
+        assert_eq!(doc["tags"], serde_json::json!(["forwarded", "1password-signin_attempts"]));
+        assert_eq!(doc["event"], serde_json::json!({"dataset": "1password.signin_attempts"}));
+        assert_eq!(doc["data_stream"]["dataset"], "1password.signin_attempts");
+        let at = doc["@timestamp"].as_str().expect("a read time");
+        assert!(chrono::DateTime::parse_from_rfc3339(at).is_ok(), "{at}");
+        assert!(doc.get("onepassword").is_none(), "the integration's pipeline maps it");
     }
 
     fn action_id(encoded: &Encoded) -> String {

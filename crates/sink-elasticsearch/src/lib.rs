@@ -9,6 +9,8 @@
 //! - `client`: `_bulk` requests (gzip, auth, endpoint failover);
 //! - `classify`: Elasticsearch's answers → delivered, retry, refused,
 //!   rejected (only document errors are rejections);
+//! - `integration`: with `ingest: elastic`, the preflight's check that
+//!   Elastic's 1Password integration (templates, pipelines) is installed;
 //! - [`sink`]: the component: preflight, then the delivery layer.
 #![deny(missing_docs)]
 
@@ -16,7 +18,8 @@ mod classify;
 mod client;
 pub mod config;
 pub mod encode;
+mod integration;
 pub mod sink;
 
-pub use config::{ElasticsearchSinkConfig, Settings};
+pub use config::{ElasticsearchSinkConfig, Ingest, Settings};
 pub use sink::ElasticsearchSink;

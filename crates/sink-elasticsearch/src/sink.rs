@@ -5,8 +5,9 @@ use sluice_core::component::{ComponentFuture, PreflightFuture, Sink, SinkContext
 use sluice_core::sink::{BatchSink, RequestError};
 
 use crate::client::EsClient;
-use crate::config::Settings;
+use crate::config::{Ingest, Settings};
 use crate::encode::encode;
+use crate::integration;
 
 /// The version whose built-in `ecs@mappings` types ECS fields in `logs-*-*`.
 const ECS_MAPPINGS_SINCE: (u64, u64) = (8, 13);
@@ -35,12 +36,16 @@ impl Sink for ElasticsearchSink {
         Box::pin(async move {
             let client = EsClient::new(&self.settings)?;
             match client.version().await {
-                Ok(version) if version_below(&version, ECS_MAPPINGS_SINCE) => {
-                    tracing::warn!(%version, "Elasticsearch is older than 8.13, whose ecs@mappings types ECS fields in logs-*-* data streams; install the 1Password integration's templates");
-                    Ok(())
-                }
                 Ok(version) => {
-                    tracing::info!(%version, "Elasticsearch reached");
+                    if self.settings.ingest == Ingest::Elastic {
+                        tracing::info!(%version, "Elasticsearch reached");
+                        return integration::check(&client, &self.settings).await;
+                    }
+                    if version_below(&version, ECS_MAPPINGS_SINCE) {
+                        tracing::warn!(%version, "Elasticsearch is older than 8.13, whose ecs@mappings types ECS fields in logs-*-* data streams; install the 1Password integration's templates");
+                    } else {
+                        tracing::info!(%version, "Elasticsearch reached");
+                    }
                     Ok(())
                 }
                 Err(RequestError::Refused(failure)) => {

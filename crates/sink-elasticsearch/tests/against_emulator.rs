@@ -65,18 +65,25 @@ async fn run_recording(
     if let Some(share) = share {
         let _ = share.send(statuses.clone());
     }
+    run_source(data_dir, Box::new(source), sink, health).await;
+    statuses.lock().expect("lock").clone()
+}
+
+/// Run `source` into `sink` with `data_dir` until both finish.
+async fn run_source(
+    data_dir: &std::path::Path,
+    source: Box<dyn sluice_core::component::Source>,
+    sink: Box<dyn Sink>,
+    health: &Health,
+) {
     let options = TopologyOptions {
         data_dir: data_dir.to_owned(),
         channel_capacity: 2,
         health: health.clone(),
+        taps: Default::default(),
     };
     let mut topology = start(
-        vec![SourcePiece {
-            id: "in".into(),
-            type_name: "vec",
-            outputs: vec![],
-            source: Box::new(source),
-        }],
+        vec![SourcePiece { id: "in".into(), type_name: "test", outputs: vec![], source }],
         vec![],
         vec![SinkPiece {
             id: "es".into(),
@@ -89,7 +96,6 @@ async fn run_recording(
     while let Some(exit) = topology.next_exit().await {
         assert!(exit.result.is_ok(), "{exit:?}");
     }
-    statuses.lock().expect("lock").clone()
 }
 
 fn batches(count: usize, per_batch: usize) -> Vec<Vec<vrl::value::Value>> {
@@ -391,3 +397,6 @@ async fn a_full_dead_letter_holds_the_sink_back_until_it_is_moved() {
             .expect("json");
     assert_eq!(record["document"]["onepassword"]["used_version"], 1);
 }
+
+#[path = "against_emulator/ingest.rs"]
+mod ingest;

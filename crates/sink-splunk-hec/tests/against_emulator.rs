@@ -63,6 +63,7 @@ fn run(
         data_dir: data_dir.to_owned(),
         channel_capacity: 2,
         health: health.clone(),
+        taps: Default::default(),
     };
     let mut topology = start(
         vec![SourcePiece {

@@ -75,6 +75,15 @@ struct StreamMetrics {
 impl StreamMetrics {
     fn new(component: &ComponentMetrics, stream: Stream) -> Self {
         let labels = component.labels_with(&[("stream", stream.as_str().to_owned())]);
+        // At 0 from the start, so `increase()` in alerts sees the first retry.
+        for reason in ["rate_limited", "malformed", "transport", "server_error", "delivery_failed"]
+        {
+            let labels = component.labels_with(&[
+                ("stream", stream.as_str().to_owned()),
+                ("reason", reason.to_owned()),
+            ]);
+            counter!("sluice_onepassword_retries_total", labels).increment(0);
+        }
         Self {
             events: counter!("sluice_onepassword_events_total", labels.clone()),
             pages: counter!("sluice_onepassword_pages_total", labels.clone()),

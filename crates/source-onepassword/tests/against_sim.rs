@@ -60,6 +60,7 @@ impl Harness {
             data_dir: self.dir.path().join("data"),
             channel_capacity: 2,
             health: health.clone(),
+            taps: Default::default(),
         };
         start(
             vec![SourcePiece {

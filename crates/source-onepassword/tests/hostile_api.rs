@@ -73,6 +73,7 @@ async fn an_item_with_a_number_out_of_range_becomes_a_pipeline_error_and_the_cur
         data_dir: dir.path().join("data"),
         channel_capacity: 2,
         health: Health::new(),
+        taps: Default::default(),
     };
     let topology = start(
         vec![SourcePiece {

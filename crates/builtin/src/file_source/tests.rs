@@ -55,6 +55,7 @@ fn run(config: FileSourceConfig, data_dir: &Path, sink: RecordingSink) -> Run {
         data_dir: data_dir.to_owned(),
         channel_capacity: 4,
         health: Health::new(),
+        taps: Default::default(),
     };
     let topology = start(
         vec![SourcePiece {
@@ -155,6 +156,7 @@ async fn invalid_lines_go_down_the_default_output_when_nothing_reads_dropped() {
         data_dir: dir.path().to_owned(),
         channel_capacity: 4,
         health: Health::new(),
+        taps: Default::default(),
     };
     let mut topology = start(
         vec![SourcePiece {

@@ -76,6 +76,7 @@ where
     /// Run until the input closes and every batch is final.
     pub async fn run(self, mut cx: SinkContext) -> Result<(), BoxError> {
         let BatchSink { destination, service, mut encode, settings } = self;
+        cx.metrics.register_delivery();
         let path = settings.dead_letter_path(&cx.data_dir, &cx.id);
         let progress = Progress::new(cx.health.clone(), destination, settings.unhealthy_after);
         let _watch = AbortOnDropHandle::new(tokio::spawn(progress.clone().watch()));

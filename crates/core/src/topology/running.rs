@@ -19,6 +19,7 @@ use crate::error::error_chain;
 use crate::event::Event;
 use crate::health::Health;
 use crate::metrics::{ComponentMetrics, Stage};
+use crate::tap::Taps;
 
 /// A built source.
 pub struct SourcePiece {
@@ -78,6 +79,8 @@ pub struct TopologyOptions {
     pub channel_capacity: usize,
     /// The health registry.
     pub health: Health,
+    /// Where every source and transform output registers its tap point.
+    pub taps: Taps,
 }
 
 /// A component task that ended.
@@ -133,6 +136,7 @@ pub fn start(
     let mut outputs_of = |id: &str, ports: &[String], metrics: &ComponentMetrics| {
         let mut fanout = |name: &str| {
             let mut fanout = Fanout::default();
+            fanout.set_tap(options.taps.point(name));
             senders.remove(name).into_iter().flatten().for_each(|tx| fanout.add(tx));
             fanout
         };

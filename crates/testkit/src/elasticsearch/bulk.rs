@@ -7,24 +7,37 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
-use super::{EsFault, EsState, Store, es_error, unauthorized};
+use super::{EsFault, EsState, Store, es_error, ingest, unauthorized};
 
-pub(crate) async fn bulk(state: State<Arc<EsState>>, headers: HeaderMap, body: Bytes) -> Response {
-    handle(state, headers, body, None).await
+/// The query parameters of `_bulk` the emulator reads.
+#[derive(Debug, Default, serde::Deserialize)]
+pub(crate) struct BulkParams {
+    /// The ingest pipeline for every document (`_none`: not even the default).
+    pipeline: Option<String>,
+}
+
+pub(crate) async fn bulk(
+    state: State<Arc<EsState>>,
+    Query(params): Query<BulkParams>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    handle(state, headers, body, None, params).await
 }
 
 pub(crate) async fn bulk_in_index(
     state: State<Arc<EsState>>,
+    Query(params): Query<BulkParams>,
     headers: HeaderMap,
     Path(index): Path<String>,
     body: Bytes,
 ) -> Response {
-    handle(state, headers, body, Some(index)).await
+    handle(state, headers, body, Some(index), params).await
 }
 
 /// A whole-request failure as Elasticsearch, or a proxy in front of it, answers.
@@ -51,6 +64,7 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
     default_index: Option<String>,
+    params: BulkParams,
 ) -> Response {
     state.bulk_requests.fetch_add(1, Ordering::Relaxed);
     let started = Instant::now();
@@ -59,6 +73,7 @@ async fn handle(
     }
     let (fault, persistent) = {
         let mut store = state.lock();
+        store.bulk_pipeline_params.push(params.pipeline.clone());
         (store.faults.pop_front(), store.request_failure)
     };
     if let Some(code) = persistent {
@@ -127,10 +142,26 @@ async fn handle(
         let mut errors = false;
         let mut store = state.lock();
         for action in actions {
-            let (status, mut item) = match store.item_failure {
-                Some(failure) if action.op != "delete" => failure.answer(
+            let requested = action.pipeline.as_deref().or(params.pipeline.as_deref());
+            let runs = match &action.target {
+                Some(target) if action.op != "delete" => {
+                    Some(ingest::pipelines_for(&store, target, requested))
+                }
+                _ => None,
+            };
+            let (status, mut item) = match (store.item_failure, &runs) {
+                (Some(failure), _) if action.op != "delete" => failure.answer(
                     action.target.as_deref().unwrap_or_default(),
                     action.id.as_deref().unwrap_or_default(),
+                ),
+                (_, Some(Err(missing))) => (
+                    400,
+                    item_error(
+                        action.target.as_deref().unwrap_or_default(),
+                        action.id.as_deref().unwrap_or_default(),
+                        "illegal_argument_exception",
+                        format!("pipeline with id [{missing}] does not exist"),
+                    ),
                 ),
                 _ => apply(
                     &mut store,
@@ -141,6 +172,11 @@ async fn handle(
                 ),
             };
             errors |= status >= 300;
+            if let (200..=299, Some(Ok(ids))) = (status, runs) {
+                for id in ids {
+                    *store.pipeline_runs.entry(id).or_default() += 1;
+                }
+            }
             item.insert("status".into(), json!(status));
             items.push(json!({ action.op.as_str(): item }));
         }
@@ -159,6 +195,8 @@ struct Action {
     target: Option<String>,
     id: Option<String>,
     source: Option<Map<String, Value>>,
+    /// The action's own `pipeline`, over the request's.
+    pipeline: Option<String>,
 }
 
 /// The longest `_id` Elasticsearch accepts, in bytes.
@@ -219,7 +257,8 @@ fn parse(lines: &[&[u8]], default_index: Option<&str>) -> Result<Vec<Action>, Re
             .and_then(Value::as_str)
             .map(str::to_owned)
             .or_else(|| default_index.map(str::to_owned));
-        actions.push(Action { op: op.clone(), target, id, source });
+        let pipeline = meta.get("pipeline").and_then(Value::as_str).map(str::to_owned);
+        actions.push(Action { op: op.clone(), target, id, source, pipeline });
     }
     if !problems.is_empty() {
         let listed: Vec<String> =

@@ -5,6 +5,7 @@
 //! shapes, keeping the documents for assertions, with faults on demand.
 
 mod bulk;
+mod ingest;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
@@ -122,6 +123,12 @@ pub(crate) struct Store {
     /// Index (or data stream) name → `_id` → document.
     pub(crate) indices: BTreeMap<String, BTreeMap<String, Value>>,
     pub(crate) templates: BTreeMap<String, Value>,
+    /// Ingest pipelines by id (their bodies; the emulator does not run them).
+    pub(crate) pipelines: BTreeMap<String, Value>,
+    /// The `pipeline` parameter of every `_bulk` request, in order.
+    pub(crate) bulk_pipeline_params: Vec<Option<String>>,
+    /// Documents stored per ingest pipeline that would have run on them.
+    pub(crate) pipeline_runs: BTreeMap<String, u64>,
     pub(crate) faults: VecDeque<EsFault>,
     pub(crate) rejects: Vec<RejectRule>,
     /// Items still to answer with 429 `es_rejected_execution_exception`.
@@ -304,6 +311,28 @@ impl EsEmulator {
         self.state.lock().conflicts
     }
 
+    /// The `pipeline` query parameter of every `_bulk` request, in order.
+    pub fn bulk_pipeline_params(&self) -> Vec<Option<String>> {
+        self.state.lock().bulk_pipeline_params.clone()
+    }
+
+    /// Documents stored per ingest pipeline that ran on them (by the
+    /// request's `pipeline`, else the index template's `default_pipeline`,
+    /// plus its `final_pipeline`). The emulator records, it does not run them.
+    pub fn pipeline_runs(&self) -> BTreeMap<String, u64> {
+        self.state.lock().pipeline_runs.clone()
+    }
+
+    /// Install an index template (as `PUT /_index_template/<name>` does).
+    pub fn put_index_template(&self, name: &str, template: Value) {
+        self.state.lock().templates.insert(name.into(), template);
+    }
+
+    /// Install an ingest pipeline (as `PUT /_ingest/pipeline/<id>` does).
+    pub fn put_pipeline(&self, id: &str, pipeline: Value) {
+        self.state.lock().pipelines.insert(id.into(), pipeline);
+    }
+
     /// `_bulk` requests received.
     pub fn bulk_requests(&self) -> u64 {
         self.state.bulk_requests.load(Ordering::Relaxed)
@@ -315,6 +344,7 @@ fn router(state: Arc<EsState>) -> Router {
         .route("/", get(root))
         .route("/_cluster/health", get(health))
         .route("/_index_template/{name}", get(get_template).put(put_template))
+        .route("/_ingest/pipeline/{id}", get(ingest::get_pipeline).put(ingest::put_pipeline))
         .route("/_bulk", post(bulk::bulk))
         .route("/{index}/_bulk", post(bulk::bulk_in_index))
         .route("/_testkit/stats", get(stats))

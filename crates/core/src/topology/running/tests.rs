@@ -9,7 +9,12 @@ use crate::event::Event;
 use crate::test_util::{RecordingSink, VecSource, wait_for};
 
 fn options() -> TopologyOptions {
-    TopologyOptions { data_dir: std::env::temp_dir(), channel_capacity: 2, health: Health::new() }
+    TopologyOptions {
+        data_dir: std::env::temp_dir(),
+        channel_capacity: 2,
+        health: Health::new(),
+        taps: Default::default(),
+    }
 }
 
 fn source(id: &str, source: VecSource) -> SourcePiece {
