@@ -12,6 +12,7 @@ mod e2e {
     mod forward;
     mod metrics_health;
     mod onepassword;
+    mod operations;
     mod sim;
     mod splunk;
     mod validate;
