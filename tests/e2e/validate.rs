@@ -195,6 +195,8 @@ fn docker_compose_file_is_valid() {
         "prometheus:",
         "splunk:",
         "sluice-splunk:",
+        "setup:",
+        "grafana:",
     ] {
         assert!(compose.contains(service), "{service}");
     }
@@ -213,14 +215,40 @@ fn docker_compose_file_is_valid() {
     for port in published {
         assert!(port.contains("\"127.0.0.1:"), "published on every interface: {port}");
     }
-    // The profile's services, with the HEC token's app mounted.
+    // One `up` runs the whole stack; Splunk's HEC token app is mounted.
     let output = std::process::Command::new("docker-compose")
-        .args(["-f", "docker-compose.yml", "--profile", "splunk", "config", "--services"])
+        .args(["-f", "docker-compose.yml", "config", "--services"])
         .current_dir(repo())
         .output()
         .expect("docker-compose runs");
     let services = String::from_utf8_lossy(&output.stdout);
-    assert!(services.lines().any(|s| s == "sluice-splunk"), "{services}");
+    for service in ["sluice", "sluice-splunk", "setup", "kibana", "grafana", "prometheus"] {
+        assert!(services.lines().any(|s| s == service), "the stack lacks {service}: {services}");
+    }
+    // What the compose file mounts from the repository exists.
+    for path in [
+        "docker/elastic/setup.sh",
+        "deploy/prometheus/sluice-alerts.yml",
+        "deploy/grafana/provisioning/datasources/prometheus.yml",
+        "deploy/grafana/provisioning/dashboards/sluice.yml",
+        "deploy/grafana/dashboards/sluice.json",
+    ] {
+        let mounted = compose
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("- ./"))
+            .any(|mount| path.starts_with(mount.split(':').next().unwrap_or_default()));
+        assert!(mounted, "{path} is not mounted");
+        assert!(repo().join(path).exists(), "{path}");
+    }
+    let syntax = std::process::Command::new("bash")
+        .args(["-n", "docker/elastic/setup.sh", "deploy/kubernetes/add-account.sh"])
+        .current_dir(repo())
+        .output()
+        .expect("bash");
+    assert!(syntax.status.success(), "{}", String::from_utf8_lossy(&syntax.stderr));
+    let prometheus =
+        std::fs::read_to_string(repo().join("docker/prometheus.yml")).expect("prometheus.yml");
+    assert!(prometheus.contains("/etc/prometheus/sluice-alerts.yml"), "the rules are loaded");
     let inputs = std::fs::read_to_string(repo().join("docker/splunk/sluice_hec/local/inputs.conf"))
         .expect("inputs.conf");
     let token = std::fs::read_to_string(repo().join("docker/splunk/secrets/splunk_hec_token"))
