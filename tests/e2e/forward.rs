@@ -12,8 +12,8 @@ use sluice_testkit::{EsEmulator, EsEmulatorConfig};
 
 use super::elasticsearch::{checkpoints, holds_all, stored, visible};
 use super::util::{
-    Sim, free_port, http_get, repo, rss_kib, signal, spawn, start_sim, stderr_of, stderr_so_far,
-    wait_exit, wait_for,
+    Sim, free_port, have, http_get, repo, rss_kib, signal, spawn, start_sim, stderr_of,
+    stderr_so_far, wait_exit, wait_for,
 };
 
 /// The two configs' directories and ports.
@@ -326,26 +326,14 @@ fn tls_and_token_refusals_are_clear_on_both_sides_and_the_token_is_in_no_log() {
     }
 }
 
-/// Whether Python's grpcio and grpcio-tools are importable; `.ci/run`
-/// installs them and sets SLUICE_REQUIRE_GRPCIO so the test cannot skip there.
-fn python_grpc() -> bool {
-    let found = std::process::Command::new("python3")
-        .args(["-c", "import grpc, grpc_tools"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(
-            std::env::var_os("SLUICE_REQUIRE_GRPCIO").is_none(),
-            "SLUICE_REQUIRE_GRPCIO is set but python3 cannot import grpc and grpc_tools"
-        );
-        eprintln!("notice: skipping the Python gRPC client test: pip install grpcio grpcio-tools");
-    }
-    found
-}
-
 #[test]
 fn an_independent_python_client_gets_the_documented_answer_after_the_sink_stored_the_batch() {
-    if !python_grpc() {
+    if !have(
+        "python3",
+        &["-c", "import grpc, grpc_tools"],
+        "SLUICE_REQUIRE_GRPCIO",
+        "pip install grpcio grpcio-tools",
+    ) {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use super::util::{free_port, http_get, signal, spawn, stderr_of, wait_exit, wait_for};
+use super::util::{free_port, have, http_get, signal, spawn, stderr_of, wait_exit, wait_for};
 
 const CONFIG: &str = "\
 data_dir: state
@@ -154,14 +154,12 @@ fn a_drain_that_outlives_the_timeout_exits_1_and_names_the_component() {
 /// sets SLUICE_REQUIRE_PROMETHEUS=1; elsewhere the test says why it skips.
 #[test]
 fn a_real_prometheus_scrapes_the_component_counters() {
-    if Command::new("prometheus").arg("--version").output().is_err() {
-        assert!(
-            std::env::var_os("SLUICE_REQUIRE_PROMETHEUS").is_none(),
-            "SLUICE_REQUIRE_PROMETHEUS is set but `prometheus` is not installed"
-        );
-        eprintln!(
-            "notice: skipping the Prometheus scrape test: `prometheus` is not installed (apt-get install prometheus)"
-        );
+    if !have(
+        "prometheus",
+        &["--version"],
+        "SLUICE_REQUIRE_PROMETHEUS",
+        "apt-get install prometheus",
+    ) {
         return;
     }
     let (dir, _) = setup(500);

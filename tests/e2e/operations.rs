@@ -19,22 +19,8 @@ use sluice_testkit::{EsEmulator, EsEmulatorConfig};
 
 use super::elasticsearch::{holds_all, visible, write_config};
 use super::util::{
-    free_port, http_get, repo, signal, spawn, start_sim, stderr_of, wait_exit, wait_for,
+    free_port, have, http_get, repo, signal, spawn, start_sim, stderr_of, wait_exit, wait_for,
 };
-
-/// Whether `tool` runs; if not, fail when `required_by` is set, else say why we skip.
-fn have(tool: &str, args: &[&str], required_by: &str, install: &str) -> bool {
-    let status = Command::new(tool).args(args).stdout(Stdio::null()).stderr(Stdio::null()).status();
-    if status.is_ok_and(|s| s.success()) {
-        return true;
-    }
-    assert!(
-        std::env::var_os(required_by).is_none(),
-        "{required_by} is set but `{tool}` is missing ({install})"
-    );
-    eprintln!("notice: skipping: `{tool} {}` fails ({install})", args.join(" "));
-    false
-}
 
 fn ok(output: &std::process::Output) -> String {
     let text = format!(
@@ -53,18 +39,17 @@ fn the_alert_rules_pass_promtool_check_and_their_unit_tests() {
         return;
     }
     let dir = repo().join("deploy/prometheus");
-    let check = Command::new("promtool")
-        .args(["check", "rules", "sluice-alerts.yml"])
-        .current_dir(&dir)
-        .output()
-        .expect("promtool");
-    assert!(ok(&check).contains("SUCCESS: 8 rules found"));
-    let test = Command::new("promtool")
-        .args(["test", "rules", "sluice-alerts.test.yml"])
-        .current_dir(&dir)
-        .output()
-        .expect("promtool");
-    assert!(ok(&test).contains("SUCCESS"));
+    for (command, said) in [
+        ("check rules sluice-alerts.yml", "SUCCESS: 8 rules found"),
+        ("test rules sluice-alerts.test.yml", "SUCCESS"),
+    ] {
+        let output = Command::new("promtool")
+            .args(command.split(' '))
+            .current_dir(&dir)
+            .output()
+            .expect("promtool");
+        assert!(ok(&output).contains(said), "promtool {command}");
+    }
 }
 
 /// Every PromQL expression of the dashboard and the rules.

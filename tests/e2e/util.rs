@@ -63,6 +63,23 @@ pub fn collect_stderr(child: &mut Child) {
     logs().lock().expect("logs").insert(child.id(), (buffer, reader));
 }
 
+/// Whether `tool args` runs and succeeds. If not: a failure when the
+/// environment variable `required_by` is set (`.ci/run` sets it after
+/// installing the tool), else a printed notice that the test skips.
+pub fn have(tool: &str, args: &[&str], required_by: &str, install: &str) -> bool {
+    let status = Command::new(tool).args(args).stdout(Stdio::null()).stderr(Stdio::null()).status();
+    if status.is_ok_and(|s| s.success()) {
+        return true;
+    }
+    assert!(
+        std::env::var_os(required_by).is_none(),
+        "{required_by} is set but `{tool} {}` fails ({install})",
+        args.join(" ")
+    );
+    eprintln!("notice: skipping: `{tool} {}` fails ({install})", args.join(" "));
+    false
+}
+
 /// A port that was free a moment ago.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()

@@ -109,11 +109,6 @@ impl Taps {
             .clone()
     }
 
-    /// The names of the outputs.
-    pub fn outputs(&self) -> Vec<String> {
-        self.lock().keys().cloned().collect()
-    }
-
     /// Start watching output `name`.
     pub fn watch(&self, name: &str) -> Result<Tap, UnknownOutput> {
         let points = self.lock();
