@@ -31,6 +31,17 @@ pub(super) fn write_config(
     api_port: u16,
     sink_extra: &str,
 ) {
+    write_config_for(dir, sim, &es.url(), api_port, sink_extra);
+}
+
+/// sim → onepassword → ECS → elasticsearch at `es_url`, in `dir/sluice.yaml`.
+pub(super) fn write_config_for(
+    dir: &Path,
+    sim: &Sim,
+    es_url: &str,
+    api_port: u16,
+    sink_extra: &str,
+) {
     std::fs::create_dir_all(dir.join("vrl")).expect("mkdir");
     std::fs::copy(repo().join("pipelines/vrl/ecs.vrl"), dir.join("vrl/ecs.vrl")).expect("vrl");
     let config = format!(
@@ -55,8 +66,7 @@ sinks:
     request: {{retry_max_backoff_secs: 2}}
     dead_letter: {{path: out/rejected.ndjson}}
 {sink_extra}",
-        sim.port,
-        es.url()
+        sim.port, es_url
     );
     std::fs::write(dir.join("sluice.yaml"), config).expect("config");
 }

@@ -377,3 +377,53 @@ fn demo_prints_events_sluice_tap_sees_them_and_it_stops_cleanly() {
         assert_eq!(event["onepassword"]["uuid"].as_str().map(str::len), Some(26), "{line}");
     }
 }
+
+/// Before anything is delivered there is no lag to show (not a lag of 0),
+/// and a 429 pause is logged once at INFO, not only at DEBUG.
+#[test]
+fn no_lag_is_shown_before_a_delivery_and_a_429_pause_is_logged_at_info() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sim = start_sim(dir.path(), 50, &[]);
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{}/_sim/faults/next", sim.port))
+            .json(&serde_json::json!([{"kind": "status", "status": 429}]))
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .expect("the 429 is queued");
+    });
+    let api = free_port();
+    // Nothing listens there: the sink cannot deliver, so nothing is acknowledged.
+    let closed = free_port();
+    super::elasticsearch::write_config_for(
+        dir.path(),
+        &sim,
+        &format!("http://127.0.0.1:{closed}"),
+        api,
+        "",
+    );
+    let mut sluice = spawn(Path::new("sluice.yaml"), dir.path(), &[]);
+    let pages_fetched = |metrics: &str| {
+        metrics
+            .lines()
+            .any(|l| l.starts_with("sluice_onepassword_pages_total{") && !l.ends_with(" 0"))
+    };
+    let metrics = wait_for(Duration::from_secs(60), || {
+        http_get(api, "/metrics").map(|(_, body)| body).filter(|body| pages_fetched(body))
+    });
+    let logged = wait_for(Duration::from_secs(30), || {
+        let log = stderr_so_far(&sluice);
+        log.contains("429 Too Many Requests").then_some(log)
+    });
+    let _ = sluice.kill();
+    let _ = sluice.wait();
+    let metrics = metrics.expect("pages were fetched");
+    assert!(metrics.contains("sluice_onepassword_checkpoint_age_seconds{"), "{metrics}");
+    assert!(!metrics.contains("sluice_onepassword_lag_seconds"), "a lag before any delivery");
+    let log = logged.expect("the 429 is logged");
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains("429 Too Many Requests")).collect();
+    assert_eq!(lines.len(), 1, "{log}");
+    assert!(lines[0].contains(" INFO "), "{}", lines[0]);
+}

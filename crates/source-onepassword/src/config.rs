@@ -88,6 +88,10 @@ pub struct OnePasswordSourceConfig {
     /// waits grow from 1 s with full jitter).
     #[serde(default = "default_max_backoff")]
     pub retry_max_backoff_secs: u64,
+    /// Seconds a stream's requests may keep failing (transport errors, 5xx,
+    /// malformed answers) before `/health` reports it (default 60).
+    #[serde(default = "default_unhealthy_after")]
+    pub unhealthy_after_secs: u64,
     /// An HTTP(S) proxy URL (it may hold credentials: redacted like a token).
     pub proxy: Option<Secret>,
     /// TLS settings.
@@ -114,6 +118,9 @@ fn default_refused_retry() -> u64 {
     60
 }
 fn default_max_backoff() -> u64 {
+    60
+}
+fn default_unhealthy_after() -> u64 {
     60
 }
 
@@ -175,6 +182,8 @@ pub struct Settings {
     pub refused_retry: Duration,
     /// Cap of the retry backoff.
     pub retry_max_backoff: Duration,
+    /// How long requests may keep failing before the stream is reported.
+    pub unhealthy_after: Duration,
     /// Proxy URL.
     pub proxy: Option<Secret>,
     /// CA file.
@@ -312,6 +321,11 @@ impl OnePasswordSourceConfig {
                 "retry_max_backoff_secs must be from 1 to 3600",
             ),
             (
+                "unhealthy_after_secs",
+                (1..=86_400).contains(&self.unhealthy_after_secs),
+                "unhealthy_after_secs must be from 1 to 86400",
+            ),
+            (
                 "rate_limit",
                 self.rate_limit.per_minute >= 1 && self.rate_limit.per_hour >= 1,
                 "rate_limit values must be at least 1",
@@ -340,6 +354,7 @@ impl OnePasswordSourceConfig {
             max_pages_in_flight: self.max_pages_in_flight,
             refused_retry: Duration::from_secs(self.refused_retry_secs),
             retry_max_backoff: Duration::from_secs(self.retry_max_backoff_secs),
+            unhealthy_after: Duration::from_secs(self.unhealthy_after_secs),
             proxy: self.proxy,
             ca_file: self.tls.ca_file.map(|f| dir.join(f)),
             rate_limit: self.rate_limit,

@@ -16,6 +16,8 @@ use crate::config::RateLimitConfig;
 
 const MINUTE: Duration = Duration::from_secs(60);
 const HOUR: Duration = Duration::from_secs(3600);
+/// A long wait is slept in slices of this, each reported as it ends.
+const WAIT_SLICE: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Default)]
 struct Windows {
@@ -76,24 +78,30 @@ impl Limiter {
     }
 
     /// Wait until a request may be sent; returns how long that took.
-    pub async fn acquire(&self) -> Duration {
+    /// `waited` is told each slice (at most 1 s) of the wait as it ends, so
+    /// a long pause is counted while it lasts.
+    pub async fn acquire(&self, mut waited: impl FnMut(Duration)) -> Duration {
         let started = Instant::now();
         loop {
             let wait = self.reserve(Instant::now());
             if wait.is_zero() {
                 return started.elapsed();
             }
-            tokio::time::sleep(wait).await;
+            let slice = wait.min(WAIT_SLICE);
+            tokio::time::sleep(slice).await;
+            waited(slice);
         }
     }
 
     /// Send nothing before `after` from now (a `Retry-After`, a reset).
-    pub fn pause_for(&self, after: Duration) {
+    /// Whether this starts a pause (none was in force), for logging it once.
+    pub fn pause_for(&self, after: Duration) -> bool {
         let now = Instant::now();
         let until = now.checked_add(after.min(crate::client::MAX_WAIT)).unwrap_or(now);
         let mut windows = self.lock();
-        windows.paused_until =
-            Some(windows.paused_until.map_or(until, |current| current.max(until)));
+        let current = windows.paused_until.filter(|current| *current > now);
+        windows.paused_until = Some(current.map_or(until, |current| current.max(until)));
+        current.is_none()
     }
 }
 
@@ -104,24 +112,38 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn waits_for_the_minute_window() {
         let limiter = Limiter::new(RateLimitConfig { per_minute: 2, per_hour: 100 });
-        assert_eq!(limiter.acquire().await, Duration::ZERO);
-        assert_eq!(limiter.acquire().await, Duration::ZERO);
-        let waited = limiter.acquire().await;
+        assert_eq!(limiter.acquire(|_| {}).await, Duration::ZERO);
+        assert_eq!(limiter.acquire(|_| {}).await, Duration::ZERO);
+        let waited = limiter.acquire(|_| {}).await;
         assert_eq!(waited, MINUTE, "the third request waits for the first to leave the minute");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_long_wait_is_counted_while_it_lasts() {
+        let limiter = Limiter::new(RateLimitConfig::default());
+        assert!(limiter.pause_for(Duration::from_millis(2500)));
+        let mut slices = Vec::new();
+        let waited = limiter.acquire(|slice| slices.push(slice)).await;
+        assert_eq!(waited, Duration::from_millis(2500));
+        assert_eq!(
+            slices,
+            [Duration::from_secs(1), Duration::from_secs(1), Duration::from_millis(500)]
+        );
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_pause_holds_every_user_until_it_ends() {
         let limiter = Arc::new(Limiter::new(RateLimitConfig::default()));
-        limiter.pause_for(Duration::from_secs(7));
-        limiter.pause_for(Duration::from_secs(3));
+        assert!(limiter.pause_for(Duration::from_secs(7)), "a new pause");
+        assert!(!limiter.pause_for(Duration::from_secs(3)), "one already in force");
         let other = limiter.clone();
-        let (a, b) = tokio::join!(limiter.acquire(), other.acquire());
+        let (a, b) = tokio::join!(limiter.acquire(|_| {}), other.acquire(|_| {}));
         assert_eq!(
             (a, b),
             (Duration::from_secs(7), Duration::from_secs(7)),
             "the longer pause wins"
         );
+        assert!(limiter.pause_for(Duration::from_secs(1)), "the first pause ended");
     }
 
     #[test]

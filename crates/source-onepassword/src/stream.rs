@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, Utc};
-use metrics::{Counter, Gauge, counter, gauge};
 use sluice_core::ack::{BatchNotifier, BatchStatus, EventFinalizers, OrderedAcks};
 use sluice_core::backoff::Backoff;
 use sluice_core::component::{BoxError, Outputs, ShutdownSignal};
@@ -23,10 +22,16 @@ use crate::client::{ApiClient, ApiError, Page, Request};
 use crate::config::{Settings, StartTime};
 use crate::limiter::Limiter;
 
+mod measure;
+
+use measure::StreamMetrics;
+
 /// Pages in a row with `has_more` but no events and no new cursor before the
 /// poller treats the stream as caught up.
 const STUCK_PAGES: u32 = 5;
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+/// How often the lag and checkpoint age gauges move while a stream waits.
+const GAUGES_EVERY: Duration = Duration::from_secs(5);
 
 /// Everything one stream's poller needs.
 #[derive(Debug)]
@@ -61,58 +66,6 @@ struct Position {
     events: u64,
 }
 
-struct StreamMetrics {
-    events: Counter,
-    pages: Counter,
-    rate_limit_wait: Counter,
-    lag: Gauge,
-    checkpoint_age: Gauge,
-    up: Gauge,
-    component: ComponentMetrics,
-    stream: &'static str,
-}
-
-impl StreamMetrics {
-    fn new(component: &ComponentMetrics, stream: Stream) -> Self {
-        let labels = component.labels_with(&[("stream", stream.as_str().to_owned())]);
-        // At 0 from the start, so `increase()` in alerts sees the first retry.
-        for reason in ["rate_limited", "malformed", "transport", "server_error", "delivery_failed"]
-        {
-            let labels = component.labels_with(&[
-                ("stream", stream.as_str().to_owned()),
-                ("reason", reason.to_owned()),
-            ]);
-            counter!("sluice_onepassword_retries_total", labels).increment(0);
-        }
-        Self {
-            events: counter!("sluice_onepassword_events_total", labels.clone()),
-            pages: counter!("sluice_onepassword_pages_total", labels.clone()),
-            rate_limit_wait: counter!(
-                "sluice_onepassword_rate_limit_wait_milliseconds_total",
-                labels.clone()
-            ),
-            lag: gauge!("sluice_onepassword_lag_seconds", labels.clone()),
-            checkpoint_age: gauge!("sluice_onepassword_checkpoint_age_seconds", labels.clone()),
-            up: gauge!("sluice_onepassword_stream_up", labels),
-            component: component.clone(),
-            stream: stream.as_str(),
-        }
-    }
-
-    fn request(&self, status: String) {
-        let labels =
-            self.component.labels_with(&[("stream", self.stream.to_owned()), ("status", status)]);
-        counter!("sluice_onepassword_requests_total", labels).increment(1);
-    }
-
-    fn retry(&self, reason: &'static str) {
-        let labels = self
-            .component
-            .labels_with(&[("stream", self.stream.to_owned()), ("reason", reason.to_owned())]);
-        counter!("sluice_onepassword_retries_total", labels).increment(1);
-    }
-}
-
 struct State {
     checkpoint: StreamCheckpoint,
     committed_at: Instant,
@@ -120,7 +73,10 @@ struct State {
     acks: OrderedAcks<Position>,
     backoff: Backoff,
     stuck: u32,
-    refused: bool,
+    /// Reported on `/health` and `stream_up` 0: refused, or failing too long.
+    down: bool,
+    /// When the current run of failed requests began.
+    failing_since: Option<Instant>,
     progress_at: Instant,
     events_this_run: u64,
 }
@@ -142,7 +98,8 @@ impl StreamPoller {
                 self.settings.retry_max_backoff.max(Duration::from_secs(1)),
             ),
             stuck: 0,
-            refused: false,
+            down: false,
+            failing_since: None,
             progress_at: Instant::now(),
             events_this_run: 0,
         };
@@ -207,11 +164,15 @@ impl StreamPoller {
                 }
                 continue;
             }
-            let waited = tokio::select! {
-                waited = self.limiter.acquire() => waited,
+            // A rate-limit wait is counted, and the gauges move, while it lasts.
+            let waiting = self.limiter.acquire(|slice| {
+                metrics.rate_limit_wait.increment(slice.as_millis() as u64);
+                self.update_gauges(state, metrics);
+            });
+            tokio::select! {
+                _ = waiting => {}
                 () = self.shutdown.cancelled() => return Ok(()),
-            };
-            metrics.rate_limit_wait.increment(waited.as_millis() as u64);
+            }
             let token = match self.settings.token.load() {
                 Ok(token) => token,
                 Err(err) => {
@@ -226,14 +187,16 @@ impl StreamPoller {
             };
             if quota.remaining == Some(0)
                 && let Some(reset) = quota.reset
+                && self.limiter.pause_for(reset)
             {
-                self.limiter.pause_for(reset);
+                tracing::info!(stream = %self.stream, wait = ?reset, "the token's rate limit is used up (RateLimit-Remaining: 0); every stream of this token waits for the reset");
             }
             match result {
                 Ok(page) => {
                     metrics.request("200".into());
-                    if state.refused {
-                        state.refused = false;
+                    state.failing_since = None;
+                    if state.down {
+                        state.down = false;
                         metrics.up.set(1.0);
                         self.health.set_healthy(self.stream.as_str());
                         tracing::info!(stream = %self.stream, "the API accepts the stream again");
@@ -337,8 +300,9 @@ impl StreamPoller {
                     .unwrap_or_else(|| state.backoff.next_delay())
                     .max(Duration::from_millis(100));
                 metrics.retry("rate_limited");
-                tracing::debug!(stream = %self.stream, ?wait, "429 Too Many Requests; every stream of this token waits");
-                self.limiter.pause_for(wait);
+                if self.limiter.pause_for(wait) {
+                    tracing::info!(stream = %self.stream, ?wait, "429 Too Many Requests; every stream of this token waits");
+                }
                 Ok(())
             }
             err if err.is_refusal() => {
@@ -363,17 +327,30 @@ impl StreamPoller {
                 metrics.component.error(Stage::Receiving, reason);
                 let wait = state.backoff.next_delay();
                 tracing::warn!(stream = %self.stream, error = %err, retry_in = ?wait, "request failed; retrying");
+                let failing_for = state.failing_since.get_or_insert_with(Instant::now).elapsed();
+                if failing_for >= self.settings.unhealthy_after {
+                    let failing_for =
+                        humantime::format_duration(Duration::from_secs(failing_for.as_secs()));
+                    let reason = format!("requests have failed for {failing_for}: {err}");
+                    if self.mark_down(state, metrics, &reason) {
+                        tracing::error!(stream = %self.stream, error = %err, %failing_for, "requests to the Events API keep failing; /health reports the stream until one succeeds");
+                    }
+                }
                 self.idle(state, metrics, wait).await
             }
         }
     }
 
-    /// The API refuses the stream: say so once, mark it, keep the other streams going.
-    fn refuse(&self, state: &mut State, metrics: &StreamMetrics, reason: &str) {
+    /// Report the stream down on `/health` and `stream_up`; whether it just went down.
+    fn mark_down(&self, state: &mut State, metrics: &StreamMetrics, reason: &str) -> bool {
         metrics.up.set(0.0);
         self.health.set_unhealthy(self.stream.as_str(), reason);
-        if !state.refused {
-            state.refused = true;
+        !std::mem::replace(&mut state.down, true)
+    }
+
+    /// The API refuses the stream: say so once, mark it, keep the other streams going.
+    fn refuse(&self, state: &mut State, metrics: &StreamMetrics, reason: &str) {
+        if self.mark_down(state, metrics, reason) {
             tracing::error!(stream = %self.stream, error = reason, retry_every = ?self.settings.refused_retry, "the API refuses this stream; the other streams go on. Fix the token (a token_file is read again) or reset the checkpoint");
         }
     }
@@ -387,9 +364,11 @@ impl StreamPoller {
     ) -> Result<(), BoxError> {
         let now = Instant::now();
         let deadline = now.checked_add(duration).unwrap_or(now + crate::client::MAX_WAIT);
+        let mut gauges = tokio::time::interval_at(now + GAUGES_EVERY, GAUGES_EVERY);
         loop {
             tokio::select! {
                 (position, status) = state.acks.next() => self.on_ack(state, metrics, position, status).await?,
+                _ = gauges.tick() => self.update_gauges(state, metrics),
                 () = tokio::time::sleep_until(deadline) => return Ok(()),
                 () = self.shutdown.cancelled() => return Ok(()),
             }
@@ -454,7 +433,7 @@ impl StreamPoller {
     fn update_gauges(&self, state: &State, metrics: &StreamMetrics) {
         metrics.checkpoint_age.set(state.committed_at.elapsed().as_secs_f64());
         if let Some(lag) = lag(&state.checkpoint) {
-            metrics.lag.set(lag.as_secs_f64());
+            metrics.set_lag(lag);
         }
     }
 

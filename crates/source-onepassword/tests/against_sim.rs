@@ -215,6 +215,46 @@ async fn rate_limits_and_server_errors_lose_nothing_and_retry_after_is_honoured(
 }
 
 #[tokio::test]
+async fn a_stream_failing_longer_than_unhealthy_after_is_reported_until_it_recovers() {
+    let harness = Harness::new(20).await;
+    // Twenty 503s in a row: with backoff waits of up to 1 s, seconds of failure.
+    for _ in 0..20 {
+        harness.sim.push_fault(Fault::Status { status: 503 });
+    }
+    let health = Health::new();
+    let sink = RecordingSink::new(AckStatus::Delivered);
+    let source = harness
+        .source("streams: [audit_events]\nunhealthy_after_secs: 1\nretry_max_backoff_secs: 1\n");
+    let topology = harness.start(source, Box::new(sink.clone()), &health);
+    assert!(
+        wait_for(Duration::from_secs(60), || health
+            .report()
+            .unhealthy
+            .contains_key("op.audit_events"))
+        .await,
+        "{:?}",
+        health.report()
+    );
+    let reason = health.report().unhealthy["op.audit_events"].clone();
+    assert!(reason.starts_with("requests have failed for "), "{reason}");
+    assert!(reason.contains("503"), "{reason}");
+    assert!(sink.values().is_empty(), "nothing was fetched yet");
+
+    // The faults run out: the stream delivers and is healthy again.
+    let total = harness.visible(&[SimStream::AuditEvents]);
+    assert!(
+        wait_for(Duration::from_secs(60), || sink.values().len() >= total
+            && health.report().is_ok())
+        .await,
+        "{} of {total} delivered; {:?}",
+        sink.values().len(),
+        health.report()
+    );
+    stop(topology).await;
+    assert_eq!(assert_unique(&sink.values()).len(), total);
+}
+
+#[tokio::test]
 async fn a_refused_stream_stops_alone_and_health_names_it() {
     let harness = Harness::new(20).await;
     let health = Health::new();
