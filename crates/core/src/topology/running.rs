@@ -235,6 +235,10 @@ async fn run_worker(
     let mut out = TransformOutput::default();
     loop {
         let Some(events) = input.lock().await.recv().await else { return Ok(()) };
+        // Releasing the input may have woken the next worker into this
+        // thread's LIFO slot, which other threads cannot steal: yield, so it
+        // runs (and waits on the input) before this batch holds the thread.
+        tokio::task::yield_now().await;
         for event in events {
             // A panic on one event (a bug, a value nobody expected) must not
             // become an outage: that event goes to the dead letter, the rest go on.
