@@ -13,6 +13,8 @@ mod e2e {
     mod metrics_health;
     mod onepassword;
     mod operations;
+    mod operator;
+    mod reload;
     mod sim;
     mod splunk;
     mod validate;

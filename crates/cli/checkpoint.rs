@@ -8,8 +8,10 @@ use std::process::ExitCode;
 use sluice_core::Stream;
 use sluice_source_onepassword::checkpoint::{self, Reset};
 
+use sluice_core::config::{ComponentKind, ConfigError, load_files};
+
 use crate::error::{CliError, CliResult};
-use crate::run::load;
+use crate::plan::data_dir_or_default;
 
 /// `sluice checkpoint` subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -43,13 +45,22 @@ pub fn run(command: &CheckpointCommand) -> CliResult {
     let configs = match command {
         CheckpointCommand::List { configs } | CheckpointCommand::Reset { configs, .. } => configs,
     };
-    let plan = load(configs)?;
-    let data_dir = plan.data_dir();
-    let sources: Vec<&str> = plan
-        .sources
+    // Only data_dir and the sources' ids are needed: a problem inside a
+    // component (an unset token variable, a typo in a sink) does not stop
+    // this command, so it runs without secrets.
+    let mut raw = load_files(configs);
+    raw.errors.retain(|e| e.component.is_none());
+    if raw.incomplete || !raw.errors.is_empty() {
+        return Err(ConfigError::new(raw.errors).into());
+    }
+    let data_dir = data_dir_or_default(raw.data_dir);
+    let sources: Vec<&str> = raw
+        .components
         .iter()
-        .filter(|s| s.type_name == "onepassword")
-        .map(|s| s.id.as_str())
+        .filter(|c| {
+            c.kind == ComponentKind::Source && c.type_name.as_deref() == Some("onepassword")
+        })
+        .map(|c| c.id.as_str())
         .collect();
     match command {
         CheckpointCommand::List { .. } => {

@@ -61,11 +61,11 @@ pub fn run(args: &DemoArgs) -> crate::error::CliResult {
         std::fs::write(dir.path().join("vrl/ecs.vrl"), ECS_VRL)?;
         let mut raw = load_str(&dir.path().join("demo.yaml"), DEMO_YAML, &lookup);
         raw.tests.clear();
-        let plan = plan(raw)
+        let plan = plan(raw, crate::plan::Files::Read)
             .map_err(|err| anyhow::anyhow!("the embedded demo pipeline is invalid:\n{err}"))?;
         warn_all(&plan);
         tracing::info!(simulator = %sim.url(), "demo: the 1Password Events API simulator is running; events follow on standard output (Ctrl-C stops)");
-        let code = run_plan(plan, args.shutdown_timeout).await;
+        let code = run_plan(plan, args.shutdown_timeout, None).await;
         sim.shutdown().await;
         code
     })

@@ -18,6 +18,7 @@ mod lock;
 mod logging;
 mod plan;
 mod registry;
+mod reload;
 mod run;
 mod sim;
 mod tap;
@@ -40,7 +41,7 @@ const EXIT_INVALID: u8 = 2;
 )]
 struct Cli {
     /// Log format on standard error: `text` for people, `json` for log collectors.
-    /// The level comes from RUST_LOG (default `info`), e.g. RUST_LOG=sluice=debug.
+    /// The level comes from RUST_LOG (default `info`), e.g. RUST_LOG=debug.
     #[arg(long, global = true, value_enum, default_value_t = logging::Format::Text, env = "SLUICE_LOG_FORMAT")]
     log_format: logging::Format,
 
@@ -50,7 +51,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run a topology until SIGINT or SIGTERM, then drain in-flight events and commit checkpoints.
+    /// Run a topology until SIGINT or SIGTERM, then drain in-flight events and
+    /// commit checkpoints. SIGHUP reloads the config files: components whose
+    /// settings changed are replaced, the others keep running.
     Run {
         /// Config files, merged in order (at least one).
         #[arg(required = true, value_name = "CONFIG")]
@@ -62,16 +65,21 @@ enum Command {
         shutdown_timeout: Duration,
     },
     /// Check config files without running them: YAML, every component's
-    /// settings, the graph (no network unless --network). Exits 0 if valid, 2 if not.
+    /// settings, the files they name (token files: read and decoded), the
+    /// graph; no network unless --network. Exits 0 if valid, 2 if not.
     Validate {
         /// Config files, merged in order (at least one).
         #[arg(required = true, value_name = "CONFIG")]
         configs: Vec<PathBuf>,
-        /// Also run each component's network checks: read and decode tokens,
-        /// ask the 1Password API which streams a token permits, reach every
-        /// sink's endpoint with its credentials. Unreachable or refused: exit 2.
-        #[arg(long)]
+        /// Also run each component's network checks: ask the 1Password API
+        /// which streams a token permits, reach every sink's endpoint with its
+        /// credentials. Unreachable or refused: exit 2.
+        #[arg(long, conflicts_with = "skip_files")]
         network: bool,
+        /// Do not read the files components name (token files, certificates):
+        /// check the config alone, e.g. in CI where the secrets are not mounted.
+        #[arg(long)]
+        skip_files: bool,
     },
     /// Run the `tests:` blocks of configs: raw events inserted at a transform,
     /// checked with VRL conditions or an expected document. Exits 1 if any fails.
@@ -115,7 +123,9 @@ fn main() -> ExitCode {
     logging::init(cli.log_format);
     let result = match cli.command {
         Command::Run { configs, shutdown_timeout } => run::run(&configs, shutdown_timeout),
-        Command::Validate { configs, network } => run::validate(&configs, network),
+        Command::Validate { configs, network, skip_files } => {
+            run::validate(&configs, network, skip_files)
+        }
         Command::Sim(args) => sim::run(&args),
         Command::Test { configs } => unit_test::run(&configs),
         Command::Demo(args) => demo::run(&args),

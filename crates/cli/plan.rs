@@ -2,8 +2,10 @@
 //! through the registry, validate it, check the graph. Everything that is
 //! wrong is collected into one [`ConfigError`].
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
+use sluice_core::component::FileChecks;
 use sluice_core::config::{
     ApiConfig, ComponentKind, ConfigError, Diagnostic, FieldError, RawComponent, RawConfig,
 };
@@ -19,17 +21,34 @@ pub struct Plan {
     pub transforms: Vec<TransformPiece>,
     pub sinks: Vec<SinkPiece>,
     pub warnings: Vec<Diagnostic>,
+    /// What each component is made of, to tell at a reload which changed.
+    pub fingerprints: BTreeMap<String, String>,
 }
 
 impl Plan {
     /// `data_dir` as configured, or `./data` in the working directory.
     pub fn data_dir(&self) -> PathBuf {
-        self.data_dir.clone().unwrap_or_else(|| PathBuf::from("data"))
+        data_dir_or_default(self.data_dir.clone())
     }
 }
 
+/// `data_dir` as configured, or `./data` in the working directory.
+pub fn data_dir_or_default(configured: Option<PathBuf>) -> PathBuf {
+    configured.unwrap_or_else(|| PathBuf::from("data"))
+}
+
+/// Whether building a plan reads the files components need (token files,
+/// certificates) to report their problems at file:line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Files {
+    /// `validate` and `run`: read them.
+    Read,
+    /// `sluice test` and `validate --skip-files`: settings only.
+    Skip,
+}
+
 /// Build the plan from already loaded files.
-pub fn plan(raw: RawConfig) -> Result<Plan, ConfigError> {
+pub fn plan(raw: RawConfig, files: Files) -> Result<Plan, ConfigError> {
     let mut plan = Plan {
         data_dir: raw.data_dir,
         api: raw.api,
@@ -37,6 +56,7 @@ pub fn plan(raw: RawConfig) -> Result<Plan, ConfigError> {
         transforms: Vec::new(),
         sinks: Vec::new(),
         warnings: Vec::new(),
+        fingerprints: raw.components.iter().map(|c| (c.id.clone(), fingerprint(c))).collect(),
     };
     let mut errors = raw.errors;
     let mut warnings = Vec::new();
@@ -46,7 +66,11 @@ pub fn plan(raw: RawConfig) -> Result<Plan, ConfigError> {
         let outputs = match component.kind {
             ComponentKind::Source => add(component, &mut errors, |config: SourceConfig| {
                 let (type_name, outputs) = (config.type_name(), config.outputs());
+                warnings.extend(config.warnings().into_iter().map(|w| component.report(w)));
                 let source = config.validate(component)?;
+                if files == Files::Read {
+                    accept(source.check_files(), component, &mut warnings)?;
+                }
                 plan.sources.push(SourcePiece {
                     id: component.id.clone(),
                     type_name,
@@ -71,6 +95,9 @@ pub fn plan(raw: RawConfig) -> Result<Plan, ConfigError> {
                 let type_name = config.type_name();
                 warnings.extend(config.warnings().into_iter().map(|w| component.report(w)));
                 let sink = config.validate(component)?;
+                if files == Files::Read {
+                    accept(sink.check_files(), component, &mut warnings)?;
+                }
                 plan.sinks.push(SinkPiece {
                     id: component.id.clone(),
                     type_name,
@@ -88,9 +115,12 @@ pub fn plan(raw: RawConfig) -> Result<Plan, ConfigError> {
             location: component.location.clone(),
         });
     }
-    let graph = check(&nodes);
-    errors.extend(graph.errors);
-    plan.warnings = graph.warnings;
+    // Without a whole file, the graph's problems may be the missing file's.
+    if !raw.incomplete {
+        let graph = check(&nodes);
+        errors.extend(graph.errors);
+        plan.warnings = graph.warnings;
+    }
     plan.warnings.extend(warnings);
     if errors.is_empty() {
         Ok(plan)
@@ -99,6 +129,55 @@ pub fn plan(raw: RawConfig) -> Result<Plan, ConfigError> {
         errors.sort_by_key(position);
         Err(ConfigError::new(errors))
     }
+}
+
+/// A component as written (section, type, inputs, settings, its folder)
+/// plus the size and modification time of every file a setting names (a VRL
+/// program, a GeoIP database, a token file): equal fingerprints mean a
+/// reload can keep the running instance.
+fn fingerprint(component: &RawComponent) -> String {
+    let body = serde_yaml_ng::to_string(&component.body).unwrap_or_default();
+    let inputs: Vec<&str> = component.inputs.iter().map(|i| i.name.as_str()).collect();
+    let mut text = format!(
+        "{}|{:?}|{inputs:?}|{}|{body}",
+        component.kind.as_str(),
+        component.type_name,
+        component.dir().display()
+    );
+    let mut files = Vec::new();
+    strings(&component.body, &mut files);
+    for name in files {
+        let path = component.dir().join(name);
+        if let Some(meta) = std::fs::metadata(&path).ok().filter(|m| m.is_file()) {
+            text.push_str(&format!(
+                "|{}:{}:{:?}",
+                path.display(),
+                meta.len(),
+                meta.modified().ok()
+            ));
+        }
+    }
+    text
+}
+
+fn strings<'a>(value: &'a serde_yaml_ng::Value, out: &mut Vec<&'a Path>) {
+    match value {
+        serde_yaml_ng::Value::String(text) if !text.contains('\n') => out.push(Path::new(text)),
+        serde_yaml_ng::Value::Sequence(items) => items.iter().for_each(|v| strings(v, out)),
+        serde_yaml_ng::Value::Mapping(map) => map.values().for_each(|v| strings(v, out)),
+        serde_yaml_ng::Value::Tagged(tagged) => strings(&tagged.value, out),
+        _ => {}
+    }
+}
+
+/// A component's file checks: warnings kept, errors returned.
+fn accept(
+    checks: FileChecks,
+    component: &RawComponent,
+    warnings: &mut Vec<Diagnostic>,
+) -> Result<(), Vec<FieldError>> {
+    warnings.extend(checks.warnings.into_iter().map(|w| component.report(w)));
+    if checks.errors.is_empty() { Ok(()) } else { Err(checks.errors) }
 }
 
 fn position(d: &Diagnostic) -> (bool, String, usize, usize) {

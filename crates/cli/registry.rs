@@ -41,6 +41,15 @@ impl SourceConfig {
         }
     }
 
+    /// Settings that are valid but will not do what they say, to warn about
+    /// at validate and start.
+    pub fn warnings(&self) -> Vec<FieldError> {
+        match self {
+            Self::Onepassword(config) => config.warnings(chrono::Utc::now()),
+            Self::File(_) | Self::Sluice(_) => Vec::new(),
+        }
+    }
+
     /// Pure validation; the result is ready to run.
     pub fn validate(self, raw: &RawComponent) -> Result<Box<dyn Source>, Vec<FieldError>> {
         match self {

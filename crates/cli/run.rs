@@ -14,13 +14,13 @@ use sluice_core::tap::Taps;
 use sluice_core::topology::{TopologyOptions, start};
 
 use crate::error::{CliError, CliResult};
-use crate::plan::{Plan, plan};
+use crate::plan::{Files, Plan, plan};
 
 /// Events arrays a component's input holds before its senders wait.
 const CHANNEL_CAPACITY: usize = 8;
 
 pub fn load(configs: &[PathBuf]) -> Result<Plan, ConfigError> {
-    plan(load_files(configs))
+    plan(load_files(configs), Files::Read)
 }
 
 pub fn warn_all(plan: &Plan) {
@@ -29,8 +29,9 @@ pub fn warn_all(plan: &Plan) {
     }
 }
 
-pub fn validate(configs: &[PathBuf], network: bool) -> CliResult {
-    let mut plan = load(configs)?;
+pub fn validate(configs: &[PathBuf], network: bool, skip_files: bool) -> CliResult {
+    let files = if skip_files { Files::Skip } else { Files::Read };
+    let mut plan = plan(load_files(configs), files)?;
     warn_all(&plan);
     if network {
         let report = block_on_value(preflight(&mut plan))?;
@@ -54,7 +55,7 @@ pub fn validate(configs: &[PathBuf], network: bool) -> CliResult {
 pub fn run(configs: &[PathBuf], shutdown_timeout: Duration) -> CliResult {
     let plan = load(configs)?;
     warn_all(&plan);
-    block_on(run_plan(plan, shutdown_timeout))
+    block_on(run_plan(plan, shutdown_timeout, Some(configs)))
 }
 
 /// Run `future` on a new multi-threaded runtime.
@@ -115,8 +116,13 @@ fn block_on_value<T>(future: impl Future<Output = T>) -> anyhow::Result<T> {
     Ok(runtime.block_on(future))
 }
 
-/// Preflight, then run a plan until a signal or until every component ends.
-pub async fn run_plan(mut plan: Plan, shutdown_timeout: Duration) -> CliResult {
+/// Preflight, then run a plan until a signal or until every component ends;
+/// SIGHUP loads `configs` again (when given) and applies what changed.
+pub async fn run_plan(
+    mut plan: Plan,
+    shutdown_timeout: Duration,
+    configs: Option<&[PathBuf]>,
+) -> CliResult {
     // Before anything answers: a SIGTERM from then on must drain, not kill.
     let mut signals = Signals::new()?;
     // One owner per data_dir, before anything else can touch it.
@@ -164,6 +170,7 @@ pub async fn run_plan(mut plan: Plan, shutdown_timeout: Duration) -> CliResult {
         taps,
     };
     let counts = (plan.sources.len(), plan.transforms.len(), plan.sinks.len());
+    let mut current = crate::reload::Current::of(&plan);
     let mut topology = start(plan.sources, plan.transforms, plan.sinks, &options);
     tracing::info!(sources = counts.0, transforms = counts.1, sinks = counts.2, "topology started");
 
@@ -171,6 +178,13 @@ pub async fn run_plan(mut plan: Plan, shutdown_timeout: Duration) -> CliResult {
     loop {
         tokio::select! {
             name = signals.next() => {
+                if name == "SIGHUP" {
+                    match configs {
+                        Some(configs) => crate::reload::reload(configs, &mut current, &mut topology, shutdown_timeout).await,
+                        None => tracing::warn!("SIGHUP: this config is embedded and cannot be reloaded; still running"),
+                    }
+                    continue;
+                }
                 tracing::info!(signal = name, timeout = ?shutdown_timeout, "draining: sources stop fetching, in-flight events finish");
                 break;
             }
@@ -194,9 +208,15 @@ pub async fn run_plan(mut plan: Plan, shutdown_timeout: Duration) -> CliResult {
     // A second signal while draining stops at once; nothing uncommitted is lost,
     // it is read again at the next start.
     tokio::spawn(async move {
-        let name = signals.next().await;
-        tracing::warn!(signal = name, "second signal: exiting without waiting for the drain");
-        std::process::exit(1);
+        loop {
+            let name = signals.next().await;
+            if name == "SIGHUP" {
+                tracing::warn!("SIGHUP while draining: no reload");
+                continue;
+            }
+            tracing::warn!(signal = name, "second signal: exiting without waiting for the drain");
+            std::process::exit(1);
+        }
     });
     let report = topology.stop(shutdown_timeout).await;
     for exit in &report.failed {
@@ -214,10 +234,11 @@ pub async fn run_plan(mut plan: Plan, shutdown_timeout: Duration) -> CliResult {
     Ok(ExitCode::SUCCESS)
 }
 
-/// SIGINT and SIGTERM.
+/// SIGINT and SIGTERM (stop), SIGHUP (reload).
 pub struct Signals {
     interrupt: tokio::signal::unix::Signal,
     terminate: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
 }
 
 impl Signals {
@@ -226,6 +247,7 @@ impl Signals {
         Ok(Self {
             interrupt: signal(SignalKind::interrupt())?,
             terminate: signal(SignalKind::terminate())?,
+            hangup: signal(SignalKind::hangup())?,
         })
     }
 
@@ -233,6 +255,7 @@ impl Signals {
         tokio::select! {
             _ = self.interrupt.recv() => "SIGINT",
             _ = self.terminate.recv() => "SIGTERM",
+            _ = self.hangup.recv() => "SIGHUP",
         }
     }
 }

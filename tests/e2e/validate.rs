@@ -96,7 +96,9 @@ fn every_shipped_pipeline_validates() {
     for entry in std::fs::read_dir(repo().join("pipelines")).expect("pipelines/") {
         let path = entry.expect("entry").path();
         if path.extension().is_some_and(|e| e == "yaml") {
-            let output = run(&["validate", path.to_str().expect("utf-8")], &repo());
+            // The token files they name are the user's (tests/e2e/operator.rs
+            // covers reading them).
+            let output = run(&["validate", "--skip-files", path.to_str().expect("utf-8")], &repo());
             let stderr = String::from_utf8_lossy(&output.stderr);
             assert_eq!(output.status.code(), Some(0), "{}: {stderr}", path.display());
             checked += 1;

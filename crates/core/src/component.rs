@@ -28,6 +28,16 @@ pub type ComponentFuture = Pin<Box<dyn Future<Output = Result<(), BoxError>> + S
 /// Checks a component makes before it runs.
 pub type PreflightFuture<'a> = Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send + 'a>>;
 
+/// What a component's file checks found, tied to its keys so that they are
+/// shown at file:line: errors stop `validate` and `run`, warnings are logged.
+#[derive(Debug, Default)]
+pub struct FileChecks {
+    /// Problems that make the component unusable (a token file that is missing).
+    pub errors: Vec<crate::config::FieldError>,
+    /// Problems it can run with (a token for another host behind a relay).
+    pub warnings: Vec<crate::config::FieldError>,
+}
+
 /// The signal that tells sources to stop fetching.
 pub type ShutdownSignal = CancellationToken;
 
@@ -47,11 +57,29 @@ pub struct Unreachable(pub String);
 #[error("a downstream component stopped")]
 pub struct ClosedError;
 
-/// The consumers of one output, and its tap point.
+type Consumers = std::sync::Mutex<Arc<Vec<mpsc::Sender<EventArray>>>>;
+
+/// The consumers of one output, and its tap point. The topology keeps a
+/// [`FanoutLink`] to it, so that a config reload can change the consumers
+/// while the producer runs.
 #[derive(Debug, Default)]
 pub struct Fanout {
-    senders: Vec<mpsc::Sender<EventArray>>,
+    senders: Arc<Consumers>,
     tap: Option<Arc<TapPoint>>,
+}
+
+/// A weak handle on a [`Fanout`]: it does not keep the consumers' channels
+/// open once the producer has ended.
+#[derive(Clone, Debug)]
+pub struct FanoutLink(std::sync::Weak<Consumers>);
+
+impl FanoutLink {
+    /// Replace the consumers, if the producer still runs; whether it does.
+    pub fn set_consumers(&self, senders: Vec<mpsc::Sender<EventArray>>) -> bool {
+        let Some(consumers) = self.0.upgrade() else { return false };
+        *consumers.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(senders);
+        true
+    }
 }
 
 impl Fanout {
@@ -62,7 +90,24 @@ impl Fanout {
 
     /// Add a consumer.
     pub fn add(&mut self, sender: mpsc::Sender<EventArray>) {
-        self.senders.push(sender);
+        let mut senders = self.current().as_ref().clone();
+        senders.push(sender);
+        self.set_consumers(senders);
+    }
+
+    /// Replace the consumers. A send already under way finishes with the
+    /// ones it started with.
+    pub fn set_consumers(&self, senders: Vec<mpsc::Sender<EventArray>>) {
+        *self.senders.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(senders);
+    }
+
+    /// A handle to change the consumers later.
+    pub fn link(&self) -> FanoutLink {
+        FanoutLink(Arc::downgrade(&self.senders))
+    }
+
+    fn current(&self) -> Arc<Vec<mpsc::Sender<EventArray>>> {
+        self.senders.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Send to every consumer, waiting for room in each (backpressure). With
@@ -71,7 +116,8 @@ impl Fanout {
         if let Some(tap) = &self.tap {
             tap.offer(&events);
         }
-        let Some((last, rest)) = self.senders.split_last() else { return Ok(()) };
+        let senders = self.current();
+        let Some((last, rest)) = senders.split_last() else { return Ok(()) };
         for sender in rest {
             sender.send(EventArray::new(events.clone())).await.map_err(|_| ClosedError)?;
         }
@@ -111,7 +157,7 @@ impl Outputs {
 
     /// Whether any component reads the named output `port`.
     pub fn is_consumed(&self, port: &str) -> bool {
-        self.named.get(port).is_some_and(|fanout| !fanout.senders.is_empty())
+        self.named.get(port).is_some_and(|fanout| !fanout.current().is_empty())
     }
 
     /// Send events a component failed on: to `<id>.dropped` when a component
@@ -200,6 +246,14 @@ pub struct SinkContext {
 
 /// Produces events.
 pub trait Source: Send {
+    /// Checks that read local files the component needs (a token file,
+    /// certificates), run by `sluice validate` and `sluice run` after the
+    /// settings are valid. Files are read again when used: this only moves
+    /// their problems to the config's file:line.
+    fn check_files(&self) -> FileChecks {
+        FileChecks::default()
+    }
+
     /// Checks that need the network or the filesystem (a token, an
     /// endpoint), run once before `run` and by `sluice validate --network`.
     /// An error stops the start with a message naming the component.
@@ -213,6 +267,11 @@ pub trait Source: Send {
 
 /// Delivers events, and marks each one's finalizer when delivery is final.
 pub trait Sink: Send {
+    /// As [`Source::check_files`].
+    fn check_files(&self) -> FileChecks {
+        FileChecks::default()
+    }
+
     /// Checks that need the network (credentials, the destination's
     /// version), run once before `run` and by `sluice validate --network`.
     fn preflight(&mut self) -> PreflightFuture<'_> {

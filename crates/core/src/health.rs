@@ -50,6 +50,14 @@ impl Health {
         HealthHandle { health: self.clone(), id: component_id.to_owned() }
     }
 
+    /// Forget what a component reported (it was removed, or replaced by a
+    /// config reload: the new instance reports for itself).
+    pub fn forget(&self, component_id: &str) {
+        let prefix = format!("{component_id}.");
+        self.lock().unhealthy.retain(|k, _| k != component_id && !k.starts_with(&prefix));
+        gauge!("sluice_component_healthy", "component_id" => component_id.to_owned()).set(1.0);
+    }
+
     /// Mark the process as draining: `/health` answers 503 from now on.
     pub fn set_draining(&self) {
         self.lock().draining = true;

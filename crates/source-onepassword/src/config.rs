@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
+use sluice_core::component::FileChecks;
 use sluice_core::config::FieldError;
 use sluice_core::{Secret, SecretSource, Stream};
 
@@ -148,7 +149,8 @@ impl StartTime {
         let oldest = now - chrono::Duration::from_std(RETENTION).expect("120 days fit")
             + chrono::Duration::minutes(1);
         if wanted < oldest {
-            tracing::warn!(start_time = %wanted.to_rfc3339(), oldest = %oldest.to_rfc3339(), "start_time is older than the API's 120 days; starting at the oldest available event");
+            // Warned about at its line by validate and at start.
+            tracing::info!(start_time = %wanted.to_rfc3339(), oldest = %oldest.to_rfc3339(), "start_time is older than the API's 120 days; starting at the oldest available event");
             return oldest;
         }
         wanted
@@ -197,6 +199,57 @@ pub fn is_allowed_host(host: &str) -> bool {
     ALLOWED_HOSTS.contains(&host)
 }
 
+/// What the token says against the settings, reported at `field`: a token
+/// that does not decode, or whose audience (the host it was issued for) is
+/// not where it will be sent. 1Password answers a token of another host with
+/// a bare 401; a custom `url` (the simulator, a relay) may legitimately
+/// differ, so that is a warning.
+pub fn token_problems(
+    secret: &Secret,
+    url: Option<&reqwest::Url>,
+    allow_custom_url: bool,
+    field: &'static str,
+) -> FileChecks {
+    let mut checks = FileChecks::default();
+    let claims = match decode(secret) {
+        Ok(claims) => claims,
+        Err(err) => {
+            checks.errors.push(FieldError::new(field, err.to_string()));
+            return checks;
+        }
+    };
+    let audience = claims.audience;
+    let Some(url) = url else {
+        if !allow_custom_url && !is_allowed_host(&audience) {
+            checks.errors.push(FieldError::new(field, format!(
+                "the token's audience `{audience}` is not a 1Password events host ({}); set `url` and `allow_custom_url: true` to use it",
+                ALLOWED_HOSTS.join(", ")
+            )));
+        }
+        return checks;
+    };
+    let host = url.host_str().unwrap_or_default();
+    let authority = match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_owned(),
+    };
+    if audience == authority
+        || url.port_or_known_default().is_some_and(|port| audience == format!("{host}:{port}"))
+    {
+        return checks;
+    }
+    if is_allowed_host(host) {
+        checks.errors.push(FieldError::new(field, format!(
+            "the token was issued for `{audience}`, but url sends it to `{authority}`, which will refuse it (401); leave `url` out (it comes from the token) or use a token of this account"
+        )));
+    } else {
+        checks.warnings.push(FieldError::new(field, format!(
+            "the token was issued for `{audience}`, not url's `{authority}`; unless that host relays to `{audience}`, it will refuse the token (401)"
+        )));
+    }
+    checks
+}
+
 /// `start_time` as written: RFC 3339, or a duration ago.
 pub fn parse_start_time(text: &str) -> Result<StartTime, String> {
     if let Ok(at) = DateTime::parse_from_rfc3339(text) {
@@ -208,29 +261,33 @@ pub fn parse_start_time(text: &str) -> Result<StartTime, String> {
 }
 
 impl OnePasswordSourceConfig {
+    /// Valid settings that will not do what they say at `now`: a
+    /// `start_time` beyond the API's 120 days.
+    pub fn warnings(&self, now: DateTime<Utc>) -> Vec<FieldError> {
+        let Some(Ok(start)) = self.start_time.as_deref().map(parse_start_time) else {
+            return Vec::new();
+        };
+        let too_old = match start {
+            StartTime::Ago(ago) => ago > RETENTION,
+            StartTime::At(at) => {
+                at < now - chrono::Duration::from_std(RETENTION).expect("120 days fit")
+            }
+        };
+        if !too_old {
+            return Vec::new();
+        }
+        vec![FieldError::new(
+            "start_time",
+            "start_time is older than the API's 120 days of retention; the first run starts at the oldest event it still has",
+        )]
+    }
+
     /// Check the settings without I/O; relative paths resolve against `dir`.
     pub fn validate(self, dir: &Path) -> Result<Settings, Vec<FieldError>> {
         let mut errors = Vec::new();
         let token = SecretSource::from_config(self.token, self.token_file, dir, "a token")
             .map_err(|error| errors.push(error))
             .ok();
-        if let Some(SecretSource::Inline(secret)) = &token {
-            match decode(secret) {
-                Ok(claims)
-                    if self.url.is_none()
-                        && !self.allow_custom_url
-                        && !is_allowed_host(&claims.audience) =>
-                {
-                    errors.push(FieldError::new("token", format!(
-                        "the token's audience `{}` is not a 1Password events host ({}); set `url` and `allow_custom_url: true` to use it",
-                        claims.audience,
-                        ALLOWED_HOSTS.join(", ")
-                    )));
-                }
-                Ok(_) => {}
-                Err(err) => errors.push(FieldError::new("token", err.to_string())),
-            }
-        }
         let url = match self.url.as_deref().map(reqwest::Url::parse) {
             None => None,
             Some(Ok(url)) if !matches!(url.scheme(), "http" | "https") => {
@@ -271,6 +328,11 @@ impl OnePasswordSourceConfig {
                 None
             }
         };
+        if let Some(SecretSource::Inline(secret)) = &token {
+            errors.extend(
+                token_problems(secret, url.as_ref(), self.allow_custom_url, "token").errors,
+            );
+        }
         if let Some(streams) = &self.streams {
             if streams.is_empty() {
                 errors.push(FieldError::new(

@@ -4,16 +4,17 @@
 use std::sync::Arc;
 
 use sluice_core::component::{
-    BoxError, ComponentFuture, PreflightFuture, Source, SourceContext, Unreachable,
+    BoxError, ComponentFuture, FileChecks, PreflightFuture, Source, SourceContext, Unreachable,
 };
-use sluice_core::{Secret, Stream};
+use sluice_core::config::FieldError;
+use sluice_core::{Secret, SecretSource, Stream};
 
 use sluice_core::http::{ClientSettings, TlsConfig, build_client};
 
 use crate::Error;
 use crate::checkpoint;
 use crate::client::{ApiClient, ApiError, path_of};
-use crate::config::{Settings, is_allowed_host};
+use crate::config::{Settings, is_allowed_host, token_problems};
 use crate::limiter::Limiter;
 use crate::stream::StreamPoller;
 use crate::token::decode;
@@ -92,8 +93,15 @@ impl OnePasswordSource {
         let features = match client.introspect(&token).await {
             Ok(features) => features,
             Err(ApiError::Unauthorized) => {
+                let host =
+                    client.base().split("://").nth(1).unwrap_or_default().trim_end_matches('/');
+                let hint = if host == claims.audience || host.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (it was issued for `{}`)", claims.audience)
+                };
                 return Err(Error::Preflight(format!(
-                    "{} refused the token (401 Unauthorized): it is wrong, revoked or expired",
+                    "{} refused the token (401 Unauthorized): it is wrong, revoked or expired{hint}",
                     client.base()
                 )));
             }
@@ -130,6 +138,38 @@ impl OnePasswordSource {
 }
 
 impl Source for OnePasswordSource {
+    fn check_files(&self) -> FileChecks {
+        let settings = &self.settings;
+        match &settings.token {
+            SecretSource::File(path) => match Secret::from_file(path) {
+                Ok(secret) => token_problems(
+                    &secret,
+                    settings.url.as_ref(),
+                    settings.allow_custom_url,
+                    "token_file",
+                ),
+                Err(err) => FileChecks {
+                    errors: vec![FieldError::new(
+                        "token_file",
+                        format!("cannot read the token file {}: {}", path.display(), err.problem),
+                    )],
+                    warnings: Vec::new(),
+                },
+            },
+            // Errors of an inline token are the settings' own (validate).
+            SecretSource::Inline(secret) => FileChecks {
+                errors: Vec::new(),
+                warnings: token_problems(
+                    secret,
+                    settings.url.as_ref(),
+                    settings.allow_custom_url,
+                    "token",
+                )
+                .warnings,
+            },
+        }
+    }
+
     fn preflight(&mut self) -> PreflightFuture<'_> {
         Box::pin(async move {
             self.unreachable = None;

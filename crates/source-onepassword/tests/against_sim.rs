@@ -331,10 +331,12 @@ async fn preflight_names_what_is_wrong_without_the_token() {
     let wrong = foreign.token();
     harness.write_token(&wrong);
     let error = harness.source("").preflight().await.expect_err("refused").to_string();
-    assert!(
-        error.ends_with("refused the token (401 Unauthorized): it is wrong, revoked or expired"),
-        "{error}"
+    // A token of another host says so: the audience is the likely cause.
+    let expected = format!(
+        "refused the token (401 Unauthorized): it is wrong, revoked or expired (it was issued for `{}`)",
+        foreign.audience()
     );
+    assert!(error.ends_with(&expected), "{error}");
     assert!(!error.contains(&wrong));
 
     harness.write_token(&harness.sim.mint_token(&["auditevents", "itemusages"], None));

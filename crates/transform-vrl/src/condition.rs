@@ -14,6 +14,8 @@ use crate::geoip::GeoIpDatabases;
 /// A compiled condition.
 pub struct Condition {
     program: Program,
+    /// The program's text, to turn vrl's byte spans into line:column.
+    source: String,
 }
 
 impl std::fmt::Debug for Condition {
@@ -32,7 +34,7 @@ impl Condition {
             &TypeState::default(),
             CompileConfig::default(),
         )
-        .map(|compiled| Self { program: compiled.program })
+        .map(|compiled| Self { program: compiled.program, source: source.to_owned() })
         .map_err(|diagnostics| Formatter::new(source, diagnostics).to_string())
     }
 
@@ -44,10 +46,27 @@ impl Condition {
             Ok(Value::Boolean(true)) => Ok(()),
             Ok(Value::Boolean(false)) => Err("the condition is false".into()),
             Ok(other) => Err(format!("the condition returned {other}, not a boolean")),
-            Err(Terminate::Abort(error) | Terminate::Error(error)) => Err(error.to_string()),
+            Err(Terminate::Abort(error) | Terminate::Error(error)) => {
+                Err(line_columns(&error.to_string(), &self.source))
+            }
             Err(Terminate::Interrupted) => Err("the condition was interrupted".into()),
         }
     }
+}
+
+/// vrl writes where a runtime error happened as a byte span, ` at (54:87)`;
+/// people read ` at line 2, column 1` (of the condition's program).
+fn line_columns(message: &str, source: &str) -> String {
+    let Some(start) = message.find(" at (") else { return message.to_owned() };
+    let rest = &message[start + 5..];
+    let Some(end) = rest.find(')') else { return message.to_owned() };
+    let Some(offset) = rest[..end].split(':').next().and_then(|o| o.parse::<usize>().ok()) else {
+        return message.to_owned();
+    };
+    let Some(before) = source.get(..offset) else { return message.to_owned() };
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    format!("{} at line {line}, column {column}{}", &message[..start], &rest[end + 1..])
 }
 
 #[cfg(test)]
@@ -68,6 +87,14 @@ mod tests {
             .check(&value, meta.clone())
             .expect_err("fails");
         assert!(failed.contains("assertion failed: 1 == 2"), "{failed}");
+        let second_line = Condition::compile("assert_eq!(.a, 1)\n  assert_eq!(.a, 2)")
+            .expect("compiles")
+            .check(&value, meta.clone())
+            .expect_err("fails");
+        assert_eq!(
+            second_line,
+            r#"function call error for "assert_eq" at line 2, column 3: assertion failed: 1 == 2"#
+        );
         let false_ = Condition::compile(".a == 3")
             .expect("compiles")
             .check(&value, meta)

@@ -29,9 +29,12 @@ pub fn load_files_with(paths: &[PathBuf], lookup: &dyn Fn(&str) -> Option<String
     for path in paths {
         match std::fs::read_to_string(path) {
             Ok(text) => loader.add_file(path, &text),
-            Err(err) => loader
-                .errors
-                .push(Diagnostic::global(format!("{}: cannot read: {err}", path.display()))),
+            Err(err) => {
+                loader.config.incomplete = true;
+                loader
+                    .errors
+                    .push(Diagnostic::global(format!("{}: cannot read: {err}", path.display())));
+            }
         }
     }
     loader.finish()
@@ -72,6 +75,7 @@ impl Loader<'_> {
             Err(err) => {
                 let (line, column) = err.location().map_or((1, 1), |l| (l.line(), l.column()));
                 let location = super::Location { file: file_path, line, column };
+                self.config.incomplete = true;
                 self.errors.push(Diagnostic::at(
                     location,
                     format!("invalid YAML: {}", strip_position(&err)),
@@ -86,6 +90,7 @@ impl Loader<'_> {
             Value::Null => return,
             Value::Mapping(map) => map,
             _ => {
+                self.config.incomplete = true;
                 self.errors
                     .push(Diagnostic::at(file.location(&[]), "a config file must be a mapping"));
                 return;

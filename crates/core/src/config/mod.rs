@@ -308,6 +308,10 @@ pub struct RawConfig {
     pub tests: Vec<(Value, Location)>,
     /// Problems found while loading, in file order.
     pub errors: Vec<Diagnostic>,
+    /// A file could not be read or parsed, so its components are missing:
+    /// checks of the whole graph (a source, a sink, inputs that exist)
+    /// would report problems that are not there.
+    pub incomplete: bool,
 }
 
 impl RawConfig {

@@ -53,7 +53,20 @@ pub fn check(nodes: &[Node]) -> GraphCheck {
                 None => (input.name.as_str(), None),
             };
             let Some(up) = by_id.get(upstream) else {
-                let message = format!("input `{}` does not exist", input.name);
+                let outputs: Vec<&str> = nodes
+                    .iter()
+                    .filter(|n| n.kind != ComponentKind::Sink && n.id != node.id)
+                    .map(|n| n.id.as_str())
+                    .collect();
+                let message = if outputs.is_empty() {
+                    format!("input `{}` does not exist", input.name)
+                } else {
+                    format!(
+                        "input `{}` does not exist (sources and transforms: {})",
+                        input.name,
+                        outputs.join(", ")
+                    )
+                };
                 result.errors.push(diagnostic(node, &input.location, message));
                 continue;
             };
@@ -210,7 +223,7 @@ mod tests {
         assert_eq!(
             text(&result.errors),
             [
-                "t.yaml:8:3: component es: input `nope` does not exist",
+                "t.yaml:8:3: component es: input `nope` does not exist (sources and transforms: op, a, b)",
                 "t.yaml:8:3: component es: input `a.missing` does not exist: `a` has no output `missing` (it has: a.dropped)",
                 "t.yaml:8:3: component es: input `dlq` is a sink, and sinks have no outputs",
                 "t.yaml:3:3: component a: the graph has a cycle: a -> b -> a",

@@ -5,6 +5,6 @@ mod running;
 
 pub use graph::{GraphCheck, Node, check};
 pub use running::{
-    ComponentExit, RunningTopology, SinkPiece, SourcePiece, StopReport, TopologyOptions,
+    Changes, ComponentExit, RunningTopology, SinkPiece, SourcePiece, StopReport, TopologyOptions,
     TransformPiece, start,
 };

@@ -1,25 +1,29 @@
 //! Wiring built components together and running them: one bounded channel
-//! per transform and sink input, one task per component, drain on stop.
+//! per transform and sink input, one task per component, drain on stop, and
+//! components replaced while the rest runs (a config reload).
+
+mod reload;
+mod wiring;
+mod workers;
 
 use std::collections::{BTreeMap, HashMap};
-use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Mutex, mpsc};
 use tokio::task::{AbortHandle, Id, JoinSet};
 
 use crate::component::{
-    BoxError, EventReceiver, Fanout, FunctionTransform, Outputs, ShutdownSignal, Sink, SinkContext,
-    Source, SourceContext, TransformOutput,
+    BoxError, ComponentFuture, EventReceiver, FunctionTransform, ShutdownSignal, Sink, SinkContext,
+    Source, SourceContext,
 };
 use crate::config::ComponentKind;
 use crate::error::error_chain;
-use crate::event::Event;
 use crate::health::Health;
-use crate::metrics::{ComponentMetrics, Stage};
+use crate::metrics::ComponentMetrics;
 use crate::tap::Taps;
+
+pub use reload::Changes;
+use wiring::Wiring;
 
 /// A built source.
 pub struct SourcePiece {
@@ -103,13 +107,45 @@ pub struct StopReport {
     pub timed_out: Vec<String>,
 }
 
+/// A component task: which component, and whether a reload replaced or
+/// removed it (it is stopping; its exit is not the topology's).
+#[derive(Debug)]
+struct Task {
+    id: String,
+    kind: ComponentKind,
+    retiring: bool,
+    abort: AbortHandle,
+}
+
+/// A component ready to run: its task, given the shutdown signal a source
+/// stops on.
+struct Ready {
+    kind: ComponentKind,
+    start: Box<dyn FnOnce(ShutdownSignal) -> ComponentFuture + Send>,
+}
+
+impl std::fmt::Debug for Ready {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ready").field("kind", &self.kind).finish()
+    }
+}
+
 /// A running topology.
 #[derive(Debug)]
 pub struct RunningTopology {
     tasks: JoinSet<Result<(), BoxError>>,
-    names: HashMap<Id, (String, ComponentKind)>,
+    names: HashMap<Id, Task>,
+    /// The task running each component now.
+    running: BTreeMap<String, Id>,
+    /// Every source task, aborted first when a stop times out.
     sources: Vec<AbortHandle>,
+    /// Each running source's own stop signal (a child of `shutdown`).
+    source_stops: BTreeMap<String, ShutdownSignal>,
+    /// Components that wait for the instance they replace to stop.
+    waiting: BTreeMap<String, Ready>,
     shutdown: ShutdownSignal,
+    wiring: Wiring,
+    options: TopologyOptions,
 }
 
 /// Wire and start the components. The pieces must have passed the graph check.
@@ -119,177 +155,122 @@ pub fn start(
     sinks: Vec<SinkPiece>,
     options: &TopologyOptions,
 ) -> RunningTopology {
-    // One channel per consumer; every upstream output it names gets a sender.
-    let mut senders: BTreeMap<String, Vec<mpsc::Sender<_>>> = BTreeMap::new();
-    let mut receivers = HashMap::new();
-    let consumers = transforms
-        .iter()
-        .map(|t| (&t.id, &t.inputs))
-        .chain(sinks.iter().map(|s| (&s.id, &s.inputs)));
-    for (id, inputs) in consumers {
-        let (tx, rx) = mpsc::channel(options.channel_capacity.max(1));
-        receivers.insert(id.clone(), rx);
-        for input in inputs {
-            senders.entry(input.clone()).or_default().push(tx.clone());
-        }
-    }
-    let mut outputs_of = |id: &str, ports: &[String], metrics: &ComponentMetrics| {
-        let mut fanout = |name: &str| {
-            let mut fanout = Fanout::default();
-            fanout.set_tap(options.taps.point(name));
-            senders.remove(name).into_iter().flatten().for_each(|tx| fanout.add(tx));
-            fanout
-        };
-        let named = ports.iter().map(|p| (p.clone(), fanout(&format!("{id}.{p}")))).collect();
-        Outputs::new(fanout(id), named, metrics.clone())
-    };
-
-    let shutdown = ShutdownSignal::new();
     let mut running = RunningTopology {
         tasks: JoinSet::new(),
         names: HashMap::new(),
+        running: BTreeMap::new(),
         sources: Vec::new(),
-        shutdown: shutdown.clone(),
+        source_stops: BTreeMap::new(),
+        waiting: BTreeMap::new(),
+        shutdown: ShutdownSignal::new(),
+        wiring: Wiring::default(),
+        options: options.clone(),
     };
-    for piece in sources {
-        let metrics = ComponentMetrics::new(&piece.id, "source", piece.type_name);
-        let cx = SourceContext {
-            out: outputs_of(&piece.id, &piece.outputs, &metrics),
-            shutdown: shutdown.clone(),
-            data_dir: options.data_dir.clone(),
-            health: options.health.handle(&piece.id),
-            metrics,
-            id: piece.id.clone(),
-        };
-        let handle = running.spawn(piece.id, ComponentKind::Source, piece.source.run(cx));
-        running.sources.push(handle);
-    }
-    for piece in transforms {
-        let metrics = ComponentMetrics::new(&piece.id, "transform", piece.type_name);
-        let outputs = outputs_of(&piece.id, &piece.outputs, &metrics);
-        let rx = receivers.remove(&piece.id).expect("every transform has a channel");
-        let input = EventReceiver::new(rx, metrics.clone());
-        let task = run_transform(piece.transform, input, outputs, metrics, piece.id.clone());
-        running.spawn(piece.id, ComponentKind::Transform, Box::pin(task));
-    }
-    for piece in sinks {
-        let metrics = ComponentMetrics::new(&piece.id, "sink", piece.type_name);
-        let rx = receivers.remove(&piece.id).expect("every sink has a channel");
-        let cx = SinkContext {
-            input: EventReceiver::new(rx, metrics.clone()),
-            data_dir: options.data_dir.clone(),
-            health: options.health.handle(&piece.id),
-            metrics,
-            id: piece.id.clone(),
-        };
-        running.spawn(piece.id, ComponentKind::Sink, piece.sink.run(cx));
+    let ready = running.prepare(sources, transforms, sinks);
+    running.wiring.rewire();
+    for (id, ready) in ready {
+        running.spawn(id, ready);
     }
     running
 }
 
-/// Run a transform on `concurrency()` workers (forks of it) that take whole
-/// arrays from the one input in turn.
-async fn run_transform(
-    transform: Box<dyn FunctionTransform>,
-    input: EventReceiver,
-    outputs: Outputs,
-    metrics: ComponentMetrics,
-    id: String,
-) -> Result<(), BoxError> {
-    let mut workers = vec![];
-    for _ in 1..transform.concurrency() {
-        match transform.fork() {
-            Some(fork) => workers.push(fork),
-            None => break,
-        }
-    }
-    workers.push(transform);
-    let shared = Arc::new(Shared { input: Mutex::new(input), outputs, metrics, id });
-    if workers.len() == 1 {
-        return run_worker(workers.pop().expect("one worker"), shared).await;
-    }
-    let mut running = JoinSet::new();
-    for worker in workers {
-        running.spawn(run_worker(worker, shared.clone()));
-    }
-    // The first failure ends the component; dropping the set stops the others.
-    while let Some(joined) = running.join_next().await {
-        joined.map_err(|e| format!("a transform worker stopped: {e}"))??;
-    }
-    Ok(())
-}
-
-/// What the workers of one transform share.
-struct Shared {
-    input: Mutex<EventReceiver>,
-    outputs: Outputs,
-    metrics: ComponentMetrics,
-    id: String,
-}
-
-async fn run_worker(
-    mut transform: Box<dyn FunctionTransform>,
-    shared: Arc<Shared>,
-) -> Result<(), BoxError> {
-    let Shared { input, outputs, metrics, id } = &*shared;
-    let mut out = TransformOutput::default();
-    loop {
-        let Some(events) = input.lock().await.recv().await else { return Ok(()) };
-        // Releasing the input may have woken the next worker into this
-        // thread's LIFO slot, which other threads cannot steal: yield, so it
-        // runs (and waits on the input) before this batch holds the thread.
-        tokio::task::yield_now().await;
-        for event in events {
-            // A panic on one event (a bug, a value nobody expected) must not
-            // become an outage: that event goes to the dead letter, the rest go on.
-            let meta = event.meta.clone();
-            let result =
-                std::panic::catch_unwind(AssertUnwindSafe(|| transform.transform(event, &mut out)));
-            if let Err(panic) = result {
-                let message = panic
-                    .downcast_ref::<&str>()
-                    .map(|m| (*m).to_owned())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "unknown panic".to_owned());
-                metrics.error(Stage::Processing, "panic");
-                tracing::error!(component = %id, %message, "the transform panicked on an event; it goes to the dead letter as a pipeline_error");
-                let failed = Event::pipeline_error(
-                    meta,
-                    "transform_panic",
-                    format!("the transform panicked: {message}"),
-                    id,
-                );
-                out.push_failed(failed);
-            }
-        }
-        out.flush(outputs).await?;
-    }
-}
-
 impl RunningTopology {
-    fn spawn(
+    /// Channels, outputs and contexts for `pieces`, registered in the wiring
+    /// (a consumer's new channel and a producer's new outputs replace any it had).
+    fn prepare(
         &mut self,
-        id: String,
-        kind: ComponentKind,
-        task: crate::component::ComponentFuture,
-    ) -> AbortHandle {
-        let handle = self.tasks.spawn(task);
-        self.names.insert(handle.id(), (id, kind));
-        handle
+        sources: Vec<SourcePiece>,
+        transforms: Vec<TransformPiece>,
+        sinks: Vec<SinkPiece>,
+    ) -> Vec<(String, Ready)> {
+        let mut ready = Vec::new();
+        for piece in sources {
+            let options = self.options.clone();
+            let metrics = ComponentMetrics::new(&piece.id, "source", piece.type_name);
+            let out = self.wiring.producer(&piece.id, &piece.outputs, &options.taps, &metrics);
+            let (id, source) = (piece.id.clone(), piece.source);
+            let start = move |shutdown| {
+                let cx = SourceContext {
+                    out,
+                    shutdown,
+                    data_dir: options.data_dir.clone(),
+                    health: options.health.handle(&id),
+                    metrics,
+                    id,
+                };
+                source.run(cx)
+            };
+            ready.push((piece.id, Ready { kind: ComponentKind::Source, start: Box::new(start) }));
+        }
+        for piece in transforms {
+            let options = &self.options;
+            let metrics = ComponentMetrics::new(&piece.id, "transform", piece.type_name);
+            let outputs = self.wiring.producer(&piece.id, &piece.outputs, &options.taps, &metrics);
+            let rx = self.wiring.consumer(&piece.id, &piece.inputs, options.channel_capacity);
+            let input = EventReceiver::new(rx, metrics.clone());
+            let (id, transform) = (piece.id.clone(), piece.transform);
+            let start = move |_| -> ComponentFuture {
+                Box::pin(workers::run_transform(transform, input, outputs, metrics, id))
+            };
+            ready
+                .push((piece.id, Ready { kind: ComponentKind::Transform, start: Box::new(start) }));
+        }
+        for piece in sinks {
+            let options = self.options.clone();
+            let metrics = ComponentMetrics::new(&piece.id, "sink", piece.type_name);
+            let rx = self.wiring.consumer(&piece.id, &piece.inputs, options.channel_capacity);
+            let (id, sink, health) = (piece.id.clone(), piece.sink, options.health.clone());
+            let start = move |_| {
+                let cx = SinkContext {
+                    input: EventReceiver::new(rx, metrics.clone()),
+                    data_dir: options.data_dir.clone(),
+                    health: health.handle(&id),
+                    metrics,
+                    id,
+                };
+                sink.run(cx)
+            };
+            ready.push((piece.id, Ready { kind: ComponentKind::Sink, start: Box::new(start) }));
+        }
+        ready
     }
 
-    /// The next component to end; `None` once all have ended.
+    fn spawn(&mut self, id: String, ready: Ready) {
+        let stop = self.shutdown.child_token();
+        let task = (ready.start)(stop.clone());
+        let handle = self.tasks.spawn(task);
+        if ready.kind == ComponentKind::Source {
+            self.sources.retain(|s| !s.is_finished());
+            self.sources.push(handle.clone());
+            self.source_stops.insert(id.clone(), stop);
+        }
+        self.running.insert(id.clone(), handle.id());
+        self.names
+            .insert(handle.id(), Task { id, kind: ready.kind, retiring: false, abort: handle });
+    }
+
+    /// The next component to end; `None` once all have ended. Instances a
+    /// reload replaced end here too, silently: their successors start then.
     pub async fn next_exit(&mut self) -> Option<ComponentExit> {
-        let joined = self.tasks.join_next_with_id().await?;
-        let (task_id, result) = match joined {
-            Ok((task_id, Ok(()))) => (task_id, Ok(())),
-            Ok((task_id, Err(err))) => (task_id, Err(error_chain(err.as_ref()))),
-            Err(join) if join.is_panic() => (join.id(), Err("the component panicked".to_owned())),
-            Err(join) => (join.id(), Err("the component was aborted".to_owned())),
-        };
-        let (id, kind) =
-            self.names.remove(&task_id).unwrap_or_else(|| ("?".into(), ComponentKind::Source));
-        Some(ComponentExit { id, kind, result })
+        loop {
+            let joined = self.tasks.join_next_with_id().await?;
+            let (task_id, result) = match joined {
+                Ok((task_id, Ok(()))) => (task_id, Ok(())),
+                Ok((task_id, Err(err))) => (task_id, Err(error_chain(err.as_ref()))),
+                Err(join) if join.is_panic() => {
+                    (join.id(), Err("the component panicked".to_owned()))
+                }
+                Err(join) => (join.id(), Err("the component was aborted".to_owned())),
+            };
+            let Some(task) = self.names.remove(&task_id) else { continue };
+            if self.running.get(&task.id) == Some(&task_id) {
+                self.running.remove(&task.id);
+            }
+            if !task.retiring {
+                return Some(ComponentExit { id: task.id, kind: task.kind, result });
+            }
+            self.retired(task, result);
+        }
     }
 
     /// Tell the sources to stop fetching. Everything downstream drains and
@@ -312,7 +293,7 @@ impl RunningTopology {
                 Err(_elapsed) => break,
             }
         }
-        report.timed_out = self.names.values().map(|(id, _)| id.clone()).collect();
+        report.timed_out = self.names.values().map(|t| t.id.clone()).collect();
         report.timed_out.sort();
         for source in &self.sources {
             source.abort();

@@ -141,6 +141,7 @@ async fn handle(
         let mut items = Vec::new();
         let mut errors = false;
         let mut store = state.lock();
+        store.bulk_sizes.push(actions.len());
         for action in actions {
             let requested = action.pipeline.as_deref().or(params.pipeline.as_deref());
             let runs = match &action.target {

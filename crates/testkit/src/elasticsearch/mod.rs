@@ -127,6 +127,8 @@ pub(crate) struct Store {
     pub(crate) pipelines: BTreeMap<String, Value>,
     /// The `pipeline` parameter of every `_bulk` request, in order.
     pub(crate) bulk_pipeline_params: Vec<Option<String>>,
+    /// The actions of each well-formed bulk request, in arrival order.
+    pub(crate) bulk_sizes: Vec<usize>,
     /// Documents stored per ingest pipeline that would have run on them.
     pub(crate) pipeline_runs: BTreeMap<String, u64>,
     pub(crate) faults: VecDeque<EsFault>,
@@ -333,7 +335,12 @@ impl EsEmulator {
         self.state.lock().pipelines.insert(id.into(), pipeline);
     }
 
-    /// `_bulk` requests received.
+    /// How many actions each well-formed bulk request carried, in order.
+    pub fn bulk_sizes(&self) -> Vec<usize> {
+        self.state.lock().bulk_sizes.clone()
+    }
+
+    /// Bulk requests received, well-formed or not.
     pub fn bulk_requests(&self) -> u64 {
         self.state.bulk_requests.load(Ordering::Relaxed)
     }

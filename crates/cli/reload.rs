@@ -1,0 +1,111 @@
+//! SIGHUP: load the config files again and apply what changed, as Vector
+//! does. An invalid config, or one whose preflight fails, leaves the running
+//! topology as it is, with an error in the log. Components whose settings
+//! (and the files they name) did not change keep running; sources keep
+//! their checkpoints either way, since a replaced source commits what was
+//! acknowledged before its successor starts.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use sluice_core::config::ApiConfig;
+use sluice_core::topology::{Changes, RunningTopology};
+
+use crate::plan::Plan;
+use crate::run::{load, preflight, warn_all};
+
+/// What the running topology was built from.
+#[derive(Debug)]
+pub struct Current {
+    data_dir: PathBuf,
+    api: ApiConfig,
+    fingerprints: BTreeMap<String, String>,
+}
+
+impl Current {
+    pub fn of(plan: &Plan) -> Self {
+        Self {
+            data_dir: plan.data_dir(),
+            api: plan.api.clone(),
+            fingerprints: plan.fingerprints.clone(),
+        }
+    }
+}
+
+/// Load `configs` and apply the difference to `topology`.
+pub async fn reload(
+    configs: &[PathBuf],
+    current: &mut Current,
+    topology: &mut RunningTopology,
+    stop_timeout: Duration,
+) {
+    tracing::info!(configs = ?configs.iter().map(|c| c.display().to_string()).collect::<Vec<_>>(), "SIGHUP: reloading the config");
+    let mut plan = match load(configs) {
+        Ok(plan) => plan,
+        Err(err) => {
+            tracing::error!("the new config is invalid; still running the previous one:\n{err}");
+            return;
+        }
+    };
+    if plan.data_dir() != current.data_dir || plan.api != current.api {
+        tracing::error!(
+            "data_dir and api take effect only at a restart; still running the previous config"
+        );
+        return;
+    }
+    let changed = |fingerprints: &BTreeMap<String, String>, id: &str| {
+        fingerprints.get(id) != current.fingerprints.get(id)
+    };
+    let fingerprints = plan.fingerprints.clone();
+    plan.sources.retain(|p| changed(&fingerprints, &p.id));
+    plan.transforms.retain(|p| changed(&fingerprints, &p.id));
+    plan.sinks.retain(|p| changed(&fingerprints, &p.id));
+    let removed: Vec<String> =
+        current.fingerprints.keys().filter(|id| !fingerprints.contains_key(*id)).cloned().collect();
+    let mut replaced: Vec<String> = Vec::new();
+    let mut added: Vec<String> = Vec::new();
+    for id in plan
+        .sources
+        .iter()
+        .map(|p| &p.id)
+        .chain(plan.transforms.iter().map(|p| &p.id))
+        .chain(plan.sinks.iter().map(|p| &p.id))
+    {
+        if current.fingerprints.contains_key(id) {
+            replaced.push(id.clone())
+        } else {
+            added.push(id.clone())
+        }
+    }
+    if replaced.is_empty() && added.is_empty() && removed.is_empty() {
+        tracing::info!("the config is unchanged; nothing to reload");
+        return;
+    }
+    warn_all(&plan);
+    let report = preflight(&mut plan).await;
+    if !report.failed.is_empty() {
+        tracing::error!(
+            "the new config's preflight failed; still running the previous one:\n  {}",
+            report.failed.join("\n  ")
+        );
+        return;
+    }
+    for problem in &report.unreachable {
+        tracing::warn!("{problem}; starting it anyway: delivery is retried until it answers");
+    }
+    let changes = Changes {
+        sources: plan.sources,
+        transforms: plan.transforms,
+        sinks: plan.sinks,
+        removed: removed.clone(),
+    };
+    topology.reload(changes, stop_timeout);
+    current.fingerprints = fingerprints;
+    tracing::info!(
+        ?replaced,
+        ?added,
+        ?removed,
+        "config reloaded; the other components kept running"
+    );
+}

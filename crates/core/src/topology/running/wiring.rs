@@ -1,0 +1,90 @@
+//! Who sends to whom: one bounded channel per transform and sink input, one
+//! [`Fanout`] per output, and the rule that joins them. Kept while the
+//! topology runs, so that a config reload can give a running output new
+//! consumers and a running consumer new producers.
+
+use std::collections::BTreeMap;
+
+use tokio::sync::mpsc;
+
+use crate::component::{Fanout, FanoutLink, Outputs};
+use crate::event::EventArray;
+use crate::metrics::ComponentMetrics;
+use crate::tap::Taps;
+
+/// The channels and fanouts of a running topology.
+#[derive(Debug, Default)]
+pub(super) struct Wiring {
+    /// Each consumer's inputs (`id` or `id.port`) and the sending end of its
+    /// channel, weak: a channel closes when the producers that feed it are
+    /// done, and the consumer then ends.
+    consumers: BTreeMap<String, (Vec<String>, mpsc::WeakSender<EventArray>)>,
+    /// New channels' sending ends, kept until the next rewire hands them out.
+    pending: Vec<mpsc::Sender<EventArray>>,
+    /// Each output (`id` or `id.port`) of a producer, weak: the producer
+    /// owns it, and its consumers' channels close when it ends.
+    outputs: BTreeMap<String, FanoutLink>,
+}
+
+impl Wiring {
+    /// A new input channel for consumer `id`, replacing the one it had: the
+    /// old channel closes once the producers that still hold it let go.
+    pub(super) fn consumer(
+        &mut self,
+        id: &str,
+        inputs: &[String],
+        capacity: usize,
+    ) -> mpsc::Receiver<EventArray> {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        self.consumers.insert(id.to_owned(), (inputs.to_vec(), tx.downgrade()));
+        self.pending.push(tx);
+        rx
+    }
+
+    /// Consumer `id` is gone.
+    pub(super) fn remove_consumer(&mut self, id: &str) {
+        self.consumers.remove(id);
+    }
+
+    /// New outputs for producer `id` (its default output and `ports`). An
+    /// instance it replaces keeps its own, which reach the consumers of the
+    /// moment it was replaced until it stops.
+    pub(super) fn producer(
+        &mut self,
+        id: &str,
+        ports: &[String],
+        taps: &Taps,
+        metrics: &ComponentMetrics,
+    ) -> Outputs {
+        self.remove_producer(id);
+        let mut fanout = |name: String| {
+            let mut fanout = Fanout::default();
+            fanout.set_tap(taps.point(&name));
+            self.outputs.insert(name, fanout.link());
+            fanout
+        };
+        let default = fanout(id.to_owned());
+        let named = ports.iter().map(|p| (p.clone(), fanout(format!("{id}.{p}")))).collect();
+        Outputs::new(default, named, metrics.clone())
+    }
+
+    /// Producer `id` is gone (its running instance keeps its outputs until it stops).
+    pub(super) fn remove_producer(&mut self, id: &str) {
+        let prefix = format!("{id}.");
+        self.outputs.retain(|name, _| name != id && !name.starts_with(&prefix));
+    }
+
+    /// Give every output the consumers that name it now.
+    pub(super) fn rewire(&mut self) {
+        for (name, link) in &self.outputs {
+            let senders = self
+                .consumers
+                .values()
+                .filter(|(inputs, _)| inputs.iter().any(|i| i == name))
+                .filter_map(|(_, tx)| tx.upgrade())
+                .collect();
+            link.set_consumers(senders);
+        }
+        self.pending.clear();
+    }
+}
