@@ -25,6 +25,15 @@ pub struct DemoArgs {
     /// New events per second per stream while the demo runs.
     #[arg(long, default_value_t = 0.5, value_name = "R")]
     rate: f64,
+    /// Where the demo serves /metrics, /health and /tap (another port when
+    /// a sluice already listens on 9598).
+    #[arg(
+        long,
+        env = "SLUICE_DEMO_API_ADDRESS",
+        default_value = "127.0.0.1:9598",
+        value_name = "ADDR"
+    )]
+    api_address: SocketAddr,
     /// How long the drain may take after SIGINT/SIGTERM.
     #[arg(long, default_value = "30s", value_parser = crate::parse_duration, value_name = "DURATION")]
     shutdown_timeout: Duration,
@@ -49,6 +58,7 @@ pub fn run(args: &DemoArgs) -> crate::error::CliResult {
             ("SLUICE_DEMO_URL", sim.url()),
             ("SLUICE_DEMO_TOKEN_FILE", token_file.display().to_string()),
             ("SLUICE_DEMO_DATA_DIR", dir.path().join("data").display().to_string()),
+            ("SLUICE_DEMO_API_ADDRESS", args.api_address.to_string()),
         ];
         let lookup = |name: &str| {
             vars.iter()

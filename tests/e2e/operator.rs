@@ -1,12 +1,16 @@
 //! What an operator meets first (../shared/reviews/newcomer-2026-11.md),
 //! through the binary: token files read by offline `validate`, a token of
 //! another host, one error for one YAML mistake, `checkpoint list` without
-//! secrets, `sluice test` positions as line and column, SIGHUP on `demo`.
+//! secrets, `sluice test` positions as line and column, a backfill that
+//! says where it stands while it waits out a rate-limit pause.
+
+use std::path::Path;
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-use super::util::run;
+use super::util::{free_port, run, spawn, start_sim, stderr_so_far, wait_for};
 
 /// An Events API token (unsigned: only its claims matter offline) for `audience`.
 fn token(audience: &str) -> String {
@@ -180,4 +184,36 @@ fn start_time_beyond_the_retention_is_warned_about_at_its_line() {
             .contains("sluice.yaml:6:5: component op: start_time is older than the API's 120 days"),
         "{stderr}"
     );
+}
+
+/// A backfill held by the token's rate limit for most of a minute still logs
+/// where it stands every 5 s (the newcomer saw nothing for 36 s).
+#[test]
+fn a_backfill_logs_its_progress_while_it_waits_out_a_rate_limit_pause() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Four requests a minute: the introspection and three pages, then a pause.
+    let sim = start_sim(dir.path(), 500, &["--rate-limit-per-minute", "4"]);
+    super::elasticsearch::write_config_for(dir.path(), &sim, "http://127.0.0.1:9", free_port(), "");
+    let config = dir.path().join("sluice.yaml");
+    let yaml = std::fs::read_to_string(&config).expect("config");
+    let yaml = yaml.replace(
+        "    interval_secs: 1\n",
+        "    interval_secs: 1\n    limit: 10\n    streams: [audit_events]\n",
+    );
+    let yaml = yaml.replace("  es:\n    type: elasticsearch\n    inputs: [ecs]\n    endpoints: ['http://127.0.0.1:9']\n    request: {retry_max_backoff_secs: 2}\n    dead_letter: {path: out/rejected.ndjson}\n", "  out: {type: blackhole, inputs: [ecs]}\n");
+    std::fs::write(&config, yaml).expect("config");
+    let mut sluice = spawn(Path::new("sluice.yaml"), dir.path(), &[]);
+    let paused = "every stream of this token waits";
+    let log = wait_for(Duration::from_secs(45), || {
+        let log = stderr_so_far(&sluice);
+        let after = log.split_once(paused)?.1.to_owned();
+        after.contains("backfill progress").then_some(log)
+    });
+    let _ = sluice.kill();
+    let _ = sluice.wait();
+    let log = log
+        .unwrap_or_else(|| panic!("no progress line during the pause: {}", stderr_so_far(&sluice)));
+    let during = log.split_once(paused).expect("paused").1;
+    let line = during.lines().find(|l| l.contains("backfill progress")).expect("a progress line");
+    assert!(line.contains("stream=audit_events") && line.contains("events=30"), "{line}");
 }

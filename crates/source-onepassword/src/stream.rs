@@ -77,7 +77,11 @@ struct State {
     down: bool,
     /// When the current run of failed requests began.
     failing_since: Option<Instant>,
-    progress_at: Instant,
+    /// When the last progress line was logged (behind a lock: the rate
+    /// limiter's wait logs it through a shared borrow).
+    progress_at: std::sync::Mutex<Instant>,
+    /// Whether the last page said more is waiting (a backfill under way).
+    backfilling: bool,
     events_this_run: u64,
 }
 
@@ -100,7 +104,8 @@ impl StreamPoller {
             stuck: 0,
             down: false,
             failing_since: None,
-            progress_at: Instant::now(),
+            progress_at: std::sync::Mutex::new(Instant::now()),
+            backfilling: false,
             events_this_run: 0,
         };
         let result = self.poll(&mut state, &metrics).await;
@@ -204,7 +209,8 @@ impl StreamPoller {
                     state.backoff.reset();
                     let has_more = page.has_more;
                     let caught_up = !self.on_page(state, metrics, page).await?;
-                    if has_more && !caught_up {
+                    state.backfilling = has_more && !caught_up;
+                    if state.backfilling {
                         self.log_progress(state);
                         continue;
                     }
@@ -435,13 +441,21 @@ impl StreamPoller {
         if let Some(lag) = lag(&state.checkpoint) {
             metrics.set_lag(lag);
         }
+        // A backfill waiting (a rate-limit pause, retries) still says where it stands.
+        if state.backfilling {
+            self.log_progress(state);
+        }
     }
 
-    fn log_progress(&self, state: &mut State) {
-        if state.progress_at.elapsed() < PROGRESS_EVERY {
-            return;
+    /// At most every [`PROGRESS_EVERY`]: events so far, newest delivered, lag.
+    fn log_progress(&self, state: &State) {
+        {
+            let mut at = state.progress_at.lock().unwrap_or_else(|p| p.into_inner());
+            if at.elapsed() < PROGRESS_EVERY {
+                return;
+            }
+            *at = Instant::now();
         }
-        state.progress_at = Instant::now();
         let newest = state.checkpoint.newest_timestamp.clone().unwrap_or_else(|| "-".into());
         let lag = lag(&state.checkpoint)
             .map(|lag| humantime::format_duration(Duration::from_secs(lag.as_secs())).to_string())
