@@ -63,6 +63,9 @@ enum Command {
         /// Nothing is lost past it: uncommitted events are read again at the next start.
         #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
         shutdown_timeout: Duration,
+        /// Also reload when a config file changes (checked every 2 s), as on SIGHUP.
+        #[arg(long)]
+        watch_config: bool,
     },
     /// Check config files without running them: YAML, every component's
     /// settings, the files they name (token files: read and decoded), the
@@ -122,7 +125,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.log_format);
     let result = match cli.command {
-        Command::Run { configs, shutdown_timeout } => run::run(&configs, shutdown_timeout),
+        Command::Run { configs, shutdown_timeout, watch_config } => {
+            run::run(&configs, shutdown_timeout, watch_config)
+        }
         Command::Validate { configs, network, skip_files } => {
             run::validate(&configs, network, skip_files)
         }

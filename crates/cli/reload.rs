@@ -35,12 +35,13 @@ impl Current {
 
 /// Load `configs` and apply the difference to `topology`.
 pub async fn reload(
+    why: &str,
     configs: &[PathBuf],
     current: &mut Current,
     topology: &mut RunningTopology,
     stop_timeout: Duration,
 ) {
-    tracing::info!(configs = ?configs.iter().map(|c| c.display().to_string()).collect::<Vec<_>>(), "SIGHUP: reloading the config");
+    tracing::info!(configs = ?configs.iter().map(|c| c.display().to_string()).collect::<Vec<_>>(), "{why}: reloading the config");
     let mut plan = match load(configs) {
         Ok(plan) => plan,
         Err(err) => {

@@ -52,10 +52,29 @@ pub fn validate(configs: &[PathBuf], network: bool, skip_files: bool) -> CliResu
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn run(configs: &[PathBuf], shutdown_timeout: Duration) -> CliResult {
+pub fn run(configs: &[PathBuf], shutdown_timeout: Duration, watch: bool) -> CliResult {
     let plan = load(configs)?;
     warn_all(&plan);
-    block_on(run_plan(plan, shutdown_timeout, Some(configs)))
+    block_on(run_plan(plan, shutdown_timeout, Some(Reloads { configs, watch })))
+}
+
+/// Where a reload reads the config again, and whether changes to the files
+/// trigger one (`--watch-config`) besides SIGHUP.
+#[derive(Clone, Copy, Debug)]
+pub struct Reloads<'a> {
+    pub configs: &'a [PathBuf],
+    pub watch: bool,
+}
+
+/// How often `--watch-config` looks at the config files.
+const WATCH_EVERY: Duration = Duration::from_secs(2);
+
+/// The config files' sizes and modification times.
+fn stamp(configs: &[PathBuf]) -> Vec<Option<(u64, std::time::SystemTime)>> {
+    configs
+        .iter()
+        .map(|c| std::fs::metadata(c).ok().and_then(|m| Some((m.len(), m.modified().ok()?))))
+        .collect()
 }
 
 /// Run `future` on a new multi-threaded runtime.
@@ -121,7 +140,7 @@ fn block_on_value<T>(future: impl Future<Output = T>) -> anyhow::Result<T> {
 pub async fn run_plan(
     mut plan: Plan,
     shutdown_timeout: Duration,
-    configs: Option<&[PathBuf]>,
+    reloads: Option<Reloads<'_>>,
 ) -> CliResult {
     // Before anything answers: a SIGTERM from then on must drain, not kill.
     let mut signals = Signals::new()?;
@@ -175,12 +194,23 @@ pub async fn run_plan(
     tracing::info!(sources = counts.0, transforms = counts.1, sinks = counts.2, "topology started");
 
     let mut failed = false;
+    let watching = reloads.filter(|r| r.watch);
+    let mut stamped = watching.map(|r| stamp(r.configs));
+    let mut watch = tokio::time::interval(WATCH_EVERY);
     loop {
         tokio::select! {
+            _ = watch.tick(), if watching.is_some() => {
+                let configs = watching.map(|r| r.configs).unwrap_or_default();
+                let now = Some(stamp(configs));
+                if now != stamped {
+                    stamped = now;
+                    crate::reload::reload("a config file changed", configs, &mut current, &mut topology, shutdown_timeout).await;
+                }
+            }
             name = signals.next() => {
                 if name == "SIGHUP" {
-                    match configs {
-                        Some(configs) => crate::reload::reload(configs, &mut current, &mut topology, shutdown_timeout).await,
+                    match reloads {
+                        Some(r) => crate::reload::reload("SIGHUP", r.configs, &mut current, &mut topology, shutdown_timeout).await,
                         None => tracing::warn!("SIGHUP: this config is embedded and cannot be reloaded; still running"),
                     }
                     continue;

@@ -86,3 +86,46 @@ fn sighup_replaces_a_changed_sink_and_loses_or_repeats_nothing() {
     assert!(sizes.iter().all(|s| *s <= 500), "{sizes:?}");
     assert!(sizes.iter().any(|s| *s > 40), "the new batch size is in use: {sizes:?}");
 }
+
+/// `--watch-config`: editing the file is a reload; a sink added this way
+/// receives what arrives after it, the running one goes on with everything.
+#[test]
+fn watch_config_reloads_when_the_file_changes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let line = |n: usize| format!("{{\"uuid\":\"u{n}\",\"timestamp\":\"2026-11-30T10:00:00Z\"}}\n");
+    std::fs::write(dir.path().join("in.ndjson"), line(1)).expect("input");
+    let config = "data_dir: state\napi: {enabled: false}\nsources:\n  in: {type: file, path: in.ndjson, stream: audit_events, mode: follow}\nsinks:\n  out: {type: file, inputs: [in], path: out.ndjson}\n";
+    std::fs::write(dir.path().join("sluice.yaml"), config).expect("config");
+    let mut child = super::util::sluice()
+        .args(["run", "--watch-config", "sluice.yaml"])
+        .current_dir(dir.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("sluice starts");
+    super::util::collect_stderr(&mut child);
+    let lines = |name: &str| {
+        std::fs::read_to_string(dir.path().join(name)).map(|t| t.lines().count()).unwrap_or(0)
+    };
+    wait_for(Duration::from_secs(60), || (lines("out.ndjson") == 1).then_some(()))
+        .unwrap_or_else(|| panic!("nothing delivered: {}", stderr_so_far(&child)));
+    let added = format!("{config}  copy: {{type: file, inputs: [in], path: copy.ndjson}}\n");
+    std::fs::write(dir.path().join("sluice.yaml"), added).expect("config");
+    wait_for(Duration::from_secs(60), || {
+        stderr_so_far(&child).contains(r#"added=["copy"]"#).then_some(())
+    })
+    .unwrap_or_else(|| panic!("no reload: {}", stderr_so_far(&child)));
+    let mut input =
+        std::fs::OpenOptions::new().append(true).open(dir.path().join("in.ndjson")).expect("open");
+    std::io::Write::write_all(&mut input, line(2).as_bytes()).expect("append");
+    wait_for(Duration::from_secs(60), || {
+        (lines("out.ndjson") == 2 && lines("copy.ndjson") == 1).then_some(())
+    })
+    .unwrap_or_else(|| panic!("not delivered after the reload: {}", stderr_so_far(&child)));
+    signal(&child, libc::SIGTERM);
+    let status = wait_exit(&mut child, Duration::from_secs(60));
+    let stderr = stderr_of(&mut child);
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains("a config file changed: reloading the config"), "{stderr}");
+}

@@ -149,7 +149,25 @@ impl Loader<'_> {
             }
             Value::Tagged(tagged) => self.interpolate(file, &mut tagged.value, path),
             _ => {
-                if let Err(message) = interpolate_value(value, self.lookup) {
+                if let Err(mut message) = interpolate_value(value, self.lookup) {
+                    // A secret has no sensible default: say to set it.
+                    let key = match path.last() {
+                        Some(Seg::Key(key)) => key.as_str(),
+                        _ => "",
+                    };
+                    let advice = match key {
+                        "token" => {
+                            Some(" (export it, or give the token in a file with `token_file`)")
+                        }
+                        "api_key" | "password" | "proxy" => {
+                            Some(" (export it before starting sluice)")
+                        }
+                        _ => None,
+                    };
+                    if let (Some(advice), Some(hint)) = (advice, message.find(" (write ${")) {
+                        message.truncate(hint);
+                        message.push_str(advice);
+                    }
                     let component = match path.as_slice() {
                         [Seg::Key(section), Seg::Key(id), ..]
                             if ["sources", "transforms", "sinks"].contains(&section.as_str()) =>

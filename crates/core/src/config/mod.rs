@@ -235,7 +235,7 @@ impl RawComponent {
             let message = err.to_string();
             let path = locate_in_body(&self.body, &message).unwrap_or_default();
             let location = self.file.location(&self.path_to(&path));
-            Diagnostic { location: Some(location), ..self.error(message) }
+            Diagnostic { location: Some(location), ..self.error(plain(&message)) }
         })
     }
 
@@ -244,6 +244,24 @@ impl RawComponent {
         path.extend_from_slice(rest);
         path
     }
+}
+
+/// serde's wording in words an operator uses: `unknown variant` is an
+/// unknown value, `u64` a whole number.
+fn plain(message: &str) -> String {
+    let mut text = message.replace("unknown variant ", "unknown value ");
+    for (rust, words) in [
+        ("expected u64", "expected a whole number"),
+        ("expected u32", "expected a whole number"),
+        ("expected u16", "expected a whole number"),
+        ("expected usize", "expected a whole number"),
+        ("expected i64", "expected a whole number"),
+        ("expected f64", "expected a number"),
+        ("expected f32", "expected a number"),
+    ] {
+        text = text.replace(rust, words);
+    }
+    text
 }
 
 /// Guess where in `body` a serde error points, from the name or value its

@@ -143,7 +143,7 @@ fn deserialize_errors_point_at_the_offending_key() {
     let config = load(text).expect("loads");
     let err = config.components[0].deserialize::<TestSink>().expect_err("unknown type");
     assert!(
-        err.to_string().starts_with("conf/a.yaml:3:5: component out: unknown variant `fiel`"),
+        err.to_string().starts_with("conf/a.yaml:3:5: component out: unknown value `fiel`"),
         "{err}"
     );
 
@@ -151,7 +151,7 @@ fn deserialize_errors_point_at_the_offending_key() {
     let config = load(text).expect("loads");
     let err = config.components[0].deserialize::<TestSink>().expect_err("unknown mode");
     assert!(
-        err.to_string().starts_with("conf/a.yaml:6:5: component out: unknown variant `twice`"),
+        err.to_string().starts_with("conf/a.yaml:6:5: component out: unknown value `twice`"),
         "{err}"
     );
 }
@@ -176,6 +176,20 @@ fn sources_take_no_inputs_and_inputs_must_be_names() {
             "conf/a.yaml:2:19: component a: a source takes no inputs",
             "conf/a.yaml:4:36: component s: input `a` is listed twice",
             "conf/a.yaml:4:39: component s: an input must be a component id",
+        ]
+    );
+}
+
+#[test]
+fn an_unset_secret_is_not_given_a_default() {
+    let text =
+        "sources:\n  op:\n    type: onepassword\n    token: ${NO_TOKEN}\n    url: ${NO_URL}\n";
+    let lines = messages(load(text).expect_err("unset"));
+    assert_eq!(
+        lines,
+        [
+            "conf/a.yaml:4:5: component op: environment variable NO_TOKEN is not set (export it, or give the token in a file with `token_file`)",
+            "conf/a.yaml:5:5: component op: environment variable NO_URL is not set (write ${NO_URL:-default} to give a default)",
         ]
     );
 }
