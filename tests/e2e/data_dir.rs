@@ -47,3 +47,90 @@ fn a_second_run_and_a_reset_are_refused_while_the_data_dir_is_held() {
     let reset = run(&["checkpoint", "reset", "a.yaml", "--source", "op"], dir.path());
     assert_eq!(reset.status.code(), Some(0), "{}", String::from_utf8_lossy(&reset.stderr));
 }
+
+/// A checkpoint records the token's account; a cursor of another account
+/// is refused with the way out, and a reset clears it.
+#[test]
+fn a_cursor_of_another_account_is_refused_until_reset() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sim = start_sim(dir.path(), 20, &["--no-rate-limit"]);
+    let config = format!(
+        "data_dir: state\napi: {{enabled: false}}\nsources:\n  op: {{type: onepassword, url: 'http://127.0.0.1:{}', allow_custom_url: true, token_file: op_token, start_time: 1d, streams: [audit_events]}}\nsinks:\n  out: {{type: blackhole, inputs: [op]}}\n",
+        sim.port
+    );
+    std::fs::write(dir.path().join("a.yaml"), config).expect("config");
+    let file = dir.path().join("state/op/audit_events.json");
+    let read = || -> Option<serde_json::Value> {
+        serde_json::from_slice(&std::fs::read(&file).ok()?).ok()
+    };
+    let mut first = spawn(Path::new("a.yaml"), dir.path(), &[]);
+    let committed =
+        wait_for(Duration::from_secs(60), || read().filter(|c| c["cursor"].is_string()));
+    signal(&first, libc::SIGTERM);
+    assert!(wait_exit(&mut first, Duration::from_secs(30)).success());
+    let mut checkpoint = committed.expect("a cursor is committed");
+    let account = checkpoint["account"].as_str().expect("the account is recorded").to_owned();
+    assert_eq!(checkpoint["url"], format!("http://127.0.0.1:{}", sim.port));
+
+    checkpoint["account"] = "ANOTHERACCOUNTUUID".into();
+    std::fs::write(&file, checkpoint.to_string()).expect("edit");
+    let refused = run(&["run", "a.yaml"], dir.path());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "holds a cursor of account ANOTHERACCOUNTUUID, and the token is of account {account}"
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("sluice checkpoint reset <config> --source op"), "{stderr}");
+
+    let reset = run(&["checkpoint", "reset", "a.yaml", "--source", "op"], dir.path());
+    assert!(reset.status.success(), "{}", String::from_utf8_lossy(&reset.stderr));
+    let mut again = spawn(Path::new("a.yaml"), dir.path(), &[]);
+    let recommitted =
+        wait_for(Duration::from_secs(60), || read().filter(|c| c["cursor"].is_string()));
+    signal(&again, libc::SIGTERM);
+    assert!(wait_exit(&mut again, Duration::from_secs(30)).success());
+    assert_eq!(recommitted.expect("committed again")["account"], account.as_str());
+}
+
+/// Before its first commit a stream keeps the start time it resolved, so a
+/// restart does not move a `30d` window forward.
+#[test]
+fn a_first_start_time_is_kept_across_a_restart_before_any_commit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sim = start_sim(dir.path(), 5, &["--no-rate-limit"]);
+    // The API is never reached, so nothing is ever committed.
+    let closed = free_port();
+    let config = format!(
+        "data_dir: state\napi: {{enabled: false}}\nsources:\n  op: {{type: onepassword, url: 'http://127.0.0.1:{closed}', allow_custom_url: true, token_file: op_token, start_time: 30d, streams: [audit_events]}}\nsinks:\n  out: {{type: blackhole, inputs: [op]}}\n"
+    );
+    drop(sim);
+    std::fs::write(dir.path().join("a.yaml"), config).expect("config");
+    let file = dir.path().join("state/op/audit_events.json");
+    let start_of = || -> Option<String> {
+        let checkpoint: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&file).ok()?).ok()?;
+        assert!(checkpoint["cursor"].is_null(), "{checkpoint}");
+        checkpoint["start_time"].as_str().map(str::to_owned)
+    };
+    let mut first = spawn(Path::new("a.yaml"), dir.path(), &[]);
+    let start = wait_for(Duration::from_secs(60), start_of);
+    signal(&first, libc::SIGTERM);
+    wait_exit(&mut first, Duration::from_secs(30));
+    let start = start.expect("the start time is written before any commit");
+    let mut second = spawn(Path::new("a.yaml"), dir.path(), &[]);
+    let logged = wait_for(Duration::from_secs(60), || {
+        let log = super::util::stderr_so_far(&second);
+        log.contains("starting a new cursor").then_some(log)
+    });
+    signal(&second, libc::SIGTERM);
+    wait_exit(&mut second, Duration::from_secs(30));
+    let log = logged.expect("the stream starts");
+    assert!(log.contains(&format!("start_time={start}")), "{start}: {log}");
+    assert_eq!(start_of(), Some(start));
+    let list = run(&["checkpoint", "list", "a.yaml"], dir.path());
+    let text = String::from_utf8_lossy(&list.stdout);
+    assert!(text.lines().any(|l| l.contains("audit_events") && l.contains(" starting ")), "{text}");
+}

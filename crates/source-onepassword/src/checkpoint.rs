@@ -30,6 +30,13 @@ pub struct StreamCheckpoint {
     /// When it was written (RFC 3339).
     #[serde(default)]
     pub committed_at: String,
+    /// The account of the token that fetched the cursor (`1password.com/auuid`):
+    /// a cursor is refused for a token of another account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    /// The API's base URL the cursor came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
 }
 
 /// The file of `stream` of the source `source_id`.
@@ -55,7 +62,8 @@ pub struct Row {
     pub source: String,
     /// The stream.
     pub stream: Stream,
-    /// `yes`, `reset` (a start time, no cursor) or `none` (no checkpoint).
+    /// `yes`, `starting` (a first run's start time, no cursor yet), `reset`
+    /// (a start time set by a reset) or `none` (no checkpoint).
     pub cursor: &'static str,
     /// The newest event delivered, or `(from <start>)` after a reset, or `-`.
     pub newest: String,
@@ -82,13 +90,23 @@ pub fn list(data_dir: &Path, sources: &[&str]) -> Result<Vec<Row>, Error> {
                 Some(cp) => Row {
                     source: (*source).to_owned(),
                     stream,
-                    cursor: if cp.cursor.is_some() { "yes" } else { "reset" },
+                    // A first run writes its start time before its first
+                    // commit; a reset writes one with the time of the reset.
+                    cursor: match (&cp.cursor, cp.committed_at.is_empty()) {
+                        (Some(_), _) => "yes",
+                        (None, true) => "starting",
+                        (None, false) => "reset",
+                    },
                     newest: cp
                         .newest_timestamp
                         .or(cp.start_time.map(|t| format!("(from {t})")))
                         .unwrap_or_else(|| "-".into()),
                     events: cp.events,
-                    committed_at: cp.committed_at,
+                    committed_at: if cp.committed_at.is_empty() {
+                        "-".into()
+                    } else {
+                        cp.committed_at
+                    },
                 },
             };
             rows.push(row);

@@ -148,6 +148,10 @@ impl StartTime {
         };
         let oldest = now - chrono::Duration::from_std(RETENTION).expect("120 days fit")
             + chrono::Duration::minutes(1);
+        if wanted > now {
+            tracing::warn!(start_time = %wanted.to_rfc3339(), "start_time is in the future; starting now");
+            return now;
+        }
         if wanted < oldest {
             // Warned about at its line by validate and at start.
             tracing::info!(start_time = %wanted.to_rfc3339(), oldest = %oldest.to_rfc3339(), "start_time is older than the API's 120 days; starting at the oldest available event");

@@ -28,6 +28,7 @@ struct Resolved {
     client: ApiClient,
     streams: Vec<Stream>,
     token: Secret,
+    account: Option<String>,
 }
 
 /// A validated `onepassword` source.
@@ -133,7 +134,7 @@ impl OnePasswordSource {
             }
             None => permitted,
         };
-        Ok(Resolved { client, streams, token })
+        Ok(Resolved { client, streams, token, account: claims.account.clone() })
     }
 }
 
@@ -219,6 +220,7 @@ impl Source for OnePasswordSource {
                     health: cx.health.clone(),
                     metrics: cx.metrics.clone(),
                     checkpoint_path: checkpoint::path(&cx.data_dir, &cx.id, stream),
+                    account: resolved.account.clone(),
                 };
                 tasks.spawn(poller.run());
             }

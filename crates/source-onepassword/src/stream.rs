@@ -56,6 +56,8 @@ pub struct StreamPoller {
     pub metrics: ComponentMetrics,
     /// The checkpoint file.
     pub checkpoint_path: PathBuf,
+    /// The token's account, when the token says.
+    pub account: Option<String>,
 }
 
 /// Where a page leaves the stream, kept until the page is final.
@@ -90,7 +92,27 @@ impl StreamPoller {
     pub async fn run(self) -> Result<(), BoxError> {
         let metrics = StreamMetrics::new(&self.metrics, self.stream);
         metrics.up.set(1.0);
-        let checkpoint = checkpoint::load(&self.checkpoint_path)?.unwrap_or_default();
+        let mut checkpoint = checkpoint::load(&self.checkpoint_path)?.unwrap_or_default();
+        if let (Some(_), Some(theirs), Some(ours)) =
+            (&checkpoint.cursor, &checkpoint.account, &self.account)
+            && theirs != ours
+        {
+            return Err(format!(
+                "stream {}: the checkpoint {} holds a cursor of account {theirs}, and the token is of account {ours}; a cursor of another account cannot be used. Point data_dir elsewhere, or start this source afresh with `sluice checkpoint reset <config> --source {}`",
+                self.stream,
+                self.checkpoint_path.display(),
+                self.source_id
+            )
+            .into());
+        }
+        // A first start fixes its start time, so that a restart before the
+        // first commit does not move the window forward.
+        if checkpoint.cursor.is_none() && checkpoint.start_time.is_none() {
+            let start = self.settings.start_time.resolve(Utc::now());
+            checkpoint.start_time = Some(start.to_rfc3339_opts(SecondsFormat::Nanos, true));
+            checkpoint.api_version = self.settings.api_version;
+            checkpoint::save(&self.checkpoint_path, &checkpoint)?;
+        }
         let next = self.resume_request(&checkpoint);
         let mut state = State {
             checkpoint,
@@ -418,7 +440,9 @@ impl StreamPoller {
         checkpoint.cursor = Some(position.cursor);
         checkpoint.api_version = self.settings.api_version;
         checkpoint.start_time = None;
-        checkpoint.events += position.events;
+        checkpoint.events = checkpoint.events.saturating_add(position.events);
+        checkpoint.account.clone_from(&self.account);
+        checkpoint.url = Some(self.client.base().to_owned());
         if let Some(newest) = position.newest {
             let known = checkpoint
                 .newest_timestamp

@@ -18,6 +18,8 @@ pub struct TokenClaims {
     pub features: Vec<String>,
     /// `exp`, Unix seconds.
     pub expires_at: Option<i64>,
+    /// `1password.com/auuid`: the account the token belongs to, when it says.
+    pub account: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -27,6 +29,8 @@ struct RawClaims {
     features: Vec<String>,
     #[serde(default)]
     exp: Option<i64>,
+    #[serde(rename = "1password.com/auuid", default)]
+    account: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -61,7 +65,7 @@ pub fn decode(token: &Secret) -> Result<TokenClaims, Error> {
             "the token uses a deprecated audience; issue a new Events Reporting token".into(),
         ));
     }
-    Ok(TokenClaims { audience, features: raw.features, expires_at: raw.exp })
+    Ok(TokenClaims { audience, features: raw.features, expires_at: raw.exp, account: raw.account })
 }
 
 /// Hosts the source sends tokens to without `allow_custom_url`.

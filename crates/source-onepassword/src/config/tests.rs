@@ -72,6 +72,13 @@ fn start_time_is_a_date_or_a_duration_clamped_to_120_days() {
     );
     let recent = StartTime::Ago(Duration::from_secs(3600)).resolve(now);
     assert_eq!(now - recent, chrono::Duration::hours(1));
+    // A start in the future would skip every event until then: now instead.
+    let future = StartTime::At(now + chrono::Duration::days(2)).resolve(now);
+    assert_eq!(future, now);
+    let warned = config("token_file: t\nstart_time: 200d\n").warnings(now);
+    assert_eq!(warned.len(), 1);
+    assert_eq!(warned[0].field, Some("start_time"));
+    assert!(config("token_file: t\nstart_time: 30d\n").warnings(now).is_empty());
 }
 
 #[test]
