@@ -62,6 +62,7 @@ fn expand(expr: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String,
 pub fn interpolate_value(
     value: &mut Value,
     lookup: &dyn Fn(&str) -> Option<String>,
+    retype: bool,
 ) -> Result<(), String> {
     let Value::String(text) = value else { return Ok(()) };
     if !text.contains('$') {
@@ -69,11 +70,26 @@ pub fn interpolate_value(
     }
     let replaced = interpolate(text, lookup)?;
     let whole = text.starts_with("${") && text.ends_with('}') && text.matches('$').count() == 1;
-    *value = match whole.then(|| serde_yaml_ng::from_str::<Value>(&replaced)) {
+    // Only what reads the same either way: `0x1F`, `+123` or `1e3` stay
+    // text, and a secret (`retype` false) is never re-read at all.
+    *value = match (whole && retype && plain_scalar(&replaced))
+        .then(|| serde_yaml_ng::from_str::<Value>(&replaced))
+    {
         Some(Ok(typed @ (Value::Number(_) | Value::Bool(_)))) => typed,
         _ => Value::String(replaced),
     };
     Ok(())
+}
+
+/// `true`, `false`, or a plain decimal number (`-12`, `0.5`).
+fn plain_scalar(text: &str) -> bool {
+    if text == "true" || text == "false" {
+        return true;
+    }
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    let (whole, fraction) = digits.split_once('.').unwrap_or((digits, "0"));
+    let all_digits = |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
+    all_digits(whole) && all_digits(fraction)
 }
 
 #[cfg(test)]
@@ -84,6 +100,11 @@ mod tests {
         match name {
             "TOKEN" => Some("abc".into()),
             "PORT" => Some("9200".into()),
+            "HEX" => Some("0x1F".into()),
+            "PLUS" => Some("+123".into()),
+            "EXP" => Some("1e3".into()),
+            "HALF" => Some("0.5".into()),
+            "YES" => Some("true".into()),
             "EMPTY" => Some(String::new()),
             "MULTI" => Some("a\nb".into()),
             _ => None,
@@ -118,13 +139,26 @@ mod tests {
     #[test]
     fn a_whole_reference_keeps_its_scalar_type() {
         let mut port = Value::String("${PORT}".into());
-        interpolate_value(&mut port, &env).expect("set");
+        interpolate_value(&mut port, &env, true).expect("set");
         assert_eq!(port, Value::Number(9200.into()));
         let mut url = Value::String("http://es:${PORT}".into());
-        interpolate_value(&mut url, &env).expect("set");
+        interpolate_value(&mut url, &env, true).expect("set");
         assert_eq!(url, Value::String("http://es:9200".into()));
         let mut structure = Value::String("${UNSET:-[a, b]}".into());
-        interpolate_value(&mut structure, &env).expect("default");
+        interpolate_value(&mut structure, &env, true).expect("default");
         assert_eq!(structure, Value::String("[a, b]".into()), "a variable never adds structure");
+        let typed = |name: &str, retype: bool| {
+            let mut value = Value::String(format!("${{{name}}}"));
+            interpolate_value(&mut value, &env, retype).expect("set");
+            value
+        };
+        // Only what reads the same either way is re-typed.
+        for (name, text) in [("HEX", "0x1F"), ("PLUS", "+123"), ("EXP", "1e3")] {
+            assert_eq!(typed(name, true), Value::String(text.into()), "{name}");
+        }
+        assert_eq!(typed("HALF", true), serde_yaml_ng::from_str::<Value>("0.5").expect("yaml"));
+        assert_eq!(typed("YES", true), Value::Bool(true));
+        // A secret never: a numeric password stays the text it was.
+        assert_eq!(typed("PORT", false), Value::String("9200".into()));
     }
 }

@@ -10,6 +10,9 @@ use super::{
     ApiConfig, ComponentKind, Diagnostic, FileContext, Input, Locator, RawComponent, RawConfig, Seg,
 };
 
+/// Keys whose values are secrets: a variable there stays text.
+const SECRET_KEYS: [&str; 4] = ["token", "api_key", "password", "proxy"];
+
 const TOP_LEVEL_KEYS: &str = "data_dir, api, sources, transforms, sinks, tests";
 
 /// Load and merge `paths`, substituting variables from the process environment.
@@ -149,12 +152,13 @@ impl Loader<'_> {
             }
             Value::Tagged(tagged) => self.interpolate(file, &mut tagged.value, path),
             _ => {
-                if let Err(mut message) = interpolate_value(value, self.lookup) {
+                let key = match path.last() {
+                    Some(Seg::Key(key)) => key.as_str(),
+                    _ => "",
+                };
+                let secret = SECRET_KEYS.contains(&key);
+                if let Err(mut message) = interpolate_value(value, self.lookup, !secret) {
                     // A secret has no sensible default: say to set it.
-                    let key = match path.last() {
-                        Some(Seg::Key(key)) => key.as_str(),
-                        _ => "",
-                    };
                     let advice = match key {
                         "token" => {
                             Some(" (export it, or give the token in a file with `token_file`)")
