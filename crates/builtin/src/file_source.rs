@@ -49,6 +49,15 @@ pub struct FileSourceConfig {
     /// How often `follow` looks for new lines, in milliseconds (default 250).
     #[serde(default = "default_poll")]
     pub poll_interval_ms: u64,
+    /// The longest line read (1 KiB to 64 MiB, default 1 MiB). A longer line
+    /// goes on as one `pipeline_error` event holding its first bytes, and
+    /// reading goes on after it.
+    #[serde(default = "default_max_line")]
+    pub max_line_bytes: usize,
+}
+
+fn default_max_line() -> usize {
+    1024 * 1024
 }
 
 fn default_batch() -> usize {
@@ -86,6 +95,12 @@ impl FileSourceConfig {
                 "max_pending_batches must be at least 1",
             ));
         }
+        if !(1024..=64 * 1024 * 1024).contains(&self.max_line_bytes) {
+            errors.push(FieldError::new(
+                "max_line_bytes",
+                "max_line_bytes must be from 1024 (1 KiB) to 67108864 (64 MiB)",
+            ));
+        }
         if self.poll_interval_ms == 0 {
             errors.push(FieldError::new("poll_interval_ms", "poll_interval_ms must be at least 1"));
         }
@@ -98,6 +113,14 @@ impl FileSourceConfig {
 #[derive(Debug)]
 pub struct FileSource {
     config: FileSourceConfig,
+}
+
+/// A line read: where it starts, the bytes kept, its whole length.
+#[derive(Debug)]
+struct Line {
+    offset: u64,
+    bytes: Vec<u8>,
+    len: u64,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -121,8 +144,10 @@ struct Reader {
     position: u64,
     /// Offset up to which everything is final and saved.
     committed: u64,
-    /// Bytes of a line not yet ended by a newline.
+    /// Bytes of a line not yet ended by a newline, at most `max_line_bytes`.
     partial: Vec<u8>,
+    /// The length of that line so far, with the bytes beyond the limit.
+    partial_len: u64,
     acks: OrderedAcks<u64>,
     rewind: Backoff,
 }
@@ -165,6 +190,7 @@ impl Reader {
             position: committed,
             committed,
             partial: Vec::new(),
+            partial_len: 0,
             acks: OrderedAcks::new(),
             rewind: Backoff::new(Duration::from_millis(500), Duration::from_secs(30)),
         };
@@ -224,36 +250,80 @@ impl Reader {
         Ok(())
     }
 
-    /// Read up to a batch of complete lines; also tells whether the end was reached.
-    async fn read_lines(&mut self) -> Result<(Vec<(u64, Vec<u8>)>, bool), BoxError> {
+    /// Read up to a batch of complete lines (offset, the bytes kept, the
+    /// line's whole length); also tells whether the end was reached.
+    async fn read_lines(&mut self) -> Result<(Vec<Line>, bool), BoxError> {
         let mut lines = Vec::new();
         while lines.len() < self.config.batch_max_events {
-            let read = self.file.read_until(b'\n', &mut self.partial).await?;
-            let complete = self.partial.last() == Some(&b'\n');
+            let (read, complete) = self.read_line().await?;
             if read == 0 || !complete {
-                if self.config.mode == ReadMode::Once && !self.partial.is_empty() {
+                if self.config.mode == ReadMode::Once && self.partial_len > 0 {
                     // The last line of a finished file needs no newline.
-                    let start = self.position;
-                    self.position += self.partial.len() as u64;
-                    lines.push((start, std::mem::take(&mut self.partial)));
+                    lines.push(self.take_line());
                 }
                 return Ok((lines, true));
             }
-            let start = self.position;
-            self.position += self.partial.len() as u64;
-            lines.push((start, std::mem::take(&mut self.partial)));
+            lines.push(self.take_line());
         }
         Ok((lines, false))
     }
 
-    async fn emit(&mut self, lines: Vec<(u64, Vec<u8>)>) -> Result<(), BoxError> {
+    fn take_line(&mut self) -> Line {
+        let line = Line {
+            offset: self.position,
+            bytes: std::mem::take(&mut self.partial),
+            len: self.partial_len,
+        };
+        self.position += self.partial_len;
+        self.partial_len = 0;
+        line
+    }
+
+    /// Read through the next `\n` into `partial`, keeping at most
+    /// `max_line_bytes` (the rest is counted, not kept). The bytes read, and
+    /// whether the line ended.
+    async fn read_line(&mut self) -> std::io::Result<(usize, bool)> {
+        let max = self.config.max_line_bytes;
+        let mut read = 0;
+        loop {
+            let buf = self.file.fill_buf().await?;
+            if buf.is_empty() {
+                return Ok((read, false));
+            }
+            let (take, done) = match buf.iter().position(|b| *b == b'\n') {
+                Some(at) => (at + 1, true),
+                None => (buf.len(), false),
+            };
+            let room = max.saturating_sub(self.partial.len());
+            self.partial.extend_from_slice(&buf[..take.min(room)]);
+            self.file.consume(take);
+            self.partial_len += take as u64;
+            read += take;
+            if done {
+                return Ok((read, true));
+            }
+        }
+    }
+
+    async fn emit(&mut self, lines: Vec<Line>) -> Result<(), BoxError> {
         let (notifier, receiver) = BatchNotifier::new_with_receiver();
         let mut events = Vec::with_capacity(lines.len());
         let mut dropped = Vec::new();
         let mut bytes = 0;
         let source_id: std::sync::Arc<str> = self.cx.id.as_str().into();
-        for (offset, mut line) in lines {
+        for Line { offset, bytes: mut line, len } in lines {
             bytes += line.len();
+            if len > line.len() as u64 {
+                self.cx.metrics.error(Stage::Receiving, "line_too_long");
+                let path = self.config.path.display();
+                let max = self.config.max_line_bytes;
+                tracing::error!(%path, offset, bytes = len, max_line_bytes = max, "line longer than max_line_bytes; it goes on as one pipeline_error event with its first bytes");
+                let message = format!(
+                    "the line is {len} bytes, longer than max_line_bytes ({max}); its first {max} bytes are kept"
+                );
+                dropped.push(self.invalid_line(offset, Bytes::from(line), &message));
+                continue;
+            }
             while matches!(line.last(), Some(b'\n' | b'\r')) {
                 line.pop();
             }
@@ -267,7 +337,7 @@ impl Reader {
                     self.cx.metrics.error(Stage::Receiving, "parse_failed");
                     let path = self.config.path.display();
                     tracing::error!(%path, offset, error = %err, "line is not valid JSON; sent to `{}.dropped`", self.cx.id);
-                    dropped.push(self.invalid_line(offset, raw, &err));
+                    dropped.push(self.invalid_line(offset, raw, &format!("invalid JSON: {err}")));
                     continue;
                 }
             };
@@ -287,9 +357,9 @@ impl Reader {
         Ok(())
     }
 
-    fn invalid_line(&self, offset: u64, raw: Bytes, err: &serde_json::Error) -> Event {
+    fn invalid_line(&self, offset: u64, raw: Bytes, message: &str) -> Event {
         let mut error = ObjectMap::new();
-        error.insert("message".into(), Value::from(format!("invalid JSON: {err}")));
+        error.insert("message".into(), Value::from(message));
         error.insert("component_id".into(), Value::from(self.cx.id.clone()));
         let mut file = ObjectMap::new();
         file.insert("path".into(), Value::from(self.config.path.display().to_string()));
@@ -341,6 +411,7 @@ impl Reader {
         self.file.seek(SeekFrom::Start(offset)).await?;
         self.position = offset;
         self.partial.clear();
+        self.partial_len = 0;
         Ok(())
     }
 

@@ -22,8 +22,9 @@ use sluice_core::ack::PendingAcks;
 use sluice_core::metrics::{ComponentMetrics, Stage};
 
 /// Take the events' acknowledgements and encode them as NDJSON into `out`
-/// (cleared first); events that cannot be encoded are counted as errors.
-/// The acknowledgements, and how many events were encoded.
+/// (cleared first). An event that cannot be encoded is the document's own
+/// failure: it is rejected at once (never counted as delivered) and
+/// counted as an error. The acknowledgements of the others, and their count.
 fn encode_ndjson(
     events: &mut [Event],
     out: &mut Vec<u8>,
@@ -33,13 +34,14 @@ fn encode_ndjson(
     let mut pending = PendingAcks::default();
     let mut failed = 0;
     for event in events.iter_mut() {
-        pending.push(event.take_finalizers());
         let start = out.len();
         if event.write_json(out).is_ok() {
             out.push(b'\n');
+            pending.push(event.take_finalizers());
         } else {
             out.truncate(start);
             failed += 1;
+            event.take_finalizers().finish(sluice_core::AckStatus::Rejected);
         }
     }
     if failed > 0 {

@@ -18,6 +18,7 @@ fn config(path: &Path, mode: ReadMode, batch: usize) -> FileSourceConfig {
         batch_max_events: batch,
         max_pending_batches: 2,
         poll_interval_ms: 10,
+        max_line_bytes: 1024,
     }
 }
 
@@ -144,6 +145,36 @@ async fn invalid_lines_go_to_the_dropped_output_with_the_reason() {
     assert_eq!(error["component_id"], Value::from("in"));
     let Value::Object(file) = &event["file"] else { panic!("file object") };
     assert_eq!(file["offset"], Value::from(13));
+}
+
+#[tokio::test]
+async fn a_line_longer_than_max_line_bytes_is_one_dropped_event_and_reading_goes_on() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("in.ndjson");
+    let long = format!("{{\"uuid\":\"long\",\"pad\":\"{}\"}}\n", "x".repeat(5000));
+    let text = format!("{{\"uuid\":\"a\"}}\n{long}{{\"uuid\":\"b\"}}\n");
+    std::fs::write(&input, &text).expect("write");
+    // Batches of one: the long line is read across several buffer fills.
+    let done = finish(run(
+        config(&input, ReadMode::Once, 1),
+        dir.path(),
+        RecordingSink::new(AckStatus::Delivered),
+    ))
+    .await;
+    assert_eq!(uuids(&done.sink), ["a", "b"]);
+    let dropped = done.dropped.values();
+    assert_eq!(dropped.len(), 1);
+    let Value::Object(event) = &dropped[0] else { panic!("object") };
+    assert_eq!(event["message"].to_string_lossy().len(), 1024, "its first bytes are kept");
+    let Value::Object(error) = &event["error"] else { panic!("error object") };
+    assert_eq!(
+        error["message"].to_string_lossy(),
+        format!(
+            "the line is {} bytes, longer than max_line_bytes (1024); its first 1024 bytes are kept",
+            long.len()
+        )
+    );
+    assert_eq!(checkpoint(dir.path()), text.len() as u64, "committed past it");
 }
 
 #[tokio::test]
