@@ -165,35 +165,43 @@ impl EsClient {
         }
         .body(body);
         let (status, body) = self.exchange(request).await.map_err(RequestError::Retry)?;
-        if status != 200 {
-            return Err(classify::request(status, &body));
-        }
-        let malformed =
-            |reason: String| RequestError::Retry(Failure::new(200, "malformed_answer", reason));
-        let parsed: BulkResponse =
-            serde_json::from_slice(&body).map_err(|e| malformed(e.to_string()))?;
-        if parsed.items.len() != items.len() {
-            return Err(malformed(format!(
-                "{} items answered for {} sent",
-                parsed.items.len(),
-                items.len()
-            )));
-        }
-        Ok(parsed
-            .items
-            .into_iter()
-            .map(|item| match item.into_values().next() {
-                Some(ItemBody { status, error: Some(error) }) => {
-                    classify::item(status, &error.kind, &error.reason)
-                }
-                Some(ItemBody { status, error: None }) => classify::item(status, "", ""),
-                None => ItemOutcome::Retry(Failure::without_status(
-                    "empty_item",
-                    "an empty item in the answer",
-                )),
-            })
-            .collect())
+        bulk_answer(status, &body, items.len())
     }
+}
+
+/// What a `_bulk` answer means for the `sent` items: one outcome per item,
+/// in order, or why the whole request must be retried or refused. A count
+/// that does not match, or an answer that is not a bulk answer, is retried,
+/// never acknowledged.
+pub(crate) fn bulk_answer(
+    status: u16,
+    body: &[u8],
+    sent: usize,
+) -> Result<Vec<ItemOutcome>, RequestError> {
+    if status != 200 {
+        return Err(classify::request(status, body));
+    }
+    let malformed =
+        |reason: String| RequestError::Retry(Failure::new(200, "malformed_answer", reason));
+    let parsed: BulkResponse =
+        serde_json::from_slice(body).map_err(|e| malformed(e.to_string()))?;
+    if parsed.items.len() != sent {
+        return Err(malformed(format!("{} items answered for {sent} sent", parsed.items.len())));
+    }
+    Ok(parsed
+        .items
+        .into_iter()
+        .map(|item| match item.into_values().next() {
+            Some(ItemBody { status, error: Some(error) }) => {
+                classify::item(status, &error.kind, &error.reason)
+            }
+            Some(ItemBody { status, error: None }) => classify::item(status, "", ""),
+            None => ItemOutcome::Retry(Failure::without_status(
+                "empty_item",
+                "an empty item in the answer",
+            )),
+        })
+        .collect())
 }
 
 fn local(reason: String) -> RequestError {
@@ -207,5 +215,70 @@ impl BatchService for EsClient {
         items: &[Encoded],
     ) -> impl Future<Output = Result<Vec<ItemOutcome>, RequestError>> + Send {
         self.bulk(items)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use sluice_core::sink::{ItemOutcome, RequestError};
+
+    use super::bulk_answer;
+    use crate::classify::DOCUMENT_ERRORS;
+
+    /// One bulk item as Elasticsearch might write it, or not.
+    fn item() -> impl Strategy<Value = String> {
+        let kind = prop_oneof![
+            prop::sample::select(&DOCUMENT_ERRORS[..]).prop_map(str::to_owned),
+            Just("security_exception".to_owned()),
+            Just("cluster_block_exception".to_owned()),
+            "[a-z_]{0,12}",
+        ];
+        prop_oneof![
+            (100_u16..700).prop_map(|s| format!(r#"{{"create":{{"status":{s}}}}}"#)),
+            (100_u16..700, kind, "[ -!#-~]{0,20}").prop_map(|(s, k, r)| {
+                format!(r#"{{"create":{{"status":{s},"error":{{"type":"{k}","reason":"{r}"}}}}}}"#)
+            }),
+            Just("{}".to_owned()),
+            Just(r#"{"create":{}}"#.to_owned()),
+            Just(r#"{"create":{"status":-1}}"#.to_owned()),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Any answer: one outcome per item sent, or a request error; never
+        /// a panic, never an acknowledgement for a count that does not
+        /// match, and a rejection (the dead letter) only for a 400 that
+        /// names a document error.
+        #[test]
+        fn any_bulk_answer_is_classified_without_a_panic(
+            status in prop_oneof![Just(200_u16), 100_u16..600],
+            items in prop::collection::vec(item(), 0..6),
+            sent in 0_usize..6,
+            garbage in prop::collection::vec(any::<u8>(), 0..80),
+            well_formed in any::<bool>(),
+        ) {
+            let body = if well_formed {
+                format!(r#"{{"took":1,"errors":true,"items":[{}]}}"#, items.join(",")).into_bytes()
+            } else {
+                garbage
+            };
+            match bulk_answer(status, &body, sent) {
+                Ok(outcomes) => {
+                    prop_assert_eq!(status, 200);
+                    prop_assert_eq!(outcomes.len(), sent);
+                    for outcome in outcomes {
+                        if let ItemOutcome::Rejected(failure) = outcome {
+                            prop_assert_eq!(failure.status, Some(400));
+                            prop_assert!(DOCUMENT_ERRORS.contains(&failure.kind.as_str()), "{failure}");
+                        }
+                    }
+                }
+                Err(RequestError::Invalid(failure)) => prop_assert_eq!(failure.status, Some(400)),
+                Err(_) => {}
+            }
+        }
     }
 }

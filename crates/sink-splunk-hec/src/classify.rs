@@ -178,4 +178,47 @@ mod tests {
             Err(RequestError::Invalid(_))
         ));
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// Any HEC answer (a reply body of any shape, any status, any
+        /// `invalid-event-number`): outcomes for exactly the events sent, or
+        /// a request error; never a panic, and a rejection only for a 400
+        /// whose code is about the event.
+        #[test]
+        fn any_hec_answer_is_classified_without_a_panic(
+            status in 100_u16..600,
+            code in proptest::option::of(0_u16..25),
+            invalid in proptest::option::of(0_usize..8),
+            text in "[ -!#-~]{0,20}",
+            count in 0_usize..6,
+            garbage in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..60),
+            well_formed in proptest::prelude::any::<bool>(),
+        ) {
+            let body = if well_formed {
+                let mut fields = vec![format!(r#""text":"{text}""#)];
+                fields.extend(code.map(|c| format!(r#""code":{c}"#)));
+                fields.extend(invalid.map(|n| format!(r#""invalid-event-number":{n}"#)));
+                format!("{{{}}}", fields.join(",")).into_bytes()
+            } else {
+                garbage
+            };
+            let parsed: Answer = serde_json::from_slice(&body).unwrap_or_default();
+            match failed(status, &parsed, count) {
+                Ok(outcomes) => {
+                    proptest::prop_assert_eq!(outcomes.len(), count);
+                    for outcome in outcomes {
+                        if let ItemOutcome::Rejected(failure) = outcome {
+                            proptest::prop_assert_eq!(failure.status, Some(400));
+                            proptest::prop_assert!(parsed.code.is_some_and(|c| EVENT_CODES.contains(&c)));
+                        }
+                    }
+                }
+                Err(error) => {
+                    let _ = error.failure().to_string();
+                }
+            }
+        }
+    }
 }

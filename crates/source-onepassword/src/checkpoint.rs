@@ -230,4 +230,37 @@ mod tests {
             .expect_err("usage");
         assert!(matches!(error, Error::Usage(_)), "{error}");
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(128))]
+
+        /// A checkpoint file holding anything (a crash, a hand edit, another
+        /// program): loaded, listed, reset or refused, never a panic; and a
+        /// checkpoint with extreme values round-trips.
+        #[test]
+        fn any_checkpoint_file_is_read_or_refused_without_a_panic(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..120),
+            json in r#"\{("(cursor|events|newest_timestamp|start_time|committed_at|api_version|account)":("[ -~]{0,20}"|-?[0-9]{1,25}|null|true),?){0,5}\}"#,
+            events in proptest::prelude::any::<u64>(),
+        ) {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let file = path(dir.path(), "op", Stream::AuditEvents);
+            std::fs::create_dir_all(file.parent().expect("folder")).expect("mkdir");
+            let now = chrono::Utc::now();
+            for content in [&bytes[..], json.as_bytes()] {
+                std::fs::write(&file, content).expect("write");
+                let _ = load(&file);
+                let _ = list(dir.path(), &["op"]);
+                let _ = reset(dir.path(), "op", &[Stream::AuditEvents], Some("1d"), now);
+            }
+            let extreme = StreamCheckpoint {
+                cursor: Some(json.clone()),
+                events,
+                newest_timestamp: Some(json.clone()),
+                ..StreamCheckpoint::default()
+            };
+            save(&file, &extreme).expect("written");
+            proptest::prop_assert_eq!(load(&file).expect("readable"), Some(extreme));
+        }
+    }
 }

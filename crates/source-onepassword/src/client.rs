@@ -192,28 +192,11 @@ impl ApiClient {
             Err(err) => return (Err(ApiError::Transport(describe(&err))), Quota::default()),
         };
         let headers = response.headers().clone();
-        let quota = Quota {
-            remaining: headers
-                .get("ratelimit-remaining")
-                .and_then(|v| v.to_str().ok()?.parse().ok()),
-            reset: seconds(&headers, "ratelimit-reset"),
-        };
         let status = response.status().as_u16();
-        let body = match read_body(response, MAX_ANSWER_BYTES).await {
-            Ok(body) => body,
-            Err(err) => return (Err(ApiError::Transport(err.to_string())), quota),
-        };
-        let result = match status {
-            200 => serde_json::from_slice::<Page>(&body)
-                .map_err(|e| ApiError::Malformed(e.to_string())),
-            400 => Err(ApiError::BadRequest(error_message(&body))),
-            401 | 403 => Err(ApiError::Unauthorized),
-            429 => Err(ApiError::RateLimited {
-                retry_after: seconds(&headers, "retry-after").or(quota.reset),
-            }),
-            other => Err(ApiError::Status(other)),
-        };
-        (result, quota)
+        match read_body(response, MAX_ANSWER_BYTES).await {
+            Ok(body) => answer(status, &headers, &body),
+            Err(err) => (Err(ApiError::Transport(err.to_string())), quota_of(&headers)),
+        }
     }
 
     /// `GET /api/v2/auth/introspect`: the token's features.
@@ -246,6 +229,34 @@ impl ApiClient {
     }
 }
 
+/// The rate-limit headers of an answer.
+fn quota_of(headers: &HeaderMap) -> Quota {
+    Quota {
+        remaining: headers.get("ratelimit-remaining").and_then(|v| v.to_str().ok()?.parse().ok()),
+        reset: seconds(headers, "ratelimit-reset"),
+    }
+}
+
+/// What an answer to a page request means: the page, or why there is none,
+/// and the rate-limit headers. Everything in it comes from outside.
+pub(crate) fn answer(
+    status: u16,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> (Result<Page, ApiError>, Quota) {
+    let quota = quota_of(headers);
+    let result = match status {
+        200 => serde_json::from_slice::<Page>(body).map_err(|e| ApiError::Malformed(e.to_string())),
+        400 => Err(ApiError::BadRequest(error_message(body))),
+        401 | 403 => Err(ApiError::Unauthorized),
+        429 => Err(ApiError::RateLimited {
+            retry_after: seconds(headers, "retry-after").or(quota.reset),
+        }),
+        other => Err(ApiError::Status(other)),
+    };
+    (result, quota)
+}
+
 /// The API's `{"Error":{"Message":...}}`, as a suffix for the error text.
 fn error_message(body: &[u8]) -> String {
     let message = serde_json::from_slice::<serde_json::Value>(body)
@@ -276,6 +287,65 @@ mod tests {
         ] {
             headers.insert("retry-after", HeaderValue::from_static(value));
             assert_eq!(seconds(&headers, "retry-after"), expected, "{value}");
+        }
+    }
+
+    /// Items the API might send: valid, odd and broken.
+    fn item() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        prop_oneof![
+            Just(r#"{"uuid":"A","timestamp":"2026-01-01T00:00:00Z"}"#.to_owned()),
+            Just(r#"{"uuid":"A","n":1e400}"#.to_owned()),
+            Just(r#"{"timestamp":12}"#.to_owned()),
+            Just("null".to_owned()),
+            Just("[1,2]".to_owned()),
+            "[a-z0-9\"{}:,\\. ]{0,40}",
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// Any status, headers and body: an answer or an error, never a
+        /// panic; waits within an hour; every item of a page becomes an
+        /// event or a parse failure.
+        #[test]
+        fn any_answer_is_understood_or_refused_without_a_panic(
+            status in 100_u16..600,
+            remaining in "[ -~]{0,12}",
+            reset in "[ -~]{0,12}",
+            retry in "[ -~]{0,12}",
+            items in proptest::collection::vec(item(), 0..5),
+            has_more in proptest::prelude::any::<bool>(),
+            garbage in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+            well_formed in proptest::prelude::any::<bool>(),
+        ) {
+            let mut headers = HeaderMap::new();
+            for (name, value) in [("ratelimit-remaining", &remaining), ("ratelimit-reset", &reset), ("retry-after", &retry)] {
+                if let Ok(value) = HeaderValue::from_str(value) {
+                    headers.insert(name, value);
+                }
+            }
+            let body = if well_formed {
+                format!(r#"{{"cursor":"c","has_more":{has_more},"items":[{}]}}"#, items.join(",")).into_bytes()
+            } else {
+                garbage
+            };
+            let (result, quota) = answer(status, &headers, &body);
+            proptest::prop_assert!(quota.reset.is_none_or(|r| r <= MAX_WAIT));
+            match result {
+                Ok(page) => {
+                    for item in page.items {
+                        let _ = sluice_core::Event::from_json(bytes::Bytes::copy_from_slice(item.get().as_bytes()));
+                    }
+                }
+                Err(ApiError::RateLimited { retry_after }) => {
+                    proptest::prop_assert!(retry_after.is_none_or(|r| r <= MAX_WAIT));
+                }
+                Err(other) => {
+                    let _ = (other.status_label(), other.is_refusal());
+                }
+            }
         }
     }
 }
