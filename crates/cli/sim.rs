@@ -150,7 +150,27 @@ pub fn write_secret(path: &std::path::Path, secret: &str) -> std::io::Result<()>
         .truncate(true)
         .mode(0o600)
         .open(path)?;
+    // `mode` applies only when the file is created: an existing file keeps
+    // its mode unless it is set here.
+    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
     file.write_all(secret.as_bytes())?;
     file.write_all(b"\n")?;
     file.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_secret_file_is_readable_by_its_owner_only_even_if_it_existed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("token");
+        std::fs::write(&path, "old").expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        super::write_secret(&path, "new-secret").expect("written");
+        let mode = std::fs::metadata(&path).expect("metadata").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), "new-secret\n");
+    }
 }

@@ -1,6 +1,10 @@
 //! The simulator's shared state and its in-process handle.
 
 use std::collections::{HashSet, VecDeque};
+
+/// The most requests the log keeps (the older half goes when it is full),
+/// and the most scripted faults queued.
+const MAX_KEPT: usize = 100_000;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -125,7 +129,12 @@ impl SimState {
     }
 
     pub(crate) fn record(&self, record: RequestRecord) {
-        lock(&self.log).push(record);
+        let mut log = lock(&self.log);
+        // The newest requests only: a long run must not grow without bound.
+        if log.len() >= MAX_KEPT {
+            log.drain(..MAX_KEPT / 2);
+        }
+        log.push(record);
     }
 
     pub(crate) fn is_revoked(&self, sub: &str) -> bool {
@@ -141,7 +150,10 @@ impl SimState {
     }
 
     pub(crate) fn push_fault(&self, fault: Fault) {
-        lock(&self.faults).script.push_back(fault);
+        let mut faults = lock(&self.faults);
+        if faults.script.len() < MAX_KEPT {
+            faults.script.push_back(fault);
+        }
     }
 
     /// The fault for the next event request: scripted ones first, then random ones.

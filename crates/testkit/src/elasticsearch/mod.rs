@@ -355,6 +355,8 @@ fn router(state: Arc<EsState>) -> Router {
         .route("/_bulk", post(bulk::bulk))
         .route("/{index}/_bulk", post(bulk::bulk_in_index))
         .route("/_testkit/stats", get(stats))
+        .route("/_testkit/ids", get(ids))
+        .route("/_testkit/fail_requests", axum::routing::put(set_request_failure))
         .fallback(|| async {
             es_error(
                 StatusCode::NOT_FOUND,
@@ -371,6 +373,35 @@ async fn stats(State(state): State<Arc<EsState>>) -> Response {
     let documents: usize = store.indices.values().map(BTreeMap::len).sum();
     axum::Json(json!({"documents": documents, "conflicts": store.conflicts, "bulk_requests": state.bulk_requests.load(Ordering::Relaxed)}))
         .into_response()
+}
+
+/// Every stored `_id` by index, and the `onepassword.uuid` of each document
+/// (for scripts counting lost and doubled events; not an Elasticsearch API).
+async fn ids(State(state): State<Arc<EsState>>) -> Response {
+    let store = state.lock();
+    let indices: serde_json::Map<String, Value> = store
+        .indices
+        .iter()
+        .map(|(index, documents)| {
+            let pairs: Vec<Value> = documents
+                .iter()
+                .map(|(id, document)| json!([id, document["onepassword"]["uuid"]]))
+                .collect();
+            (index.clone(), Value::Array(pairs))
+        })
+        .collect();
+    axum::Json(Value::Object(indices)).into_response()
+}
+
+/// `{"status": 503}` answers every `_bulk` with that status until
+/// `{"status": null}` (an outage for scripts; not an Elasticsearch API).
+async fn set_request_failure(
+    State(state): State<Arc<EsState>>,
+    axum::Json(body): axum::Json<Value>,
+) -> StatusCode {
+    let status = body["status"].as_u64().and_then(|s| u16::try_from(s).ok());
+    state.lock().request_failure = status;
+    StatusCode::NO_CONTENT
 }
 
 async fn root(State(state): State<Arc<EsState>>, headers: HeaderMap) -> Response {
