@@ -11,6 +11,7 @@ movement while Elasticsearch is down, RSS before/during/after).
 """
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -87,6 +88,18 @@ class Processes:
             if child.poll() is None:
                 child.kill()
                 child.wait()
+
+
+@contextlib.contextmanager
+def scenario():
+    """A work folder and the processes of one scenario, both gone after it."""
+    work = tempfile.mkdtemp(prefix="sluice-chaos-")
+    procs = Processes(work)
+    try:
+        yield procs
+    finally:
+        procs.stop_all()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def start_sim(procs, per_stream, extra=()):
@@ -197,9 +210,8 @@ def checkpoints(work):
 
 
 def kill_trials(args, rows):
-    work = tempfile.mkdtemp(prefix="sluice-chaos-")
-    procs = Processes(work)
-    try:
+    with scenario() as procs:
+        work = procs.work
         sim = start_sim(procs, args.events_per_stream)
         lost_total = dup_total = 0
         recoveries = []
@@ -233,15 +245,11 @@ def kill_trials(args, rows):
         rows.append(("kill -9 during a backfill", f"{args.trials} trials", total, lost_total,
                      dup_total, f"recovery median {recoveries[len(recoveries) // 2]:.1f} s, "
                      f"max {recoveries[-1]:.1f} s"))
-    finally:
-        procs.stop_all()
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def outage(args, rows):
-    work = tempfile.mkdtemp(prefix="sluice-chaos-")
-    procs = Processes(work)
-    try:
+    with scenario() as procs:
+        work = procs.work
         sim = start_sim(procs, args.events_per_stream)
         es = start_es(procs)
         config = write_config(work, sim, es, free_port())
@@ -276,15 +284,11 @@ def outage(args, rows):
                      duplicates, f"checkpoint moves while down {moved}; RSS before/peak/after "
                      f"{before // 1024}/{peak // 1024}/{(after or 0) // 1024} MiB; "
                      f"finished {recovery:.1f} s after"))
-    finally:
-        procs.stop_all()
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def fault_storm(args, rows):
-    work = tempfile.mkdtemp(prefix="sluice-chaos-")
-    procs = Processes(work)
-    try:
+    with scenario() as procs:
+        work = procs.work
         # (An item with a number out of range, 1e400, is not in the storm: the
         # simulator cannot serve one. crates/source-onepassword/tests/
         # hostile_api.rs sends it from a stub server instead.)
@@ -309,9 +313,6 @@ def fault_storm(args, rows):
         rows.append(("API fault storm: 10% 5xx, 5% malformed, 5% resets, 5% slow, 5% empty pages, 20 x 429, a 401",
                      "1 run", total, lost, duplicates,
                      f"{others} pipeline_error document(s); finished in {took:.1f} s; {requests} API requests"))
-    finally:
-        procs.stop_all()
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def main():
