@@ -55,30 +55,22 @@ pub async fn reload(
         );
         return;
     }
-    let changed = |fingerprints: &BTreeMap<String, String>, id: &str| {
-        fingerprints.get(id) != current.fingerprints.get(id)
-    };
-    let fingerprints = plan.fingerprints.clone();
-    plan.sources.retain(|p| changed(&fingerprints, &p.id));
-    plan.transforms.retain(|p| changed(&fingerprints, &p.id));
-    plan.sinks.retain(|p| changed(&fingerprints, &p.id));
-    let removed: Vec<String> =
-        current.fingerprints.keys().filter(|id| !fingerprints.contains_key(*id)).cloned().collect();
-    let mut replaced: Vec<String> = Vec::new();
-    let mut added: Vec<String> = Vec::new();
-    for id in plan
-        .sources
-        .iter()
-        .map(|p| &p.id)
-        .chain(plan.transforms.iter().map(|p| &p.id))
-        .chain(plan.sinks.iter().map(|p| &p.id))
-    {
-        if current.fingerprints.contains_key(id) {
-            replaced.push(id.clone())
-        } else {
-            added.push(id.clone())
+    let fingerprints = std::mem::take(&mut plan.fingerprints);
+    let (mut replaced, mut added) = (Vec::new(), Vec::new());
+    for (id, fingerprint) in &fingerprints {
+        match current.fingerprints.get(id) {
+            None => added.push(id.clone()),
+            Some(old) if old != fingerprint => replaced.push(id.clone()),
+            Some(_) => {}
         }
     }
+    let removed: Vec<String> =
+        current.fingerprints.keys().filter(|id| !fingerprints.contains_key(*id)).cloned().collect();
+    // Only what is new or changed starts; the rest keeps running.
+    let starts = |id: &String| replaced.contains(id) || added.contains(id);
+    plan.sources.retain(|p| starts(&p.id));
+    plan.transforms.retain(|p| starts(&p.id));
+    plan.sinks.retain(|p| starts(&p.id));
     if replaced.is_empty() && added.is_empty() && removed.is_empty() {
         tracing::info!("the config is unchanged; nothing to reload");
         return;

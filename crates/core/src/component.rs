@@ -88,13 +88,6 @@ impl Fanout {
         self.tap = Some(tap);
     }
 
-    /// Add a consumer.
-    pub fn add(&mut self, sender: mpsc::Sender<EventArray>) {
-        let mut senders = self.current().as_ref().clone();
-        senders.push(sender);
-        self.set_consumers(senders);
-    }
-
     /// Replace the consumers. A send already under way finishes with the
     /// ones it started with.
     pub fn set_consumers(&self, senders: Vec<mpsc::Sender<EventArray>>) {

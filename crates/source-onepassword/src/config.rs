@@ -232,16 +232,11 @@ pub fn token_problems(
         }
         return checks;
     };
-    let host = url.host_str().unwrap_or_default();
-    let authority = match url.port() {
-        Some(port) => format!("{host}:{port}"),
-        None => host.to_owned(),
-    };
-    if audience == authority
-        || url.port_or_known_default().is_some_and(|port| audience == format!("{host}:{port}"))
-    {
+    if issued_for(&audience, url) {
         return checks;
     }
+    let host = url.host_str().unwrap_or_default();
+    let authority = authority(url);
     if is_allowed_host(host) {
         checks.errors.push(FieldError::new(field, format!(
             "the token was issued for `{audience}`, but url sends it to `{authority}`, which will refuse it (401); leave `url` out (it comes from the token) or use a token of this account"
@@ -252,6 +247,23 @@ pub fn token_problems(
         )));
     }
     checks
+}
+
+/// `host[:port]` of `url`, the port only when written.
+fn authority(url: &reqwest::Url) -> String {
+    let host = url.host_str().unwrap_or_default();
+    match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_owned(),
+    }
+}
+
+/// Whether a token of `audience` is meant for `url` (`host`, or `host:port`
+/// with the port written or the scheme's default).
+pub fn issued_for(audience: &str, url: &reqwest::Url) -> bool {
+    let host = url.host_str().unwrap_or_default();
+    audience == authority(url)
+        || url.port_or_known_default().is_some_and(|port| audience == format!("{host}:{port}"))
 }
 
 /// `start_time` as written: RFC 3339, or a duration ago.

@@ -14,7 +14,7 @@ use sluice_core::http::{ClientSettings, TlsConfig, build_client};
 use crate::Error;
 use crate::checkpoint;
 use crate::client::{ApiClient, ApiError, path_of};
-use crate::config::{Settings, is_allowed_host, token_problems};
+use crate::config::{Settings, is_allowed_host, issued_for, token_problems};
 use crate::limiter::Limiter;
 use crate::stream::StreamPoller;
 use crate::token::decode;
@@ -94,9 +94,7 @@ impl OnePasswordSource {
         let features = match client.introspect(&token).await {
             Ok(features) => features,
             Err(ApiError::Unauthorized) => {
-                let host =
-                    client.base().split("://").nth(1).unwrap_or_default().trim_end_matches('/');
-                let hint = if host == claims.audience || host.is_empty() {
+                let hint = if issued_for(&claims.audience, &base) {
                     String::new()
                 } else {
                     format!(" (it was issued for `{}`)", claims.audience)

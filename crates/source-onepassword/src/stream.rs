@@ -231,9 +231,9 @@ impl StreamPoller {
                     state.backoff.reset();
                     let has_more = page.has_more;
                     let caught_up = !self.on_page(state, metrics, page).await?;
+                    // The loop's next turn logs the progress (update_gauges).
                     state.backfilling = has_more && !caught_up;
                     if state.backfilling {
-                        self.log_progress(state);
                         continue;
                     }
                     self.idle(state, metrics, jitter(self.settings.interval)).await?;

@@ -163,9 +163,7 @@ impl Loader<'_> {
                         "token" => {
                             Some(" (export it, or give the token in a file with `token_file`)")
                         }
-                        "api_key" | "password" | "proxy" => {
-                            Some(" (export it before starting sluice)")
-                        }
+                        _ if secret => Some(" (export it before starting sluice)"),
                         _ => None,
                     };
                     if let (Some(advice), Some(hint)) = (advice, message.find(" (write ${")) {

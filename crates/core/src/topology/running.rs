@@ -137,8 +137,6 @@ pub struct RunningTopology {
     names: HashMap<Id, Task>,
     /// The task running each component now.
     running: BTreeMap<String, Id>,
-    /// Every source task, aborted first when a stop times out.
-    sources: Vec<AbortHandle>,
     /// Each running source's own stop signal (a child of `shutdown`).
     source_stops: BTreeMap<String, ShutdownSignal>,
     /// Components that wait for the instance they replace to stop.
@@ -159,7 +157,6 @@ pub fn start(
         tasks: JoinSet::new(),
         names: HashMap::new(),
         running: BTreeMap::new(),
-        sources: Vec::new(),
         source_stops: BTreeMap::new(),
         waiting: BTreeMap::new(),
         shutdown: ShutdownSignal::new(),
@@ -240,8 +237,6 @@ impl RunningTopology {
         let task = (ready.start)(stop.clone());
         let handle = self.tasks.spawn(task);
         if ready.kind == ComponentKind::Source {
-            self.sources.retain(|s| !s.is_finished());
-            self.sources.push(handle.clone());
             self.source_stops.insert(id.clone(), stop);
         }
         self.running.insert(id.clone(), handle.id());
@@ -295,10 +290,16 @@ impl RunningTopology {
         }
         report.timed_out = self.names.values().map(|t| t.id.clone()).collect();
         report.timed_out.sort();
-        for source in &self.sources {
+        let sources: Vec<AbortHandle> = self
+            .names
+            .values()
+            .filter(|t| t.kind == ComponentKind::Source)
+            .map(|t| t.abort.clone())
+            .collect();
+        for source in &sources {
             source.abort();
         }
-        while self.sources.iter().any(|s| !s.is_finished()) {
+        while sources.iter().any(|s| !s.is_finished()) {
             tokio::task::yield_now().await;
         }
         self.tasks.shutdown().await;

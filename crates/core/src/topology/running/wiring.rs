@@ -75,16 +75,17 @@ impl Wiring {
     }
 
     /// Give every output the consumers that name it now.
+    /// Outputs whose producer has ended are forgotten.
     pub(super) fn rewire(&mut self) {
-        for (name, link) in &self.outputs {
-            let senders = self
-                .consumers
+        let consumers = &self.consumers;
+        self.outputs.retain(|name, link| {
+            let senders = consumers
                 .values()
                 .filter(|(inputs, _)| inputs.iter().any(|i| i == name))
                 .filter_map(|(_, tx)| tx.upgrade())
                 .collect();
-            link.set_consumers(senders);
-        }
+            link.set_consumers(senders)
+        });
         self.pending.clear();
     }
 }
