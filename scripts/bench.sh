@@ -4,13 +4,20 @@
 # (copies of 100,000 generated items with fresh uuids past that):
 #   floor:          serde_json parse + serialize per line, one core, same items
 #   blackhole:      file → vrl (pipelines/vrl/ecs.vrl) → blackhole
-#   elasticsearch:  file → vrl → elasticsearch → the Elasticsearch emulator (acks on)
+#   elasticsearch:  file → vrl → elasticsearch → an Elasticsearch `_bulk` endpoint that
+#                   answers at once (the emulator's --answer-only mode; acks on), with
+#                   `compression: none` (Vector's default) and with gzip (sluice's default)
 #   idle:           RSS of a running sluice with nothing to do
+#   backfill:       sluice sim with the real rate limits (600 requests/min, 30,000/h),
+#                   pages of 100 → onepassword → blackhole: requests per minute against
+#                   the 600 allowed, and the 429 answers sluice drew (should be 0)
 # Prints events/s, CPU seconds per 1,000 events, peak RSS and the ratio to the floor.
+# The run lasts about 5 minutes for 1,000,000 events (the backfill alone takes 90 s).
 #
 #   scripts/bench.sh [EVENTS]                       (default 1000000)
 #   SLUICE_BIN=path/to/other/sluice scripts/bench.sh ...   (compare another build on the same items)
 #   SLUICE_VRL_CONCURRENCY=1 scripts/bench.sh ...          (the transform's workers; default: the cores)
+#   SLUICE_BENCH_BACKFILL=0 scripts/bench.sh ...           (skip the rate-limited backfill)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 events=${1:-1000000}
@@ -19,7 +26,8 @@ cargo build --release --locked -p sluice-testkit --bins >/dev/null
 bin=${SLUICE_BIN:-target/release/sluice}
 work=$(mktemp -d "${TMPDIR:-/tmp}/sluice-bench.XXXXXX")
 pids=()
-trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"' EXIT
+keep=0
+trap 'kill "${pids[@]}" 2>/dev/null || true; [ "$keep" = 1 ] || rm -rf "$work"' EXIT
 per_stream=$(( (events + 2) / 3 ))
 generated=$(( per_stream < 33334 ? per_stream : 33334 ))
 
@@ -68,11 +76,21 @@ measure() {  # $1: name; prints "seconds cpu_seconds peak_kib"
 floor=$(target/release/sluice-json-floor "${files[@]}")
 config blackhole "{type: blackhole, inputs: [ecs]}"
 blackhole=$(measure blackhole)
-target/release/sluice-es-emulator 127.0.0.1:19201 2>"$work/es.log" & pids+=($!)
-for _ in $(seq 100); do curl -fsS 127.0.0.1:19201/_testkit/stats >/dev/null 2>&1 && break; sleep 0.1; done
-config elasticsearch "{type: elasticsearch, inputs: [ecs], endpoints: [http://127.0.0.1:19201]}"
+emulator() {  # $1: port; starts an answer-only bulk endpoint
+  target/release/sluice-es-emulator --answer-only "127.0.0.1:$1" 2>"$work/es-$1.log" & pids+=($!)
+  for _ in $(seq 100); do curl -fsS "127.0.0.1:$1/_testkit/stats" >/dev/null 2>&1 && break; sleep 0.1; done
+}
+documents() {  # $1: port
+  curl -fsS "127.0.0.1:$1/_testkit/stats" | python3 -c "import json,sys; print(json.load(sys.stdin)['documents'])"
+}
+emulator 19201
+config elasticsearch "{type: elasticsearch, inputs: [ecs], endpoints: [http://127.0.0.1:19201], compression: none}"
 elasticsearch=$(measure elasticsearch)
-stored=$(curl -fsS 127.0.0.1:19201/_testkit/stats | python3 -c "import json,sys; print(json.load(sys.stdin)['documents'])")
+stored=$(documents 19201)
+emulator 19202
+config gzip "{type: elasticsearch, inputs: [ecs], endpoints: [http://127.0.0.1:19202]}"
+gzip=$(measure gzip)
+stored_gzip=$(documents 19202)
 
 # Idle: a follow-mode file source on an empty file, nothing to do.
 : > "$work/empty.ndjson"
@@ -88,18 +106,70 @@ YML
 for _ in $(seq 100); do curl -fsS 127.0.0.1:19602/health >/dev/null 2>&1 && break; sleep 0.1; done
 curl -fsS 127.0.0.1:19602/metrics >/dev/null
 idle_kib=$(awk '/VmRSS/ {print $2}' "/proc/$idle/status")
+kill "$idle"
 
-python3 - "$total" "$bytes" "$stored" "$idle_kib" "$floor" "$blackhole" "$elasticsearch" <<'PY'
+# Backfill against the real rate limits: 25,000 events per stream in pages of
+# 100 need 750 requests, more than a minute's 600.
+backfill="skipped"
+if [ "${SLUICE_BENCH_BACKFILL:-1}" != 0 ]; then
+  target/release/sluice sim --listen 127.0.0.1:18183 --events 25000 --rate 0 \
+    --token-file "$work/bf_token" 2>"$work/bf-sim.log" & pids+=($!)
+  for _ in $(seq 300); do curl -fsS 127.0.0.1:18183/_sim/stats >/dev/null 2>&1 && break; sleep 0.1; done
+  visible=$(curl -fsS 127.0.0.1:18183/_sim/stats | python3 -c 'import json,sys; print(sum(json.load(sys.stdin)["visible_events"].values()))')
+  cat > "$work/backfill.yaml" <<YML
+data_dir: $work/state-backfill
+api: {address: 127.0.0.1:19603}
+sources:
+  op: {type: onepassword, url: http://127.0.0.1:18183, allow_custom_url: true, token_file: bf_token, limit: 100, start_time: 2d}
+sinks:
+  out: {type: blackhole, inputs: [op]}
+YML
+  "$bin" run "$work/backfill.yaml" 2>"$work/backfill.log" & bf=$!; pids+=($bf)
+  started=$(date +%s.%N)
+  for _ in $(seq 3000); do
+    done_events=$( (curl -fsS 127.0.0.1:19603/metrics 2>/dev/null || true) | awk '/^sluice_onepassword_events_total/ {n += $2} END {print n + 0}')
+    [ "$done_events" -ge "$visible" ] && break
+    sleep 0.1
+  done
+  ended=$(date +%s.%N)
+  requests=$(curl -fsS 127.0.0.1:19603/metrics | awk '/^sluice_onepassword_requests_total/ {print}')
+  kill "$bf"; wait "$bf" 2>/dev/null || true
+  backfill=$(python3 - "$started" "$ended" "$done_events" "$requests" <<'PY2'
+import re, sys
+started, ended, events, lines = float(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+by_status = {}
+for line in lines.splitlines():
+    status = re.search(r'status="(\d+)"', line)
+    if status:
+        by_status[status.group(1)] = by_status.get(status.group(1), 0) + float(line.split()[-1])
+seconds = ended - started
+answered = sum(by_status.values())
+# Under a sliding window of 600 a minute, R requests need at least
+# 60 * floor((R - 1) / 600) seconds: how close the backfill came to that.
+shortest = 60 * ((int(answered) - 1) // 600)
+print(f"{events:,} events in {seconds:.1f} s with {answered:.0f} requests; the limits allow no less than "
+      f"{shortest} s: {shortest / seconds:.1%} of the ceiling; 429 answers: {by_status.get('429', 0):.0f}")
+PY2
+)
+fi
+
+[ "$stored" = "$total" ] && [ "$stored_gzip" = "$total" ] || keep=1
+python3 - "$total" "$bytes" "$stored" "$idle_kib" "$floor" "$blackhole" "$elasticsearch" "$gzip" "$stored_gzip" "$backfill" <<'PY'
 import sys
 total, size, stored, idle = (int(x) for x in sys.argv[1:5])
+stored_gzip, backfill = int(sys.argv[9]), sys.argv[10]
 _, _, floor = (float(x) for x in sys.argv[5].split())
 print(f"{total:,} events ({size / total:.0f} bytes each on average); floor (serde_json parse + serialize, one core): {floor:,.0f} lines/s")
 print(f"{'pipeline':<34} {'events/s':>10} {'CPU s/1000 ev':>14} {'peak RSS':>10} {'/ floor':>8}")
-for name, row in (("file → ecs.vrl → blackhole", sys.argv[6]), ("file → ecs.vrl → elasticsearch", sys.argv[7])):
+for name, row in (("file → ecs.vrl → blackhole", sys.argv[6]),
+                  ("file → ecs.vrl → elasticsearch", sys.argv[7]),
+                  ("  the same with gzip", sys.argv[8])):
     seconds, cpu, peak = (float(x) for x in row.split())
     rate = total / seconds
     print(f"{name:<34} {rate:>10,.0f} {cpu / total * 1000:>14.4f} {peak / 1024:>7.0f} MiB {rate / floor:>8.3f}")
-print(f"idle RSS: {idle / 1024:.1f} MiB; documents in the emulator: {stored:,}")
-if stored != total:
-    sys.exit(f"the emulator holds {stored} documents for {total} events")
+print(f"idle RSS: {idle / 1024:.1f} MiB; documents in the bulk endpoints: {stored:,} and {stored_gzip:,}")
+print(f"backfill through sluice sim with its rate limits: {backfill}")
+for count in (stored, stored_gzip):
+    if count != total:
+        sys.exit(f"a bulk endpoint holds {count} documents for {total} events; the logs are kept in the work folder")
 PY

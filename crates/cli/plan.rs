@@ -9,6 +9,7 @@ use sluice_core::component::FileChecks;
 use sluice_core::config::{
     ApiConfig, ComponentKind, ConfigError, Diagnostic, FieldError, RawComponent, RawConfig,
 };
+use sluice_core::queue::BufferConfig;
 use sluice_core::topology::{Node, SinkPiece, SourcePiece, TransformPiece, check};
 
 use crate::registry::{SinkConfig, SourceConfig, TransformConfig};
@@ -17,6 +18,7 @@ use crate::registry::{SinkConfig, SourceConfig, TransformConfig};
 pub struct Plan {
     pub data_dir: Option<PathBuf>,
     pub api: ApiConfig,
+    pub buffer: BufferConfig,
     pub sources: Vec<SourcePiece>,
     pub transforms: Vec<TransformPiece>,
     pub sinks: Vec<SinkPiece>,
@@ -52,6 +54,7 @@ pub fn plan(raw: RawConfig, files: Files) -> Result<Plan, ConfigError> {
     let mut plan = Plan {
         data_dir: raw.data_dir,
         api: raw.api,
+        buffer: raw.buffer,
         sources: Vec::new(),
         transforms: Vec::new(),
         sinks: Vec::new(),

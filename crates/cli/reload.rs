@@ -20,6 +20,7 @@ use crate::run::{load, preflight, warn_all};
 pub struct Current {
     data_dir: PathBuf,
     api: ApiConfig,
+    buffer: sluice_core::queue::BufferConfig,
     fingerprints: BTreeMap<String, String>,
 }
 
@@ -28,6 +29,7 @@ impl Current {
         Self {
             data_dir: plan.data_dir(),
             api: plan.api.clone(),
+            buffer: plan.buffer,
             fingerprints: plan.fingerprints.clone(),
         }
     }
@@ -49,9 +51,12 @@ pub async fn reload(
             return;
         }
     };
-    if plan.data_dir() != current.data_dir || plan.api != current.api {
+    if plan.data_dir() != current.data_dir
+        || plan.api != current.api
+        || plan.buffer != current.buffer
+    {
         tracing::error!(
-            "data_dir and api take effect only at a restart; still running the previous config"
+            "data_dir, api and buffer take effect only at a restart; still running the previous config"
         );
         return;
     }

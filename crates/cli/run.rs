@@ -16,9 +16,6 @@ use sluice_core::topology::{TopologyOptions, start};
 use crate::error::{CliError, CliResult};
 use crate::plan::{Files, Plan, plan};
 
-/// Events arrays a component's input holds before its senders wait.
-const CHANNEL_CAPACITY: usize = 8;
-
 pub fn load(configs: &[PathBuf]) -> Result<Plan, ConfigError> {
     plan(load_files(configs), Files::Read)
 }
@@ -182,12 +179,7 @@ pub async fn run_plan(
     if plan.data_dir.is_none() {
         tracing::info!(data_dir = %data_dir.display(), "data_dir not set; using ./data");
     }
-    let options = TopologyOptions {
-        data_dir,
-        channel_capacity: CHANNEL_CAPACITY,
-        health: health.clone(),
-        taps,
-    };
+    let options = TopologyOptions { data_dir, buffer: plan.buffer, health: health.clone(), taps };
     let counts = (plan.sources.len(), plan.transforms.len(), plan.sinks.len());
     let mut current = crate::reload::Current::of(&plan);
     let mut topology = start(plan.sources, plan.transforms, plan.sinks, &options);

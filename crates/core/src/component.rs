@@ -11,12 +11,12 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::event::{Event, EventArray};
+use crate::event::Event;
 use crate::health::HealthHandle;
 use crate::metrics::ComponentMetrics;
+use crate::queue::{QueueReceiver, QueueSender};
 use crate::tap::TapPoint;
 
 /// An error crossing the component boundary.
@@ -57,7 +57,7 @@ pub struct Unreachable(pub String);
 #[error("a downstream component stopped")]
 pub struct ClosedError;
 
-type Consumers = std::sync::Mutex<Arc<Vec<mpsc::Sender<EventArray>>>>;
+type Consumers = std::sync::Mutex<Arc<Vec<QueueSender>>>;
 
 /// The consumers of one output, and its tap point. The topology keeps a
 /// [`FanoutLink`] to it, so that a config reload can change the consumers
@@ -75,7 +75,7 @@ pub struct FanoutLink(std::sync::Weak<Consumers>);
 
 impl FanoutLink {
     /// Replace the consumers, if the producer still runs; whether it does.
-    pub fn set_consumers(&self, senders: Vec<mpsc::Sender<EventArray>>) -> bool {
+    pub fn set_consumers(&self, senders: Vec<QueueSender>) -> bool {
         let Some(consumers) = self.0.upgrade() else { return false };
         *consumers.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(senders);
         true
@@ -90,7 +90,7 @@ impl Fanout {
 
     /// Replace the consumers. A send already under way finishes with the
     /// ones it started with.
-    pub fn set_consumers(&self, senders: Vec<mpsc::Sender<EventArray>>) {
+    pub fn set_consumers(&self, senders: Vec<QueueSender>) {
         *self.senders.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(senders);
     }
 
@@ -99,7 +99,7 @@ impl Fanout {
         FanoutLink(Arc::downgrade(&self.senders))
     }
 
-    fn current(&self) -> Arc<Vec<mpsc::Sender<EventArray>>> {
+    fn current(&self) -> Arc<Vec<QueueSender>> {
         self.senders.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
@@ -111,10 +111,11 @@ impl Fanout {
         }
         let senders = self.current();
         let Some((last, rest)) = senders.split_last() else { return Ok(()) };
+        let bytes = crate::queue::size_of(&events);
         for sender in rest {
-            sender.send(EventArray::new(events.clone())).await.map_err(|_| ClosedError)?;
+            sender.send(events.clone(), bytes).await.map_err(|_| ClosedError)?;
         }
-        last.send(EventArray::new(events)).await.map_err(|_| ClosedError)
+        last.send(events, bytes).await.map_err(|_| ClosedError)
     }
 }
 
@@ -184,13 +185,13 @@ impl Outputs {
 /// Input of a transform or sink.
 #[derive(Debug)]
 pub struct EventReceiver {
-    rx: mpsc::Receiver<EventArray>,
+    rx: QueueReceiver,
     metrics: ComponentMetrics,
 }
 
 impl EventReceiver {
     /// Wrap a channel.
-    pub fn new(rx: mpsc::Receiver<EventArray>, metrics: ComponentMetrics) -> Self {
+    pub fn new(rx: QueueReceiver, metrics: ComponentMetrics) -> Self {
         Self { rx, metrics }
     }
 

@@ -36,6 +36,7 @@ pub mod health;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod metrics;
+pub mod queue;
 pub mod secret;
 pub mod sink;
 pub mod tap;

@@ -65,7 +65,7 @@ fn topology(
 ) -> RunningTopology {
     let options = TopologyOptions {
         data_dir: dir.to_owned(),
-        channel_capacity: 2,
+        buffer: sluice_core::queue::BufferConfig { max_arrays: 2, ..Default::default() },
         health: health.clone(),
         taps: Default::default(),
     };

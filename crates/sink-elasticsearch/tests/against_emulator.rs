@@ -78,7 +78,7 @@ async fn run_source(
 ) {
     let options = TopologyOptions {
         data_dir: data_dir.to_owned(),
-        channel_capacity: 2,
+        buffer: sluice_core::queue::BufferConfig { max_arrays: 2, ..Default::default() },
         health: health.clone(),
         taps: Default::default(),
     };

@@ -61,7 +61,7 @@ fn run(
     let (source, statuses) = RawSource::new(batches, Stream::AuditEvents);
     let options = TopologyOptions {
         data_dir: data_dir.to_owned(),
-        channel_capacity: 2,
+        buffer: sluice_core::queue::BufferConfig { max_arrays: 2, ..Default::default() },
         health: health.clone(),
         taps: Default::default(),
     };

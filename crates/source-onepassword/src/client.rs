@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -43,15 +44,33 @@ pub fn path_of(stream: Stream) -> &'static str {
 }
 
 /// A page of events; each item keeps its raw JSON text.
-#[derive(Debug, Deserialize)]
+#[derive(Debug)]
 pub struct Page {
     /// Where to continue.
     pub cursor: String,
     /// Whether more may be fetched right away.
     pub has_more: bool,
-    /// The events, as the API wrote them.
-    #[serde(default)]
-    pub items: Vec<Box<RawValue>>,
+    /// The events, as the API wrote them: slices of the answer's body, not
+    /// copies (the text becomes `event.original` as it is).
+    pub items: Vec<Bytes>,
+}
+
+/// A page as it is read: the items are only delimited (a validating scan
+/// that allocates nothing), to be parsed once each into events.
+#[derive(Deserialize)]
+struct WirePage<'a> {
+    cursor: String,
+    has_more: bool,
+    #[serde(default, borrow)]
+    items: Vec<&'a RawValue>,
+}
+
+impl Page {
+    fn read(body: &Bytes) -> Result<Self, serde_json::Error> {
+        let wire: WirePage = serde_json::from_slice(body)?;
+        let items = wire.items.iter().map(|item| body.slice_ref(item.get().as_bytes())).collect();
+        Ok(Self { cursor: wire.cursor, has_more: wire.has_more, items })
+    }
 }
 
 /// A request body.
@@ -242,11 +261,11 @@ fn quota_of(headers: &HeaderMap) -> Quota {
 pub(crate) fn answer(
     status: u16,
     headers: &HeaderMap,
-    body: &[u8],
+    body: &Bytes,
 ) -> (Result<Page, ApiError>, Quota) {
     let quota = quota_of(headers);
     let result = match status {
-        200 => serde_json::from_slice::<Page>(body).map_err(|e| ApiError::Malformed(e.to_string())),
+        200 => Page::read(body).map_err(|e| ApiError::Malformed(e.to_string())),
         400 => Err(ApiError::BadRequest(error_message(body))),
         401 | 403 => Err(ApiError::Unauthorized),
         429 => Err(ApiError::RateLimited {
@@ -290,6 +309,21 @@ mod tests {
         }
     }
 
+    #[test]
+    fn page_items_are_slices_of_the_body_not_copies() {
+        let body = Bytes::from_static(
+            br#"{"cursor":"c1","has_more":true,"items":[{"uuid":"A","n":[1,2]}, {"uuid":"B\"q"}]}"#,
+        );
+        let (page, _) = answer(200, &HeaderMap::new(), &body);
+        let page = page.expect("a page");
+        assert_eq!((page.cursor.as_str(), page.has_more), ("c1", true));
+        assert_eq!(page.items, [&br#"{"uuid":"A","n":[1,2]}"#[..], &br#"{"uuid":"B\"q"}"#[..]]);
+        let range = body.as_ptr() as usize..body.as_ptr() as usize + body.len();
+        for item in &page.items {
+            assert!(range.contains(&(item.as_ptr() as usize)), "the item points into the body");
+        }
+    }
+
     /// Items the API might send: valid, odd and broken.
     fn item() -> impl proptest::strategy::Strategy<Value = String> {
         use proptest::prelude::*;
@@ -327,16 +361,16 @@ mod tests {
                 }
             }
             let body = if well_formed {
-                format!(r#"{{"cursor":"c","has_more":{has_more},"items":[{}]}}"#, items.join(",")).into_bytes()
+                format!(r#"{{"cursor":"c","has_more":{has_more},"items":[{}]}}"#, items.join(",")).into()
             } else {
-                garbage
+                garbage.into()
             };
             let (result, quota) = answer(status, &headers, &body);
             proptest::prop_assert!(quota.reset.is_none_or(|r| r <= MAX_WAIT));
             match result {
                 Ok(page) => {
                     for item in page.items {
-                        let _ = sluice_core::Event::from_json(bytes::Bytes::copy_from_slice(item.get().as_bytes()));
+                        let _ = sluice_core::Event::from_json(item);
                     }
                 }
                 Err(ApiError::RateLimited { retry_after }) => {

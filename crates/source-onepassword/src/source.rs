@@ -91,6 +91,10 @@ impl OnePasswordSource {
             }
         };
         let client = ApiClient::new(self.http()?, &base, settings.api_version);
+        // The introspection counts against the token's rate limit as a page
+        // request does: it goes through the same limiter, or a backfill's
+        // first minute draws a 429 (600 pages plus this one).
+        Limiter::for_token(&token, settings.rate_limit).acquire(|_| {}).await;
         let features = match client.introspect(&token).await {
             Ok(features) => features,
             Err(ApiError::Unauthorized) => {

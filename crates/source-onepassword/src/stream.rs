@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, Utc};
 use sluice_core::ack::{BatchNotifier, BatchStatus, EventFinalizers, OrderedAcks};
 use sluice_core::backoff::Backoff;
@@ -262,7 +261,7 @@ impl StreamPoller {
         let mut bytes = 0;
         let source_id: std::sync::Arc<str> = self.source_id.as_str().into();
         for item in page.items {
-            let raw = Bytes::copy_from_slice(item.get().as_bytes());
+            let raw = item;
             bytes += raw.len();
             let mut event = match Event::from_json(raw.clone()) {
                 Ok(event) => event,

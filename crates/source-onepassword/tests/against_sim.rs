@@ -58,7 +58,7 @@ impl Harness {
     ) -> RunningTopology {
         let options = TopologyOptions {
             data_dir: self.dir.path().join("data"),
-            channel_capacity: 2,
+            buffer: sluice_core::queue::BufferConfig { max_arrays: 2, ..Default::default() },
             health: health.clone(),
             taps: Default::default(),
         };

@@ -71,7 +71,7 @@ async fn an_item_with_a_number_out_of_range_becomes_a_pipeline_error_and_the_cur
     let sink = RecordingSink::new(AckStatus::Delivered);
     let options = TopologyOptions {
         data_dir: dir.path().join("data"),
-        channel_capacity: 2,
+        buffer: sluice_core::queue::BufferConfig { max_arrays: 2, ..Default::default() },
         health: Health::new(),
         taps: Default::default(),
     };

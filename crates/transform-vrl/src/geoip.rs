@@ -27,7 +27,7 @@ const CACHE_ENTRIES: usize = 10_000;
 pub struct GeoIpDatabases {
     city: Option<Reader<Vec<u8>>>,
     asn: Option<Reader<Vec<u8>>>,
-    cache: Mutex<HashMap<(Lookup, IpAddr), Option<Value>>>,
+    cache: Mutex<HashMap<(Lookup, IpAddr), Option<Value>, foldhash::fast::RandomState>>,
 }
 
 impl std::fmt::Debug for GeoIpDatabases {
@@ -55,14 +55,23 @@ impl GeoIpDatabases {
     }
 
     fn lookup(&self, kind: Lookup, ip: IpAddr) -> Option<Value> {
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(found) = cache.get(&(kind, ip)) {
+        let configured = match kind {
+            Lookup::City => self.city.is_some(),
+            Lookup::Asn => self.asn.is_some(),
+        };
+        if !configured {
+            return None;
+        }
+        // The lock is held only to copy a cached answer or store a new one:
+        // the transform's workers share the cache.
+        if let Some(found) = self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(&(kind, ip)) {
             return found.clone();
         }
         let found = match kind {
             Lookup::City => self.city(ip),
             Lookup::Asn => self.asn(ip),
         };
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         if cache.len() >= CACHE_ENTRIES {
             cache.clear();
         }

@@ -54,7 +54,7 @@ fn run(config: FileSourceConfig, data_dir: &Path, sink: RecordingSink) -> Run {
     let source = FileSource { config };
     let options = TopologyOptions {
         data_dir: data_dir.to_owned(),
-        channel_capacity: 4,
+        buffer: sluice_core::queue::BufferConfig { max_arrays: 4, ..Default::default() },
         health: Health::new(),
         taps: Default::default(),
     };
@@ -185,7 +185,7 @@ async fn invalid_lines_go_down_the_default_output_when_nothing_reads_dropped() {
     let sink = RecordingSink::new(AckStatus::Delivered);
     let options = TopologyOptions {
         data_dir: dir.path().to_owned(),
-        channel_capacity: 4,
+        buffer: sluice_core::queue::BufferConfig { max_arrays: 4, ..Default::default() },
         health: Health::new(),
         taps: Default::default(),
     };

@@ -6,6 +6,8 @@ use std::sync::Arc;
 use serde_yaml_ng::{Mapping, Value};
 
 use super::env::interpolate_value;
+use crate::queue::BufferConfig;
+
 use super::{
     ApiConfig, ComponentKind, Diagnostic, FileContext, Input, Locator, RawComponent, RawConfig, Seg,
 };
@@ -13,7 +15,7 @@ use super::{
 /// Keys whose values are secrets: a variable there stays text.
 const SECRET_KEYS: [&str; 4] = ["token", "api_key", "password", "proxy"];
 
-const TOP_LEVEL_KEYS: &str = "data_dir, api, sources, transforms, sinks, tests";
+const TOP_LEVEL_KEYS: &str = "data_dir, api, buffer, sources, transforms, sinks, tests";
 
 /// Load and merge `paths`, substituting variables from the process environment.
 pub fn load_files(paths: &[PathBuf]) -> RawConfig {
@@ -111,6 +113,17 @@ impl Loader<'_> {
                 "api" => match serde_yaml_ng::from_value::<ApiConfig>(value) {
                     Ok(api) => self.config.api = api,
                     Err(err) => self.errors.push(Diagnostic::at(at, format!("api: {err}"))),
+                },
+                "buffer" => match serde_yaml_ng::from_value::<BufferConfig>(value) {
+                    Ok(buffer) => {
+                        for (field, message) in buffer.problems() {
+                            let at =
+                                file.location(&[Seg::Key(key.to_owned()), Seg::Key(field.into())]);
+                            self.errors.push(Diagnostic::at(at, format!("buffer: {message}")));
+                        }
+                        self.config.buffer = buffer;
+                    }
+                    Err(err) => self.errors.push(Diagnostic::at(at, format!("buffer: {err}"))),
                 },
                 "sources" => self.add_components(&file, ComponentKind::Source, value),
                 "transforms" => self.add_components(&file, ComponentKind::Transform, value),

@@ -320,6 +320,8 @@ pub struct RawConfig {
     pub data_dir: Option<PathBuf>,
     /// The API server settings.
     pub api: ApiConfig,
+    /// The bound of every component's input queue.
+    pub buffer: crate::queue::BufferConfig,
     /// Every component, in file order.
     pub components: Vec<RawComponent>,
     /// The `tests:` entries, each with where its list starts.

@@ -79,8 +79,8 @@ debug_piece!(SourcePiece, TransformPiece, SinkPiece);
 pub struct TopologyOptions {
     /// Where sources keep checkpoints.
     pub data_dir: PathBuf,
-    /// Event arrays each component input holds before senders wait.
-    pub channel_capacity: usize,
+    /// The bound of each component's input queue, in arrays and in bytes.
+    pub buffer: crate::queue::BufferConfig,
     /// The health registry.
     pub health: Health,
     /// Where every source and transform output registers its tap point.
@@ -203,7 +203,7 @@ impl RunningTopology {
             let options = &self.options;
             let metrics = ComponentMetrics::new(&piece.id, "transform", piece.type_name);
             let outputs = self.wiring.producer(&piece.id, &piece.outputs, &options.taps, &metrics);
-            let rx = self.wiring.consumer(&piece.id, &piece.inputs, options.channel_capacity);
+            let rx = self.wiring.consumer(&piece.id, &piece.inputs, options.buffer);
             let input = EventReceiver::new(rx, metrics.clone());
             let (id, transform) = (piece.id.clone(), piece.transform);
             let start = move |_| -> ComponentFuture {
@@ -215,7 +215,7 @@ impl RunningTopology {
         for piece in sinks {
             let options = self.options.clone();
             let metrics = ComponentMetrics::new(&piece.id, "sink", piece.type_name);
-            let rx = self.wiring.consumer(&piece.id, &piece.inputs, options.channel_capacity);
+            let rx = self.wiring.consumer(&piece.id, &piece.inputs, options.buffer);
             let (id, sink, health) = (piece.id.clone(), piece.sink, options.health.clone());
             let start = move |_| {
                 let cx = SinkContext {

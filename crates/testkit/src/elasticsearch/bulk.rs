@@ -55,7 +55,7 @@ fn failed_request(code: u16) -> Response {
     }
 }
 
-fn bad_request(reason: &str) -> Response {
+pub(super) fn bad_request(reason: &str) -> Response {
     es_error(StatusCode::BAD_REQUEST, "illegal_argument_exception", reason)
 }
 
@@ -129,6 +129,9 @@ async fn handle(
     };
     if !text.ends_with(b"\n") {
         return bad_request("The bulk request must be terminated by a newline [\\n]");
+    }
+    if state.config.answer_only {
+        return super::answer_only::answer(&state.seen, &text, default_index.as_deref());
     }
     let lines: Vec<&[u8]> = text[..text.len() - 1].split(|b| *b == b'\n').collect();
     // Elasticsearch parses and validates the whole request before it indexes

@@ -4,6 +4,7 @@
 //! data stream rules, `create` conflicts), answering in Elasticsearch's
 //! shapes, keeping the documents for assertions, with faults on demand.
 
+mod answer_only;
 mod bulk;
 mod ingest;
 
@@ -51,11 +52,19 @@ pub struct EsEmulatorConfig {
     pub version: String,
     /// `http.max_content_length`: larger bodies answer 413.
     pub max_content_length: usize,
+    /// Answer every `_bulk` item at once without storing documents (for
+    /// benchmarks; see `answer_only.rs`).
+    pub answer_only: bool,
 }
 
 impl Default for EsEmulatorConfig {
     fn default() -> Self {
-        Self { auth: EsAuth::None, version: "8.15.0".into(), max_content_length: 100 * 1024 * 1024 }
+        Self {
+            auth: EsAuth::None,
+            version: "8.15.0".into(),
+            max_content_length: 100 * 1024 * 1024,
+            answer_only: false,
+        }
     }
 }
 
@@ -150,6 +159,7 @@ pub(crate) struct EsState {
     pub(crate) config: EsEmulatorConfig,
     pub(crate) store: Mutex<Store>,
     pub(crate) bulk_requests: AtomicU64,
+    pub(crate) seen: answer_only::Seen,
 }
 
 impl EsState {
@@ -218,6 +228,7 @@ impl EsEmulator {
             config,
             store: Mutex::new(Store::default()),
             bulk_requests: AtomicU64::new(0),
+            seen: answer_only::Seen::default(),
         });
         let emulator = Self { addr, state, server: Mutex::new(None) };
         emulator.serve(listener);
@@ -370,7 +381,8 @@ fn router(state: Arc<EsState>) -> Router {
 /// Counters for scripts (not an Elasticsearch API).
 async fn stats(State(state): State<Arc<EsState>>) -> Response {
     let store = state.lock();
-    let documents: usize = store.indices.values().map(BTreeMap::len).sum();
+    let documents: usize =
+        store.indices.values().map(BTreeMap::len).sum::<usize>() + state.seen.documents();
     axum::Json(json!({"documents": documents, "conflicts": store.conflicts, "bulk_requests": state.bulk_requests.load(Ordering::Relaxed)}))
         .into_response()
 }

@@ -49,7 +49,7 @@ sinks:
     assert_eq!(
         lines,
         [
-            "conf/a.yaml:2:1: unknown top-level key `colour`, expected one of data_dir, api, sources, transforms, sinks, tests",
+            "conf/a.yaml:2:1: unknown top-level key `colour`, expected one of data_dir, api, buffer, sources, transforms, sinks, tests",
             "conf/a.yaml:6:5: component in: environment variable MISSING is not set (write ${MISSING:-default} to give a default)",
             "conf/a.yaml:8:3: component out: a sink needs `inputs`",
             "conf/a.yaml:11:3: component nowhere: a sink needs `inputs`",

@@ -12,7 +12,7 @@ use crate::test_util::{RecordingSink, VecSource, wait_for};
 fn options() -> TopologyOptions {
     TopologyOptions {
         data_dir: std::env::temp_dir(),
-        channel_capacity: 2,
+        buffer: crate::queue::BufferConfig { max_arrays: 2, ..Default::default() },
         health: Health::new(),
         taps: Default::default(),
     }

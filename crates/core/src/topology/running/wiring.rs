@@ -5,11 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use tokio::sync::mpsc;
-
 use crate::component::{Fanout, FanoutLink, Outputs};
-use crate::event::EventArray;
 use crate::metrics::ComponentMetrics;
+use crate::queue::{BufferConfig, QueueReceiver, QueueSender, WeakQueueSender};
 use crate::tap::Taps;
 
 /// The channels and fanouts of a running topology.
@@ -18,9 +16,9 @@ pub(super) struct Wiring {
     /// Each consumer's inputs (`id` or `id.port`) and the sending end of its
     /// channel, weak: a channel closes when the producers that feed it are
     /// done, and the consumer then ends.
-    consumers: BTreeMap<String, (Vec<String>, mpsc::WeakSender<EventArray>)>,
+    consumers: BTreeMap<String, (Vec<String>, WeakQueueSender)>,
     /// New channels' sending ends, kept until the next rewire hands them out.
-    pending: Vec<mpsc::Sender<EventArray>>,
+    pending: Vec<QueueSender>,
     /// Each output (`id` or `id.port`) of a producer, weak: the producer
     /// owns it, and its consumers' channels close when it ends.
     outputs: BTreeMap<String, FanoutLink>,
@@ -33,9 +31,9 @@ impl Wiring {
         &mut self,
         id: &str,
         inputs: &[String],
-        capacity: usize,
-    ) -> mpsc::Receiver<EventArray> {
-        let (tx, rx) = mpsc::channel(capacity.max(1));
+        buffer: BufferConfig,
+    ) -> QueueReceiver {
+        let (tx, rx) = crate::queue::queue(buffer);
         self.consumers.insert(id.to_owned(), (inputs.to_vec(), tx.downgrade()));
         self.pending.push(tx);
         rx
