@@ -213,18 +213,20 @@ fn checkpoint_list_and_reset() {
     let sim = start_sim(dir.path(), 50, &[]);
     std::fs::write(dir.path().join("sluice.yaml"), config(&sim, free_port())).expect("config");
     let mut run = spawn(Path::new("sluice.yaml"), dir.path(), &[]);
+    // Caught up: every stream committed something, and all of it was delivered.
     let caught_up = wait_for(Duration::from_secs(60), || {
-        let committed: u64 = ["signin_attempts", "item_usages", "audit_events"]
+        let committed: Vec<u64> = ["signin_attempts", "item_usages", "audit_events"]
             .iter()
             .map(|s| committed_events(dir.path(), s))
-            .sum();
-        (committed > 0
-            && delivered(dir.path()).values().map(Vec::len).sum::<usize>() as u64 == committed)
-            .then_some(())
+            .collect();
+        (committed.iter().all(|c| *c > 0)
+            && delivered(dir.path()).values().map(Vec::len).sum::<usize>() as u64
+                == committed.iter().sum::<u64>())
+        .then_some(())
     });
     signal(&run, libc::SIGTERM);
     assert!(wait_exit(&mut run, Duration::from_secs(30)).success());
-    assert!(caught_up.is_some());
+    assert!(caught_up.is_some(), "not every stream caught up in 60 s");
 
     let list = sluice()
         .args(["checkpoint", "list", "sluice.yaml"])
