@@ -192,6 +192,7 @@ fn value_size(value: &Value) -> usize {
     const NODE: usize = std::mem::size_of::<Value>();
     match value {
         Value::Bytes(bytes) => bytes.len(),
+        Value::String(text) => text.len(),
         Value::Regex(regex) => regex.as_str().len(),
         Value::Object(map) => {
             map.iter().map(|(key, value)| NODE + key.len() + 8 + value_size(value)).sum()
