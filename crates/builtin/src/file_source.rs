@@ -269,8 +269,8 @@ impl Reader {
         let mut dropped = Vec::new();
         let mut bytes = 0;
         let source_id: std::sync::Arc<str> = self.cx.id.as_str().into();
-        for Line { offset, bytes: line, len, truncated } in lines {
-            bytes += line.len();
+        for Line { offset, bytes: raw, len, truncated } in lines {
+            bytes += raw.len();
             if truncated {
                 self.cx.metrics.error(Stage::Receiving, "line_too_long");
                 let path = self.config.path.display();
@@ -279,13 +279,12 @@ impl Reader {
                 let message = format!(
                     "the line is {len} bytes, longer than max_line_bytes ({max}); its first {max} bytes are kept"
                 );
-                dropped.push(self.invalid_line(offset, line, &message));
+                dropped.push(self.invalid_line(offset, raw, &message));
                 continue;
             }
-            if line.iter().all(u8::is_ascii_whitespace) {
+            if raw.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            let raw = line;
             let mut event = match Event::from_json(raw.clone()) {
                 Ok(event) => event,
                 Err(err) => {

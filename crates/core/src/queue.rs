@@ -13,6 +13,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
+use crate::config::{FieldError, check_range};
 use crate::event::{Event, EventArray};
 
 /// `buffer:` at the top of a config: the bound of every component's input queue.
@@ -31,6 +32,9 @@ fn default_max_arrays() -> usize {
     4
 }
 
+/// The largest `max_bytes`: within a tokio semaphore's limit (`u32::MAX >> 3` permits).
+const MAX_BYTES: u64 = 512 << 20;
+
 fn default_max_bytes() -> u64 {
     4 * 1024 * 1024
 }
@@ -42,18 +46,11 @@ impl Default for BufferConfig {
 }
 
 impl BufferConfig {
-    /// Range problems, as `(key, message)`.
-    pub fn problems(&self) -> Vec<(&'static str, String)> {
+    /// Settings out of range, each tied to its key under `buffer`.
+    pub fn problems(&self) -> Vec<FieldError> {
         let mut problems = Vec::new();
-        if !(1..=1024).contains(&self.max_arrays) {
-            problems.push(("max_arrays", "max_arrays must be from 1 to 1024".to_owned()));
-        }
-        if !(64 * 1024..=512 << 20).contains(&self.max_bytes) {
-            problems.push((
-                "max_bytes",
-                "max_bytes must be from 65536 (64 KiB) to 536870912 (512 MiB)".to_owned(),
-            ));
-        }
+        check_range(&mut problems, "max_arrays", self.max_arrays, (1, 1024));
+        check_range(&mut problems, "max_bytes", self.max_bytes, (64 * 1024, MAX_BYTES));
         problems
     }
 }
@@ -65,20 +62,25 @@ struct Queued {
     _room: Option<OwnedSemaphorePermit>,
 }
 
+/// The byte budget of a queue, shared by its senders.
+#[derive(Clone, Debug)]
+struct Room {
+    bytes: Arc<Semaphore>,
+    max: u32,
+}
+
 /// The sending end of a queue.
 #[derive(Clone, Debug)]
 pub struct QueueSender {
     tx: mpsc::Sender<Queued>,
-    room: Arc<Semaphore>,
-    max_bytes: u32,
+    room: Room,
 }
 
 /// A sending end that does not keep the queue open.
 #[derive(Clone, Debug)]
 pub struct WeakQueueSender {
     tx: mpsc::WeakSender<Queued>,
-    room: Arc<Semaphore>,
-    max_bytes: u32,
+    room: Room,
 }
 
 /// The receiving end of a queue.
@@ -94,10 +96,9 @@ pub struct QueueClosed;
 /// A new queue with these bounds.
 pub fn queue(config: BufferConfig) -> (QueueSender, QueueReceiver) {
     let (tx, rx) = mpsc::channel(config.max_arrays.max(1));
-    // Within a tokio semaphore's limit (u32::MAX >> 3 permits) by validation.
-    let max_bytes = config.max_bytes.clamp(1, 512 << 20) as u32;
-    let room = Arc::new(Semaphore::new(max_bytes as usize));
-    (QueueSender { tx, room, max_bytes }, QueueReceiver { rx })
+    let max = config.max_bytes.clamp(1, MAX_BYTES) as u32;
+    let room = Room { bytes: Arc::new(Semaphore::new(max as usize)), max };
+    (QueueSender { tx, room }, QueueReceiver { rx })
 }
 
 impl QueueSender {
@@ -106,29 +107,21 @@ impl QueueSender {
     /// (errored: their source does not commit them).
     pub async fn send(&self, events: Vec<Event>, bytes: usize) -> Result<(), QueueClosed> {
         let array = EventArray::new(events);
-        let need = u32::try_from(bytes).unwrap_or(u32::MAX).clamp(1, self.max_bytes);
-        let room = self.room.clone().acquire_many_owned(need).await.ok();
+        let need = u32::try_from(bytes).unwrap_or(u32::MAX).clamp(1, self.room.max);
+        let room = self.room.bytes.clone().acquire_many_owned(need).await.ok();
         self.tx.send(Queued { array, _room: room }).await.map_err(|_| QueueClosed)
     }
 
     /// A handle that does not keep the queue open.
     pub fn downgrade(&self) -> WeakQueueSender {
-        WeakQueueSender {
-            tx: self.tx.downgrade(),
-            room: self.room.clone(),
-            max_bytes: self.max_bytes,
-        }
+        WeakQueueSender { tx: self.tx.downgrade(), room: self.room.clone() }
     }
 }
 
 impl WeakQueueSender {
     /// The sender, if the queue is still open.
     pub fn upgrade(&self) -> Option<QueueSender> {
-        Some(QueueSender {
-            tx: self.tx.upgrade()?,
-            room: self.room.clone(),
-            max_bytes: self.max_bytes,
-        })
+        Some(QueueSender { tx: self.tx.upgrade()?, room: self.room.clone() })
     }
 }
 
@@ -216,8 +209,8 @@ mod tests {
     #[test]
     fn settings_out_of_range_are_named() {
         let bad = BufferConfig { max_arrays: 0, max_bytes: 10 };
-        let keys: Vec<_> = bad.problems().into_iter().map(|(k, _)| k).collect();
-        assert_eq!(keys, ["max_arrays", "max_bytes"]);
+        let keys: Vec<_> = bad.problems().into_iter().map(|e| e.field).collect();
+        assert_eq!(keys, [Some("max_arrays"), Some("max_bytes")]);
         assert!(BufferConfig::default().problems().is_empty());
     }
 }

@@ -260,8 +260,7 @@ impl StreamPoller {
         let mut newest: Option<DateTime<Utc>> = None;
         let mut bytes = 0;
         let source_id: std::sync::Arc<str> = self.source_id.as_str().into();
-        for item in page.items {
-            let raw = item;
+        for raw in page.items {
             bytes += raw.len();
             let mut event = match Event::from_json(raw.clone()) {
                 Ok(event) => event,

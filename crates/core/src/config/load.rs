@@ -6,11 +6,10 @@ use std::sync::Arc;
 use serde_yaml_ng::{Mapping, Value};
 
 use super::env::interpolate_value;
-use crate::queue::BufferConfig;
-
 use super::{
     ApiConfig, ComponentKind, Diagnostic, FileContext, Input, Locator, RawComponent, RawConfig, Seg,
 };
+use crate::queue::BufferConfig;
 
 /// Keys whose values are secrets: a variable there stays text.
 const SECRET_KEYS: [&str; 4] = ["token", "api_key", "password", "proxy"];
@@ -116,10 +115,12 @@ impl Loader<'_> {
                 },
                 "buffer" => match serde_yaml_ng::from_value::<BufferConfig>(value) {
                     Ok(buffer) => {
-                        for (field, message) in buffer.problems() {
+                        for problem in buffer.problems() {
+                            let field = problem.field.unwrap_or_default();
                             let at =
                                 file.location(&[Seg::Key(key.to_owned()), Seg::Key(field.into())]);
-                            self.errors.push(Diagnostic::at(at, format!("buffer: {message}")));
+                            let message = format!("buffer: {}", problem.message);
+                            self.errors.push(Diagnostic::at(at, message));
                         }
                         self.config.buffer = buffer;
                     }

@@ -357,6 +357,21 @@ impl FieldError {
     }
 }
 
+/// A setting outside `min..=max` (NaN included) is a problem with `field`.
+pub(crate) fn check_range<T: PartialOrd + std::fmt::Display>(
+    errors: &mut Vec<FieldError>,
+    field: &'static str,
+    value: T,
+    (min, max): (T, T),
+) {
+    if !(value >= min && value <= max) {
+        errors.push(FieldError::new(
+            field,
+            format!("{field} is {value}; it must be from {min} to {max}"),
+        ));
+    }
+}
+
 impl RawComponent {
     /// Turn a validation problem into a positioned diagnostic.
     pub fn report(&self, error: FieldError) -> Diagnostic {

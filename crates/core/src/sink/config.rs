@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::FieldError;
+use crate::config::{FieldError, check_range};
 
 /// `batch`: when a batch is sent.
 #[derive(Clone, Debug, Deserialize)]
@@ -146,20 +146,6 @@ impl DriverSettings {
         self.dead_letter_path
             .clone()
             .unwrap_or_else(|| data_dir.join(id).join("dead-letter.ndjson"))
-    }
-}
-
-fn check_range<T: PartialOrd + std::fmt::Display>(
-    errors: &mut Vec<FieldError>,
-    field: &'static str,
-    value: T,
-    (min, max): (T, T),
-) {
-    if !(value >= min && value <= max) {
-        errors.push(FieldError::new(
-            field,
-            format!("{field} is {value}; it must be from {min} to {max}"),
-        ));
     }
 }
 
