@@ -31,7 +31,7 @@ impl Sink for ConsoleSink {
             let mut stdout = tokio::io::stdout();
             let mut buffer = Vec::new();
             while let Some(mut events) = cx.input.recv().await {
-                let (pending, encoded) = encode_ndjson(&mut events, &mut buffer, &cx.metrics);
+                let (pending, encoded) = encode_ndjson(&mut events, &mut buffer);
                 if let Err(err) = async {
                     stdout.write_all(&buffer).await?;
                     stdout.flush().await

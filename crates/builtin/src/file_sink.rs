@@ -47,7 +47,7 @@ impl Sink for FileSink {
             let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(30));
             let mut buffer = Vec::new();
             while let Some(mut events) = cx.input.recv().await {
-                let (pending, encoded) = encode_ndjson(&mut events, &mut buffer, &cx.metrics);
+                let (pending, encoded) = encode_ndjson(&mut events, &mut buffer);
                 loop {
                     match file.append(&buffer).await {
                         Ok(()) => break,

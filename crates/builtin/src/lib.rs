@@ -19,34 +19,16 @@ pub use file_source::{FileSource, FileSourceConfig, ReadMode};
 
 use sluice_core::Event;
 use sluice_core::ack::PendingAcks;
-use sluice_core::metrics::{ComponentMetrics, Stage};
 
 /// Take the events' acknowledgements and encode them as NDJSON into `out`
-/// (cleared first). An event that cannot be encoded is the document's own
-/// failure: it is rejected at once (never counted as delivered) and
-/// counted as an error. The acknowledgements of the others, and their count.
-fn encode_ndjson(
-    events: &mut [Event],
-    out: &mut Vec<u8>,
-    metrics: &ComponentMetrics,
-) -> (PendingAcks, usize) {
+/// (cleared first). The acknowledgements, and how many events were encoded.
+fn encode_ndjson(events: &mut [Event], out: &mut Vec<u8>) -> (PendingAcks, usize) {
     out.clear();
     let mut pending = PendingAcks::default();
-    let mut failed = 0;
     for event in events.iter_mut() {
-        let start = out.len();
-        if event.write_json(out).is_ok() {
-            out.push(b'\n');
-            pending.push(event.take_finalizers());
-        } else {
-            out.truncate(start);
-            failed += 1;
-            event.take_finalizers().finish(sluice_core::AckStatus::Rejected);
-        }
+        event.write_json(out);
+        out.push(b'\n');
+        pending.push(event.take_finalizers());
     }
-    if failed > 0 {
-        metrics.error(Stage::Sending, "encode_failed");
-        metrics.discarded(failed, false);
-    }
-    (pending, events.len() - failed)
+    (pending, events.len())
 }

@@ -44,10 +44,8 @@ impl TapPoint {
         }
         let mut watchers = self.lock();
         for event in events {
-            let mut line = match serde_json::to_vec(&event.value) {
-                Ok(line) => line,
-                Err(_) => continue,
-            };
+            let mut line = Vec::new();
+            event.write_json(&mut line);
             line.push(b'\n');
             let line = Bytes::from(line);
             watchers.retain(|watcher| match watcher.tx.try_send(line.clone()) {

@@ -156,7 +156,7 @@ proptest! {
     fn any_bytes_parse_as_an_event_or_fail_without_a_panic(bytes in prop::collection::vec(any::<u8>(), 0..200)) {
         if let Ok(event) = Event::from_json(bytes::Bytes::from(bytes)) {
             let mut out = Vec::new();
-            let _ = event.write_json(&mut out);
+            event.write_json(&mut out);
         }
     }
 

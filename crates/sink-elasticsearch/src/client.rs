@@ -23,7 +23,32 @@ const MAX_ANSWER_BYTES: usize = 256 * 1024 * 1024;
 
 #[derive(Deserialize)]
 struct BulkResponse {
-    items: Vec<std::collections::BTreeMap<String, ItemBody>>,
+    items: Vec<Item>,
+}
+
+/// One answered item, `{"<action>": {...}}`: the body of its (first)
+/// action, read without a map per item.
+struct Item(Option<ItemBody>);
+
+impl<'de> Deserialize<'de> for Item {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Item;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a bulk item: an object with one action")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Item, A::Error> {
+                let mut body = None;
+                while map.next_key::<serde::de::IgnoredAny>()?.is_some() {
+                    let value: ItemBody = map.next_value()?;
+                    body.get_or_insert(value);
+                }
+                Ok(Item(body))
+            }
+        }
+        deserializer.deserialize_map(Visitor)
+    }
 }
 
 #[derive(Deserialize)]
@@ -191,7 +216,7 @@ pub(crate) fn bulk_answer(
     Ok(parsed
         .items
         .into_iter()
-        .map(|item| match item.into_values().next() {
+        .map(|item| match item.0 {
             Some(ItemBody { status, error: Some(error) }) => {
                 classify::item(status, &error.kind, &error.reason)
             }

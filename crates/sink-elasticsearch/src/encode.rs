@@ -92,13 +92,17 @@ fn agent_document(
 }
 
 /// The action line: `{"create":{"_id":…,"_index":…}}`, written directly.
-fn write_action(out: &mut Vec<u8>, index: &str, id: &str) -> Result<(), serde_json::Error> {
+fn write_action(out: &mut Vec<u8>, index: &str, id: &str) {
     out.extend_from_slice(br#"{"create":{"_id":"#);
-    serde_json::to_writer(&mut *out, id)?;
+    json_string(out, id);
     out.extend_from_slice(br#","_index":"#);
-    serde_json::to_writer(&mut *out, index)?;
+    json_string(out, index);
     out.extend_from_slice(b"}}\n");
-    Ok(())
+}
+
+/// `text` as a JSON string.
+fn json_string(out: &mut Vec<u8>, text: &str) {
+    serde_json::to_writer(out, text).expect("a string serializes into a Vec");
 }
 
 /// Encode `event` as a `create` action and its document: sluice's mapping
@@ -133,16 +137,28 @@ pub fn encode(event: &mut Event, settings: &Settings) -> Result<Encoded, serde_j
                     Value::Object(data_stream_fields(settings, &dataset)),
                 );
             }
-            if id.is_none() { Some(serde_json::to_vec(&event.value)?) } else { None }
+            id.is_none().then(|| {
+                let mut document = Vec::new();
+                event.write_json(&mut document);
+                document
+            })
         }
     };
     let id = id.unwrap_or_else(|| derived_id(event, &stream, early.as_deref().unwrap_or_default()));
-    let mut payload = Vec::with_capacity(early.as_ref().map_or(1024, |d| d.len() + 128));
-    write_action(&mut payload, &index, &id)?;
+    // The document holds the raw item escaped in `event.original` beside
+    // the fields mapped from it: about twice its size (a vector that grows
+    // copies itself; this one rarely does).
+    let estimate = match (&early, &event.meta.raw) {
+        (Some(document), _) => document.len() + 256,
+        (None, Some(raw)) => raw.len() * 2 + 1024,
+        (None, None) => 2048,
+    };
+    let mut payload = Vec::with_capacity(estimate);
+    write_action(&mut payload, &index, &id);
     let start = payload.len();
     match early {
         Some(document) => payload.extend_from_slice(&document),
-        None => serde_json::to_writer(&mut payload, &event.value)?,
+        None => event.write_json(&mut payload),
     }
     payload.push(b'\n');
     let payload = Bytes::from(payload);

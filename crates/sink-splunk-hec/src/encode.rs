@@ -83,7 +83,7 @@ pub fn encode(event: &Event, settings: &Settings) -> Result<Encoded, String> {
     out.extend_from_slice(b"\"event\":");
     match (settings.encoding, &event.meta.raw) {
         (Encoding::Raw, Some(raw)) => out.extend_from_slice(raw.trim_ascii()),
-        _ => serde_json::to_writer(&mut out, &event.value).map_err(|e| e.to_string())?,
+        _ => event.write_json(&mut out),
     }
     out.push(b'}');
     let payload = Bytes::from(out);

@@ -184,7 +184,8 @@ impl BatchService for Forwarder {
 
 /// One event as a `sluice.v1.Event`; its document is a slice of the payload.
 pub(crate) fn encode(event: &Event, destination: &Arc<str>) -> Result<Encoded, String> {
-    let document = serde_json::to_vec(&event.value).map_err(|e| e.to_string())?;
+    let mut document = Vec::with_capacity(event.meta.raw.as_ref().map_or(1024, |r| r.len() * 2));
+    event.write_json(&mut document);
     let message = proto::Event {
         stream: event.meta.stream.map(|s| s.as_str().to_owned()).unwrap_or_default(),
         source_id: event.meta.source_id.as_deref().unwrap_or_default().to_owned(),

@@ -117,13 +117,13 @@ async fn handle(
     let encoding =
         headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).unwrap_or_default();
     let text = match encoding {
-        "" | "identity" => body.to_vec(),
+        "" | "identity" => body,
         "gzip" => {
             let mut out = Vec::new();
             if flate2::read::GzDecoder::new(&body[..]).read_to_end(&mut out).is_err() {
                 return bad_request("the request body is not valid gzip");
             }
-            out
+            Bytes::from(out)
         }
         other => return bad_request(&format!("unsupported Content-Encoding [{other}]")),
     };

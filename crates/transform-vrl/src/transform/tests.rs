@@ -41,6 +41,30 @@ fn metadata_reaches_the_program() {
 }
 
 #[test]
+fn each_event_sees_its_own_metadata_whatever_the_last_one_did_to_it() {
+    // The transform refills one metadata value per event: what the program
+    // wrote to it, and what the last event had, must not carry over.
+    let mut t = transform(".before = %\n%sluice.stream = \"changed\"\n%other = 1");
+    let mut out = TransformOutput::default();
+    t.transform(event(r#"{"a":1}"#, Stream::AuditEvents), &mut out);
+    let mut second = Event::new(Value::from(serde_json::json!({"b": 2})));
+    second.meta.source_id = Some("op".into());
+    t.transform(second, &mut out);
+    t.transform(event(r#"{"c":3}"#, Stream::ItemUsages), &mut out);
+    let (events, failed) = out.take_for_test();
+    assert!(failed.is_empty());
+    let before: Vec<_> = events.iter().map(|e| json(&e.value)["before"].clone()).collect();
+    assert_eq!(
+        before,
+        [
+            serde_json::json!({"sluice": {"stream": "audit_events", "original": "{\"a\":1}"}}),
+            serde_json::json!({"sluice": {"source_id": "op"}}),
+            serde_json::json!({"sluice": {"stream": "item_usages", "original": "{\"c\":3}"}}),
+        ]
+    );
+}
+
+#[test]
 fn errors_and_aborts_become_pipeline_error_documents() {
     let mut t = transform("if .n == 2 { abort \"two is not allowed\" }\n.x = to_int!(.s)");
     let mut out = TransformOutput::default();
