@@ -236,6 +236,9 @@ impl Reader {
             }
         }
         // Stop reading; commit everything that the sinks still acknowledge.
+        // Nothing more is sent: downstream sees the end now and flushes what
+        // it holds instead of waiting for more (a batch's linger).
+        self.cx.out.close();
         while !self.acks.is_empty() {
             let (offset, status) = self.acks.next().await;
             if !status.is_final() {

@@ -126,6 +126,7 @@ pub struct Outputs {
     default: Fanout,
     named: BTreeMap<String, Fanout>,
     metrics: ComponentMetrics,
+    closed: bool,
 }
 
 impl Outputs {
@@ -135,11 +136,28 @@ impl Outputs {
         named: BTreeMap<String, Fanout>,
         metrics: ComponentMetrics,
     ) -> Self {
-        Self { default, named, metrics }
+        Self { default, named, metrics, closed: false }
+    }
+
+    /// Send nothing more: let go of the consumers' channels now, so that
+    /// they see these outputs end without waiting for the component to
+    /// return. A source that has read everything and only waits for its
+    /// acknowledgements closes them: a sink holding a partial batch for
+    /// more events sends it at once instead of waiting out its linger. A
+    /// send after it is refused with [`ClosedError`].
+    pub fn close(&mut self) {
+        self.closed = true;
+        self.default.set_consumers(Vec::new());
+        for fanout in self.named.values() {
+            fanout.set_consumers(Vec::new());
+        }
     }
 
     /// Send on the default output.
     pub async fn send(&self, events: Vec<Event>) -> Result<(), ClosedError> {
+        if self.closed {
+            return Err(ClosedError);
+        }
         if events.is_empty() {
             return Ok(());
         }
@@ -167,6 +185,9 @@ impl Outputs {
     /// Send on the named output `port`. A port the component did not declare
     /// is a programming error; its events are dropped with a log line.
     pub async fn send_to(&self, port: &str, events: Vec<Event>) -> Result<(), ClosedError> {
+        if self.closed {
+            return Err(ClosedError);
+        }
         if events.is_empty() {
             return Ok(());
         }
@@ -339,5 +360,25 @@ pub trait FunctionTransform: Send {
     /// `None` when it cannot be copied (it then runs alone).
     fn fork(&self) -> Option<Box<dyn FunctionTransform>> {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn closed_outputs_end_their_consumers_and_refuse_more() {
+        let (tx, mut rx) = crate::queue::queue(crate::queue::BufferConfig::default());
+        let default = Fanout::default();
+        default.set_consumers(vec![tx]);
+        let metrics = ComponentMetrics::new("src", "source", "test");
+        let mut outputs = Outputs::new(default, BTreeMap::new(), metrics);
+        outputs.send(vec![Event::new(vrl::value::Value::from("a"))]).await.expect("sent");
+        outputs.close();
+        assert!(rx.recv().await.is_some(), "what was sent before is still received");
+        assert!(rx.recv().await.is_none(), "then the channel ends, the producer still alive");
+        let refused = outputs.send(vec![Event::new(vrl::value::Value::from("b"))]).await;
+        assert!(refused.is_err(), "a send after close is refused, not dropped");
     }
 }

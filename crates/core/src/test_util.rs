@@ -113,12 +113,20 @@ pub struct RecordingSink {
     pub status: AckStatus,
     /// One permit per array; `None` never waits.
     pub gate: Option<Arc<Semaphore>>,
+    /// Acknowledge nothing until the input ends, like a batching sink
+    /// whose partial batch waits for more events.
+    pub hold_until_end: bool,
 }
 
 impl RecordingSink {
     /// A sink that delivers immediately.
     pub fn new(status: AckStatus) -> Self {
-        Self { received: Arc::default(), status, gate: None }
+        Self { received: Arc::default(), status, gate: None, hold_until_end: false }
+    }
+
+    /// A sink that acknowledges what it received only once its input ends.
+    pub fn until_end(status: AckStatus) -> Self {
+        Self { hold_until_end: true, ..Self::new(status) }
     }
 
     /// A sink that waits for a permit per array.
@@ -136,15 +144,24 @@ impl RecordingSink {
 impl Sink for RecordingSink {
     fn run(self: Box<Self>, mut cx: SinkContext) -> ComponentFuture {
         Box::pin(async move {
+            let mut held = Vec::new();
             while let Some(mut events) = cx.input.recv().await {
                 if let Some(gate) = &self.gate {
                     gate.acquire().await.expect("gate open").forget();
                 }
                 for event in &mut events {
-                    event.take_finalizers().finish(self.status);
+                    let finalizers = event.take_finalizers();
+                    if self.hold_until_end {
+                        held.push(finalizers);
+                    } else {
+                        finalizers.finish(self.status);
+                    }
                     self.received.lock().expect("lock").push(event.value.clone());
                 }
                 cx.metrics.sent(events.len(), DEFAULT_OUTPUT);
+            }
+            for finalizers in held {
+                finalizers.finish(self.status);
             }
             Ok(())
         })

@@ -122,6 +122,28 @@ async fn once_reads_everything_commits_the_end_and_resumes_there() {
 }
 
 #[tokio::test]
+async fn once_ends_its_output_when_it_has_read_everything_not_when_it_is_acknowledged() {
+    // A sink that acknowledges only at the end of its input (a batch that
+    // waits for more events): the source must let its output end once it
+    // has read the file, or both would wait for each other. Two batches:
+    // as many as the source keeps unacknowledged.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("in.ndjson");
+    let text = lines(0..7);
+    std::fs::write(&input, &text).expect("write");
+    let run = run(
+        config(&input, ReadMode::Once, 5),
+        dir.path(),
+        RecordingSink::until_end(AckStatus::Delivered),
+    );
+    let done = tokio::time::timeout(Duration::from_secs(60), finish(run))
+        .await
+        .expect("the source ended its output after reading everything");
+    assert_eq!(uuids(&done.sink), (0..7).map(|n| n.to_string()).collect::<Vec<_>>());
+    assert_eq!(checkpoint(dir.path()), text.len() as u64, "committed once acknowledged");
+}
+
+#[tokio::test]
 async fn invalid_lines_go_to_the_dropped_output_with_the_reason() {
     let dir = tempfile::tempdir().expect("tempdir");
     let input = dir.path().join("in.ndjson");
