@@ -3,12 +3,14 @@
 //!
 //! - [`config`]: settings; validation reads and compiles the program once;
 //! - [`condition`]: VRL conditions for `sluice test`;
-//! - [`transform`]: runs it per event within a time budget, and turns an
+//! - [`transform`]: runs it per event within a time budget (`budget`: the
+//!   time its thread ran, not the time it waited for a core), and turns an
 //!   event it fails on into an annotated `pipeline_error` document for
 //!   `<id>.dropped`;
 //! - [`geoip`]: sluice's own VRL functions `geoip_city` and `geoip_asn`.
 #![deny(missing_docs)]
 
+mod budget;
 pub mod condition;
 pub mod config;
 pub mod geoip;

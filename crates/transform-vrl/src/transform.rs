@@ -4,6 +4,7 @@
 use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
+use crate::budget::Budget;
 use bytes::Bytes;
 use sluice_core::component::{FunctionTransform, TransformOutput};
 use sluice_core::metrics::{ComponentMetrics, Stage};
@@ -130,12 +131,12 @@ impl VrlTransform {
         metadata: Value,
     ) -> Result<Value, (Failure, String, Value)> {
         let mut target = TargetValue { value, metadata, secrets: Secrets::default() };
-        let started = Instant::now();
         let budget = self.budget;
+        let mut spending = Budget::start(budget);
         let mut ticks = 0_u32;
         let mut control = || {
             ticks = ticks.wrapping_add(1);
-            if ticks.is_multiple_of(BUDGET_CHECK_EVERY) && started.elapsed() > budget {
+            if ticks.is_multiple_of(BUDGET_CHECK_EVERY) && spending.spent() {
                 ControlFlow::Break(())
             } else {
                 ControlFlow::Continue(())
