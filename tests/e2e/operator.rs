@@ -77,6 +77,65 @@ fn offline_validate_reads_the_token_file_and_reports_it_at_its_line() {
     assert_eq!(code, 0, "{stderr}");
 }
 
+/// `sluice.yaml:<line>:<column>` of `key_and_value` in `config`.
+fn at(config: &str, key_and_value: &str) -> String {
+    let (n, line) = config
+        .lines()
+        .enumerate()
+        .find(|(_, line)| line.contains(key_and_value))
+        .expect("the key is in the config");
+    format!("sluice.yaml:{}:{}", n + 1, line.find(key_and_value).expect("found") + 1)
+}
+
+#[test]
+fn offline_validate_reads_the_token_and_certificate_files_of_every_component() {
+    let config = "data_dir: state
+sources:
+  edges:
+    type: sluice
+    address: 127.0.0.1:6000
+    token_file: forward_token
+    tls:
+      crt_file: server.crt
+      key_file: server.key
+sinks:
+  es:
+    type: elasticsearch
+    inputs: [edges]
+    endpoints: ['https://127.0.0.1:9200']
+    tls:
+      ca_file: es_ca.pem
+  hec:
+    type: splunk_hec
+    inputs: [edges]
+    endpoint: https://127.0.0.1:8088
+    token_file: hec_token
+  up:
+    type: sluice
+    inputs: [edges]
+    endpoints: ['https://127.0.0.1:6001']
+    token_file: forward_token
+    tls:
+      ca_file: up_ca.pem
+";
+    let files = [("forward_token", "a-forward-token\n"), ("es_ca.pem", "not a certificate\n")];
+    let (code, _, stderr) = in_dir(config, &files, &["validate", "sluice.yaml"]);
+    assert_eq!(code, 2, "{stderr}");
+    for (key, expected) in [
+        ("crt_file: server.crt", "component edges: cannot use the certificate"),
+        ("ca_file: es_ca.pem", "component es: tls.ca_file"),
+        ("token_file: hec_token", "component hec: cannot read the token file"),
+        ("ca_file: up_ca.pem", "component up: cannot use the CA file"),
+    ] {
+        let line = format!("{}: {expected}", at(config, key));
+        assert!(stderr.contains(&line), "{line} in:\n{stderr}");
+    }
+    assert!(stderr.contains("no PEM certificate in it"), "{stderr}");
+    assert!(!stderr.contains("a-forward-token"), "a token never shows: {stderr}");
+    let (code, _, stderr) = in_dir(config, &files, &["validate", "--skip-files", "sluice.yaml"]);
+    assert_eq!(code, 0, "the config itself is valid: {stderr}");
+}
+
 #[test]
 fn a_token_of_another_host_is_an_error_for_1password_and_a_warning_for_a_relay() {
     let eu = token("events.1password.eu");

@@ -84,13 +84,33 @@ pub fn build_client(settings: &ClientSettings) -> Result<reqwest::Client, HttpEr
         builder = builder.proxy(proxy);
     }
     if let Some(path) = &settings.tls.ca_file {
-        let ca_error = |message: String| HttpError::CaFile { path: path.clone(), message };
-        let pem = std::fs::read(path).map_err(|e| ca_error(format!("cannot read it: {e}")))?;
-        let certificate = reqwest::Certificate::from_pem(&pem)
-            .map_err(|e| ca_error(format!("not a PEM certificate: {}", describe(&e))))?;
-        builder = builder.add_root_certificate(certificate);
+        for certificate in ca_certificates(path)? {
+            builder = builder.add_root_certificate(certificate);
+        }
     }
     builder.build().map_err(|e| HttpError::Build(describe(&e)))
+}
+
+/// The certificates of a `tls.ca_file` (a bundle of one or more; a file
+/// with none is an error, not a client that trusts nothing more).
+fn ca_certificates(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, HttpError> {
+    let ca_error = |message: String| HttpError::CaFile { path: path.to_owned(), message };
+    let pem = std::fs::read(path).map_err(|e| ca_error(format!("cannot read it: {e}")))?;
+    let certificates = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| ca_error(format!("not a PEM certificate: {}", describe(&e))))?;
+    if certificates.is_empty() {
+        return Err(ca_error("no PEM certificate in it".into()));
+    }
+    Ok(certificates)
+}
+
+/// The offline check of `tls.ca_file` (`sluice validate`): an error at that
+/// key when it cannot be read or holds no PEM certificate.
+pub fn check_ca_file(tls: &TlsConfig) -> Option<crate::config::FieldError> {
+    let path = tls.ca_file.as_ref()?;
+    ca_certificates(path)
+        .err()
+        .map(|err| crate::config::FieldError::new("tls.ca_file", err.to_string()))
 }
 
 /// Warn loudly about `tls.verify: false` (at validate and at start).

@@ -88,6 +88,19 @@ impl SecretSource {
             Self::File(path) => Secret::from_file(path),
         }
     }
+
+    /// The offline check of a `token_file` (`sluice validate`): an error at
+    /// that key when the file cannot be used. An inline token was checked
+    /// with the settings.
+    pub fn check_file(&self) -> Option<crate::config::FieldError> {
+        let Self::File(path) = self else { return None };
+        Secret::from_file(path).err().map(|err| {
+            crate::config::FieldError::new(
+                "token_file",
+                format!("cannot read the token file {}: {}", path.display(), err.problem),
+            )
+        })
+    }
 }
 
 /// The largest secret file read.

@@ -30,6 +30,24 @@ pub enum TlsError {
     Config(String),
 }
 
+impl TlsError {
+    /// The setting it is about, for `sluice validate`'s file:line.
+    pub fn key(&self) -> &'static str {
+        match self {
+            Self::File { what: "the CA file", .. } => "tls.ca_file",
+            Self::File { what: "the client CA file", .. } => "tls.client_ca_file",
+            Self::File { what: "the private key", .. } => "tls.key_file",
+            Self::File { .. } => "tls.crt_file",
+            Self::Config(_) => "tls",
+        }
+    }
+
+    /// As a config error at its key.
+    pub fn field_error(&self) -> FieldError {
+        FieldError::new(self.key(), self.to_string())
+    }
+}
+
 fn file_error(what: &'static str, path: &Path, problem: impl ToString) -> TlsError {
     TlsError::File { what, path: path.to_owned(), problem: problem.to_string() }
 }

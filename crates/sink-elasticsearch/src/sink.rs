@@ -1,7 +1,9 @@
 //! The `elasticsearch` sink: encode + the bulk client, run by core's
 //! delivery layer (batching, concurrency, retries, dead letter, health).
 
-use sluice_core::component::{ComponentFuture, PreflightFuture, Sink, SinkContext, Unreachable};
+use sluice_core::component::{
+    ComponentFuture, FileChecks, PreflightFuture, Sink, SinkContext, Unreachable,
+};
 use sluice_core::sink::{BatchSink, RequestError};
 
 use crate::client::EsClient;
@@ -32,6 +34,11 @@ fn version_below(version: &str, (major, minor): (u64, u64)) -> bool {
 }
 
 impl Sink for ElasticsearchSink {
+    fn check_files(&self) -> FileChecks {
+        let errors = sluice_core::http::check_ca_file(&self.settings.tls).into_iter().collect();
+        FileChecks { errors, warnings: Vec::new() }
+    }
+
     fn preflight(&mut self) -> PreflightFuture<'_> {
         Box::pin(async move {
             let client = EsClient::new(&self.settings)?;

@@ -400,3 +400,33 @@ async fn a_full_dead_letter_holds_the_sink_back_until_it_is_moved() {
 
 #[path = "against_emulator/ingest.rs"]
 mod ingest;
+
+#[test]
+fn the_ca_file_is_checked_offline_a_bundle_passes_a_file_without_a_certificate_does_not() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = sluice_testkit::pki::write(dir.path());
+    let check = |ca: &std::path::Path| {
+        let yaml = format!(
+            "endpoints: ['https://127.0.0.1:9200']\ntls: {{ca_file: '{}'}}\n",
+            ca.display()
+        );
+        let config: ElasticsearchSinkConfig = serde_yaml_ng::from_str(&yaml).expect("config");
+        let sink = ElasticsearchSink::new(config.validate(dir.path()).expect("valid"));
+        let errors = sink.check_files().errors;
+        errors.into_iter().map(|e| format!("{:?}: {}", e.field, e.message)).collect::<Vec<_>>()
+    };
+    assert_eq!(check(&pki.ca), Vec::<String>::new(), "a CA certificate is a usable ca_file");
+    let bundle = dir.path().join("bundle.pem");
+    let mut text = std::fs::read_to_string(&pki.ca).expect("ca");
+    text.push_str(&std::fs::read_to_string(&pki.server_crt).expect("crt"));
+    std::fs::write(&bundle, text).expect("bundle");
+    assert_eq!(check(&bundle), Vec::<String>::new(), "a bundle of two is usable");
+    let errors = check(&pki.server_key);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].contains("tls.ca_file") && errors[0].contains("no PEM certificate in it"),
+        "{errors:?}"
+    );
+    let errors = check(&dir.path().join("missing.pem"));
+    assert!(errors[0].contains("cannot read it"), "{errors:?}");
+}

@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use sluice_core::component::{ComponentFuture, PreflightFuture, Sink, SinkContext, Unreachable};
+use sluice_core::component::{
+    ComponentFuture, FileChecks, PreflightFuture, Sink, SinkContext, Unreachable,
+};
 use sluice_core::sink::BatchSink;
 use tokio_util::task::AbortOnDropHandle;
 
@@ -26,6 +28,12 @@ impl SplunkHecSink {
 }
 
 impl Sink for SplunkHecSink {
+    fn check_files(&self) -> FileChecks {
+        let token = self.settings.token.check_file();
+        let ca = sluice_core::http::check_ca_file(&self.settings.tls);
+        FileChecks { errors: token.into_iter().chain(ca).collect(), warnings: Vec::new() }
+    }
+
     fn preflight(&mut self) -> PreflightFuture<'_> {
         Box::pin(async move {
             let token = self.settings.token.load()?;

@@ -12,7 +12,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use bytes::Bytes;
 use prost::Message;
 use sha2::{Digest, Sha256};
-use sluice_core::component::{ComponentFuture, PreflightFuture, Sink, SinkContext, Unreachable};
+use sluice_core::component::{
+    ComponentFuture, FileChecks, PreflightFuture, Sink, SinkContext, Unreachable,
+};
+use sluice_core::secret::SecretSource;
 use sluice_core::sink::{BatchService, BatchSink, Encoded, ItemOutcome, RequestError};
 use sluice_core::{Event, Secret};
 use tonic::codec::CompressionEncoding;
@@ -199,6 +202,12 @@ pub(crate) fn encode(event: &Event, destination: &Arc<str>) -> Result<Encoded, S
 }
 
 impl Sink for SluiceSink {
+    fn check_files(&self) -> FileChecks {
+        let token = self.settings.token.as_ref().and_then(SecretSource::check_file);
+        let tls = self.settings.tls.load().err().map(|e| e.field_error());
+        FileChecks { errors: token.into_iter().chain(tls).collect(), warnings: Vec::new() }
+    }
+
     fn preflight(&mut self) -> PreflightFuture<'_> {
         Box::pin(async move {
             let token = self.settings.token.as_ref().map(|t| t.load()).transpose()?;

@@ -11,7 +11,8 @@ mod tls_accept;
 
 use std::sync::Arc;
 
-use sluice_core::component::{ComponentFuture, PreflightFuture, Source, SourceContext};
+use sluice_core::component::{ComponentFuture, FileChecks, PreflightFuture, Source, SourceContext};
+use sluice_core::secret::SecretSource;
 use tokio::net::TcpListener;
 use tonic::codec::CompressionEncoding;
 use tonic::transport::Server;
@@ -35,6 +36,12 @@ impl SluiceSource {
 }
 
 impl Source for SluiceSource {
+    fn check_files(&self) -> FileChecks {
+        let token = self.settings.token.as_ref().and_then(SecretSource::check_file);
+        let tls = self.settings.tls.as_ref().and_then(|t| t.load().err()).map(|e| e.field_error());
+        FileChecks { errors: token.into_iter().chain(tls).collect(), warnings: Vec::new() }
+    }
+
     fn preflight(&mut self) -> PreflightFuture<'_> {
         Box::pin(async move {
             // Bad certificate or token files stop the start with their name.
