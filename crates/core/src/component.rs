@@ -38,6 +38,13 @@ pub struct FileChecks {
     pub warnings: Vec<crate::config::FieldError>,
 }
 
+impl FileChecks {
+    /// Checks that found `errors` (none, when it is empty) and no warning.
+    pub fn errors(errors: impl IntoIterator<Item = crate::config::FieldError>) -> Self {
+        Self { errors: errors.into_iter().collect(), warnings: Vec::new() }
+    }
+}
+
 /// The signal that tells sources to stop fetching.
 pub type ShutdownSignal = CancellationToken;
 

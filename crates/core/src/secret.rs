@@ -94,12 +94,7 @@ impl SecretSource {
     /// with the settings.
     pub fn check_file(&self) -> Option<crate::config::FieldError> {
         let Self::File(path) = self else { return None };
-        Secret::from_file(path).err().map(|err| {
-            crate::config::FieldError::new(
-                "token_file",
-                format!("cannot read the token file {}: {}", path.display(), err.problem),
-            )
-        })
+        Secret::from_file(path).err().map(|err| err.token_file_error())
     }
 }
 
@@ -114,6 +109,16 @@ pub struct SecretFileError {
     pub path: std::path::PathBuf,
     /// What is wrong with it.
     pub problem: String,
+}
+
+impl SecretFileError {
+    /// As a config error at `token_file`.
+    pub fn token_file_error(&self) -> crate::config::FieldError {
+        crate::config::FieldError::new(
+            "token_file",
+            format!("cannot read the token file {}: {}", self.path.display(), self.problem),
+        )
+    }
 }
 
 impl fmt::Debug for Secret {

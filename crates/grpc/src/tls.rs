@@ -20,6 +20,8 @@ pub enum TlsError {
     File {
         /// What the file should hold.
         what: &'static str,
+        /// Its setting.
+        key: &'static str,
         /// The file.
         path: PathBuf,
         /// Why not.
@@ -34,10 +36,7 @@ impl TlsError {
     /// The setting it is about, for `sluice validate`'s file:line.
     pub fn key(&self) -> &'static str {
         match self {
-            Self::File { what: "the CA file", .. } => "tls.ca_file",
-            Self::File { what: "the client CA file", .. } => "tls.client_ca_file",
-            Self::File { what: "the private key", .. } => "tls.key_file",
-            Self::File { .. } => "tls.crt_file",
+            Self::File { key, .. } => key,
             Self::Config(_) => "tls",
         }
     }
@@ -48,28 +47,39 @@ impl TlsError {
     }
 }
 
-fn file_error(what: &'static str, path: &Path, problem: impl ToString) -> TlsError {
-    TlsError::File { what, path: path.to_owned(), problem: problem.to_string() }
+/// A TLS file setting: what it holds (for messages) and its key.
+#[derive(Clone, Copy)]
+struct TlsFile(&'static str, &'static str);
+
+const CA_FILE: TlsFile = TlsFile("the CA file", "tls.ca_file");
+const CLIENT_CA_FILE: TlsFile = TlsFile("the client CA file", "tls.client_ca_file");
+const CLIENT_CRT_FILE: TlsFile = TlsFile("the client certificate", "tls.crt_file");
+const CRT_FILE: TlsFile = TlsFile("the certificate", "tls.crt_file");
+const KEY_FILE: TlsFile = TlsFile("the private key", "tls.key_file");
+
+fn file_error(file: TlsFile, path: &Path, problem: impl ToString) -> TlsError {
+    let TlsFile(what, key) = file;
+    TlsError::File { what, key, path: path.to_owned(), problem: problem.to_string() }
 }
 
-fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|e| file_error(what, path, e))
+fn read(file: TlsFile, path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|e| file_error(file, path, e))
 }
 
-fn certificates(what: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let pem = read(what, path)?;
+fn certificates(file: TlsFile, path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let pem = read(file, path)?;
     let certs = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| file_error(what, path, e))?;
+        .map_err(|e| file_error(file, path, e))?;
     if certs.is_empty() {
-        return Err(file_error(what, path, "no PEM certificate in it"));
+        return Err(file_error(file, path, "no PEM certificate in it"));
     }
     Ok(certs)
 }
 
 fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    let pem = read("the private key", path)?;
-    PrivateKeyDer::from_pem_slice(&pem).map_err(|e| file_error("the private key", path, e))
+    let pem = read(KEY_FILE, path)?;
+    PrivateKeyDer::from_pem_slice(&pem).map_err(|e| file_error(KEY_FILE, path, e))
 }
 
 /// `tls` of the `sluice` sink (the edge).
@@ -116,20 +126,18 @@ impl ClientTlsConfig {
         match &self.ca_file {
             Some(path) => {
                 // Checked here so a bad file is named, not reported by the handshake.
-                certificates("the CA file", path)?;
-                tls = tls.ca_certificate(tonic::transport::Certificate::from_pem(read(
-                    "the CA file",
-                    path,
-                )?));
+                certificates(CA_FILE, path)?;
+                tls = tls
+                    .ca_certificate(tonic::transport::Certificate::from_pem(read(CA_FILE, path)?));
             }
             None => tls = tls.with_native_roots(),
         }
         if let (Some(crt), Some(key)) = (&self.crt_file, &self.key_file) {
-            certificates("the client certificate", crt)?;
+            certificates(CLIENT_CRT_FILE, crt)?;
             private_key(key)?;
             tls = tls.identity(tonic::transport::Identity::from_pem(
-                read("the client certificate", crt)?,
-                read("the private key", key)?,
+                read(CLIENT_CRT_FILE, crt)?,
+                read(KEY_FILE, key)?,
             ));
         }
         if let Some(name) = &self.server_name {
@@ -171,24 +179,21 @@ impl ServerTlsConfig {
         let builder = match &self.client_ca_file {
             Some(path) => {
                 let mut roots = rustls::RootCertStore::empty();
-                for cert in certificates("the client CA file", path)? {
-                    roots.add(cert).map_err(|e| file_error("the client CA file", path, e))?;
+                for cert in certificates(CLIENT_CA_FILE, path)? {
+                    roots.add(cert).map_err(|e| file_error(CLIENT_CA_FILE, path, e))?;
                 }
                 let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
                     Arc::new(roots),
                     provider,
                 )
                 .build()
-                .map_err(|e| file_error("the client CA file", path, e))?;
+                .map_err(|e| file_error(CLIENT_CA_FILE, path, e))?;
                 builder.with_client_cert_verifier(verifier)
             }
             None => builder.with_no_client_auth(),
         };
         let mut config = builder
-            .with_single_cert(
-                certificates("the certificate", &self.crt_file)?,
-                private_key(&self.key_file)?,
-            )
+            .with_single_cert(certificates(CRT_FILE, &self.crt_file)?, private_key(&self.key_file)?)
             .map_err(|e| TlsError::Config(format!("the certificate and key do not match: {e}")))?;
         config.alpn_protocols = vec![b"h2".to_vec()];
         Ok(Arc::new(config))

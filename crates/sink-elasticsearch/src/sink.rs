@@ -35,8 +35,7 @@ fn version_below(version: &str, (major, minor): (u64, u64)) -> bool {
 
 impl Sink for ElasticsearchSink {
     fn check_files(&self) -> FileChecks {
-        let errors = sluice_core::http::check_ca_file(&self.settings.tls).into_iter().collect();
-        FileChecks { errors, warnings: Vec::new() }
+        FileChecks::errors(sluice_core::http::check_ca_file(&self.settings.tls))
     }
 
     fn preflight(&mut self) -> PreflightFuture<'_> {

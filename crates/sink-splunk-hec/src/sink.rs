@@ -31,7 +31,7 @@ impl Sink for SplunkHecSink {
     fn check_files(&self) -> FileChecks {
         let token = self.settings.token.check_file();
         let ca = sluice_core::http::check_ca_file(&self.settings.tls);
-        FileChecks { errors: token.into_iter().chain(ca).collect(), warnings: Vec::new() }
+        FileChecks::errors(token.into_iter().chain(ca))
     }
 
     fn preflight(&mut self) -> PreflightFuture<'_> {

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use sluice_core::component::{
     BoxError, ComponentFuture, FileChecks, PreflightFuture, Source, SourceContext, Unreachable,
 };
-use sluice_core::config::FieldError;
 use sluice_core::{Secret, SecretSource, Stream};
 
 use sluice_core::http::{ClientSettings, TlsConfig, build_client};
@@ -151,13 +150,7 @@ impl Source for OnePasswordSource {
                     settings.allow_custom_url,
                     "token_file",
                 ),
-                Err(err) => FileChecks {
-                    errors: vec![FieldError::new(
-                        "token_file",
-                        format!("cannot read the token file {}: {}", path.display(), err.problem),
-                    )],
-                    warnings: Vec::new(),
-                },
+                Err(err) => FileChecks::errors([err.token_file_error()]),
             },
             // Errors of an inline token are the settings' own (validate).
             SecretSource::Inline(secret) => FileChecks {

@@ -205,7 +205,7 @@ impl Sink for SluiceSink {
     fn check_files(&self) -> FileChecks {
         let token = self.settings.token.as_ref().and_then(SecretSource::check_file);
         let tls = self.settings.tls.load().err().map(|e| e.field_error());
-        FileChecks { errors: token.into_iter().chain(tls).collect(), warnings: Vec::new() }
+        FileChecks::errors(token.into_iter().chain(tls))
     }
 
     fn preflight(&mut self) -> PreflightFuture<'_> {

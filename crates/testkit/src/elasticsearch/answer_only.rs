@@ -73,40 +73,37 @@ pub(crate) fn answer(seen: &Seen, text: &[u8], default_index: Option<&str>) -> R
         let index = meta._index.or(default_index.map(Into::into)).unwrap_or_default();
         items.push((op, index, meta._id.unwrap_or_default()));
     }
-    let mut out = Vec::with_capacity(64 + items.len() * 96);
-    out.extend_from_slice(br#"{"took":0,"errors":false,"items":["#);
+    let mut answered = Vec::with_capacity(items.len() * 96);
     let mut errors = false;
     {
         let mut ids = seen.ids.lock().unwrap_or_else(|p| p.into_inner());
         for (n, (op, index, id)) in items.iter().enumerate() {
             let fresh = ids.insert(seen.key(index, id));
             if n > 0 {
-                out.push(b',');
+                answered.push(b',');
             }
-            out.push(b'{');
-            string(&mut out, op);
-            out.extend_from_slice(br#":{"_index":"#);
-            string(&mut out, index);
-            out.extend_from_slice(br#","_id":"#);
-            string(&mut out, id);
+            answered.push(b'{');
+            string(&mut answered, op);
+            answered.extend_from_slice(br#":{"_index":"#);
+            string(&mut answered, index);
+            answered.extend_from_slice(br#","_id":"#);
+            string(&mut answered, id);
             if fresh || *op != "create" {
-                out.extend_from_slice(br#","result":"created","status":201}}"#);
+                answered.extend_from_slice(br#","result":"created","status":201}}"#);
             } else {
                 errors = true;
-                out.extend_from_slice(br#","status":409,"error":{"type":"version_conflict_engine_exception","reason":"#);
+                answered.extend_from_slice(br#","status":409,"error":{"type":"version_conflict_engine_exception","reason":"#);
                 let reason = format!(
                     "[{id}]: version conflict, document already exists (current version [1])"
                 );
-                string(&mut out, &reason);
-                out.extend_from_slice(b"}}}");
+                string(&mut answered, &reason);
+                answered.extend_from_slice(b"}}}");
             }
         }
     }
+    let mut out = format!(r#"{{"took":0,"errors":{errors},"items":["#).into_bytes();
+    out.extend_from_slice(&answered);
     out.extend_from_slice(b"]}");
-    if errors {
-        let at = br#"{"took":0,"errors":"#.len();
-        out.splice(at..at + b"false".len(), *b"true");
-    }
     ([(header::CONTENT_TYPE, "application/json")], out).into_response()
 }
 
