@@ -3,6 +3,11 @@
 //! reports itself unhealthy, naming it; `GET /tap/<output>?limit=N`, the
 //! events leaving a source or transform output as JSON lines, live, for
 //! `sluice tap` (404 with the outputs there are for an unknown name).
+//!
+//! `/tap` shows raw events (emails, IP addresses, names): it answers 403
+//! unless `api.tap: true`, requires `Authorization: Bearer <api.tap_token>`
+//! when a token is set (which the config requires beyond loopback), and
+//! serves at most `api.max_tap_watchers` at once (503 past that).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -27,6 +32,58 @@ pub struct ApiState {
     pub health: Health,
     /// Watched at `/tap/<output>`.
     pub taps: Taps,
+    /// Who may watch.
+    pub tap_access: TapAccess,
+}
+
+/// Whether `/tap` serves, the token it requires, and room for watchers.
+#[derive(Clone, Debug)]
+pub struct TapAccess {
+    /// `api.tap`.
+    pub enabled: bool,
+    /// `api.tap_token`, when set.
+    pub token: Option<sluice_core::Secret>,
+    /// One permit per connected watcher.
+    pub watchers: std::sync::Arc<tokio::sync::Semaphore>,
+}
+
+impl TapAccess {
+    /// From the `api` settings (a token file is read now).
+    pub fn of(api: &sluice_core::config::ApiConfig) -> anyhow::Result<Self> {
+        let token = api.tap_secret().map_err(|e| anyhow::anyhow!("api.tap_token_file: {e}"))?;
+        Ok(Self {
+            enabled: api.tap,
+            token,
+            watchers: std::sync::Arc::new(tokio::sync::Semaphore::new(api.max_tap_watchers)),
+        })
+    }
+
+    /// Why a request may not watch, if it may not.
+    fn refuse(&self, headers: &axum::http::HeaderMap) -> Option<Response> {
+        if !self.enabled {
+            let body = serde_json::json!({"error": "the tap is off: set `api.tap: true` in the config to watch events"});
+            return Some((StatusCode::FORBIDDEN, axum::Json(body)).into_response());
+        }
+        let token = self.token.as_ref()?;
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        let matches = given.is_some_and(|given| {
+            // Constant time in the token's length: no timing oracle.
+            let (a, b) = (given.as_bytes(), token.expose().as_bytes());
+            a.len() == b.len() && a.iter().zip(b).fold(0_u8, |acc, (x, y)| acc | (x ^ y)) == 0
+        });
+        if matches {
+            return None;
+        }
+        let body = serde_json::json!({"error": "the tap needs `Authorization: Bearer <api.tap_token>` (sluice tap --token-file)"});
+        Some(
+            (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Bearer")], axum::Json(body))
+                .into_response(),
+        )
+    }
 }
 
 /// Bind `address` and serve in the background; the bound address is returned.
@@ -69,6 +126,7 @@ struct Watching {
     tap: Tap,
     output: String,
     sent: u64,
+    _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl Drop for Watching {
@@ -82,7 +140,15 @@ async fn tap(
     State(state): State<ApiState>,
     Path(output): Path<String>,
     Query(params): Query<TapParams>,
+    headers: axum::http::HeaderMap,
 ) -> Response {
+    if let Some(refused) = state.tap_access.refuse(&headers) {
+        return refused;
+    }
+    let Ok(permit) = state.tap_access.watchers.clone().try_acquire_owned() else {
+        let body = serde_json::json!({"error": "too many tap watchers (api.max_tap_watchers); try again when one leaves"});
+        return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
+    };
     let tap = match state.taps.watch(&output) {
         Ok(tap) => tap,
         Err(unknown) => {
@@ -92,7 +158,7 @@ async fn tap(
     };
     tracing::info!(%output, limit = ?params.limit, "tap opened");
     let limit = params.limit.unwrap_or(u64::MAX);
-    let watching = Watching { tap, output, sent: 0 };
+    let watching = Watching { tap, output, sent: 0, _permit: permit };
     let lines = futures_util::stream::unfold(watching, move |mut watching| async move {
         if watching.sent >= limit {
             return None;

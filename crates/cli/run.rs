@@ -66,6 +66,9 @@ pub struct Reloads<'a> {
 /// How often `--watch-config` looks at the config files.
 const WATCH_EVERY: Duration = Duration::from_secs(2);
 
+/// How often `sluice run` checks that `<data_dir>/.lock` is still its own.
+const LOCK_CHECK_EVERY: Duration = Duration::from_secs(1);
+
 /// The config files' sizes and modification times.
 fn stamp(configs: &[PathBuf]) -> Vec<Option<(u64, std::time::SystemTime)>> {
     configs
@@ -142,7 +145,7 @@ pub async fn run_plan(
     // Before anything answers: a SIGTERM from then on must drain, not kill.
     let mut signals = Signals::new()?;
     // One owner per data_dir, before anything else can touch it.
-    let _lock = crate::lock::lock(&plan.data_dir(), "`sluice run`")?;
+    let mut lock = crate::lock::lock(&plan.data_dir(), "`sluice run`")?;
     let report = preflight(&mut plan).await;
     if !report.failed.is_empty() {
         return Err(CliError::Invalid(preflight_report(&report.failed)));
@@ -163,9 +166,17 @@ pub async fn run_plan(
             metrics: metrics.clone(),
             health: health.clone(),
             taps: taps.clone(),
+            tap_access: crate::api::TapAccess::of(&plan.api)?,
         };
         let address = crate::api::serve(plan.api.address, api).await?;
-        tracing::info!(%address, "serving /metrics, /health and /tap");
+        let tap =
+            match (plan.api.tap, plan.api.tap_token.is_some() || plan.api.tap_token_file.is_some())
+            {
+                (false, _) => "off",
+                (true, true) => "on, with a bearer token",
+                (true, false) => "on, loopback only",
+            };
+        tracing::info!(%address, tap, "serving /metrics, /health and /tap");
     }
     let upkeep = metrics.clone();
     tokio::spawn(async move {
@@ -189,8 +200,22 @@ pub async fn run_plan(
     let watching = reloads.filter(|r| r.watch);
     let mut stamped = watching.map(|r| stamp(r.configs));
     let mut watch = tokio::time::interval(WATCH_EVERY);
+    let mut lock_check = tokio::time::interval(LOCK_CHECK_EVERY);
     loop {
         tokio::select! {
+            _ = lock_check.tick() => {
+                if let Err(error) = lock.recheck() {
+                    // Another process owns data_dir now: committing one more
+                    // cursor would overwrite its checkpoints. No drain; what
+                    // was not committed is read again by the owner.
+                    let error = match error {
+                        CliError::Invalid(text) => text.trim().to_owned(),
+                        CliError::Failed(err) => format!("{err:#}"),
+                    };
+                    tracing::error!(%error, "data_dir was deleted and another process owns it now; exiting without committing more");
+                    std::process::exit(2);
+                }
+            }
             _ = watch.tick(), if watching.is_some() => {
                 let configs = watching.map(|r| r.configs).unwrap_or_default();
                 let now = Some(stamp(configs));

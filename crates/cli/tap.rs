@@ -21,6 +21,9 @@ pub struct TapArgs {
     /// The running sluice's API (its `api.address`).
     #[arg(long, default_value = "http://127.0.0.1:9598", value_name = "URL")]
     pub url: String,
+    /// A file holding the API's `tap_token`, sent as a bearer token.
+    #[arg(long, value_name = "PATH")]
+    pub token_file: Option<std::path::PathBuf>,
 }
 
 pub fn run(args: &TapArgs) -> CliResult {
@@ -38,7 +41,13 @@ async fn tap(args: &TapArgs) -> CliResult {
         url.query_pairs_mut().append_pair("limit", &limit.to_string());
     }
     let client = reqwest::Client::builder().build().context("cannot build an HTTP client")?;
-    let mut response = client.get(url).send().await.map_err(|e| {
+    let mut request = client.get(url);
+    if let Some(path) = &args.token_file {
+        let token = sluice_core::Secret::from_file(path).map_err(|e| CliError::usage(e))?;
+        let value = sluice_core::http::sensitive_header(&format!("Bearer {}", token.expose()));
+        request = request.header(reqwest::header::AUTHORIZATION, value);
+    }
+    let mut response = request.send().await.map_err(|e| {
         CliError::Failed(anyhow::anyhow!(
             "cannot reach sluice's API at {base} ({}); is `sluice run` running there with the API enabled? (--url)",
             sluice_core::error::error_chain(&e)
@@ -49,8 +58,14 @@ async fn tap(args: &TapArgs) -> CliResult {
         let message = body["error"].as_str().unwrap_or("no such output").to_owned();
         return Err(CliError::usage(message));
     }
-    if !response.status().is_success() {
-        return Err(CliError::Failed(anyhow::anyhow!("{base} answered {}", response.status())));
+    let status = response.status();
+    if matches!(status.as_u16(), 401 | 403 | 503) {
+        let body: serde_json::Value = response.json().await.unwrap_or_default();
+        let message = body["error"].as_str().unwrap_or("refused").to_owned();
+        return Err(CliError::usage(format!("{base} answered {status}: {message}")));
+    }
+    if !status.is_success() {
+        return Err(CliError::Failed(anyhow::anyhow!("{base} answered {status}")));
     }
     let mut stdout = std::io::stdout().lock();
     while let Some(chunk) = response.chunk().await.context("the tap was interrupted")? {

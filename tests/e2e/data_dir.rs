@@ -134,3 +134,57 @@ fn a_first_start_time_is_kept_across_a_restart_before_any_commit() {
     let text = String::from_utf8_lossy(&list.stdout);
     assert!(text.lines().any(|l| l.contains("audit_events") && l.contains(" starting ")), "{text}");
 }
+
+/// Review H2 and M2 (reliability 2026-12): under umask 022 what sluice
+/// writes under data_dir is private; a data_dir deleted under a running
+/// sluice is taken again, so a second process is still refused.
+#[test]
+fn data_dir_is_private_and_a_deleted_one_is_taken_again() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sim = start_sim(dir.path(), 20, &["--no-rate-limit"]);
+    let config = |port: u16| {
+        format!(
+            "data_dir: state\napi: {{address: '127.0.0.1:{port}'}}\nsources:\n  op: {{type: onepassword, url: 'http://127.0.0.1:{}', allow_custom_url: true, token_file: op_token, start_time: 1d, streams: [audit_events]}}\nsinks:\n  out: {{type: file, inputs: [op], path: state/out/events.ndjson}}\n",
+            sim.port
+        )
+    };
+    let port = free_port();
+    std::fs::write(dir.path().join("a.yaml"), config(port)).expect("config");
+    std::fs::write(dir.path().join("b.yaml"), config(free_port())).expect("config");
+    // SAFETY: umask(2) only sets this process's file mode mask; the children inherit it.
+    #[allow(unsafe_code)]
+    let old = unsafe { libc::umask(0o022) };
+    let mut first = spawn(Path::new("a.yaml"), dir.path(), &[]);
+    let state = dir.path().join("state");
+    let checkpoint = state.join("op/audit_events.json");
+    let output = state.join("out/events.ndjson");
+    let ready = wait_for(Duration::from_secs(60), || {
+        (std::fs::metadata(&output).ok()?.len() > 0 && checkpoint.exists()).then_some(())
+    });
+    assert!(ready.is_some(), "{}", stderr_of(&mut first));
+    let mode = |p: &Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+    assert_eq!(mode(&state), 0o700, "data_dir");
+    for file in [&checkpoint, &output, &state.join(".lock")] {
+        assert_eq!(mode(file), 0o600, "{}", file.display());
+    }
+    // `rm -rf data_dir` while it runs: it takes the lock again, and a second
+    // sluice on the same data_dir is still refused.
+    std::fs::remove_dir_all(&state).expect("rm -rf");
+    assert!(
+        wait_for(Duration::from_secs(30), || state.join(".lock").exists().then_some(())).is_some(),
+        "{}",
+        stderr_of(&mut first)
+    );
+    let second = run(&["run", "b.yaml"], dir.path());
+    // SAFETY: as above.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::umask(old)
+    };
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(&format!("is locked by pid {}", first.id())), "{stderr}");
+    signal(&first, libc::SIGTERM);
+    assert!(wait_exit(&mut first, Duration::from_secs(60)).success(), "{}", stderr_of(&mut first));
+}

@@ -6,7 +6,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use super::util::{free_port, have, http_get, signal, spawn, stderr_of, wait_exit, wait_for};
+use super::util::{
+    free_port, have, http_get, http_get_with, signal, spawn, stderr_of, wait_exit, wait_for,
+};
 
 const CONFIG: &str = "\
 data_dir: state
@@ -197,4 +199,68 @@ fn a_real_prometheus_scrapes_the_component_counters() {
     assert!(body.contains("\"component_kind\":\"sink\""), "{body}");
     assert!(body.contains("\"component_type\":\"blackhole\""), "{body}");
     assert!(status.success(), "{}", stderr_of(&mut sluice));
+}
+
+/// Review H3 (reliability 2026-12): `/tap` shows raw events. It is off by
+/// default; beyond loopback the config must give it a token, and a request
+/// without that token gets 401; the token never shows in the logs.
+#[test]
+fn the_tap_is_off_by_default_and_needs_its_token_beyond_loopback() {
+    let (dir, _) = setup(50);
+    let token = "tap-secret-0123456789abcdef";
+    std::fs::write(dir.path().join("tap_token"), token).expect("token");
+    let open = CONFIG.replace(
+        "  address: 127.0.0.1:${API_PORT}\n",
+        "  address: 0.0.0.0:${API_PORT}\n  tap: true\n",
+    );
+    std::fs::write(dir.path().join("open.yaml"), &open).expect("config");
+    let refused = super::util::run(&["validate", "open.yaml"], dir.path());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("beyond loopback, and /tap shows raw events"), "{stderr}");
+
+    // Off by default (the shipped manifests leave it so).
+    let port = free_port();
+    let mut child = spawn(Path::new("sluice.yaml"), dir.path(), &[("API_PORT", port.to_string())]);
+    let answer = wait_for(Duration::from_secs(30), || http_get(port, "/tap/in?limit=1"));
+    assert_eq!(answer.as_ref().map(|(s, _)| *s), Some(403), "{answer:?}");
+    signal(&child, libc::SIGTERM);
+    assert!(wait_exit(&mut child, Duration::from_secs(60)).success());
+
+    let guarded = open.replace("  tap: true\n", "  tap: true\n  tap_token_file: tap_token\n");
+    std::fs::write(dir.path().join("guarded.yaml"), guarded).expect("config");
+    let port = free_port();
+    let mut child = spawn(Path::new("guarded.yaml"), dir.path(), &[("API_PORT", port.to_string())]);
+    let bare = wait_for(Duration::from_secs(30), || http_get(port, "/tap/in?limit=1"));
+    assert_eq!(bare.as_ref().map(|(s, _)| *s), Some(401), "{bare:?}");
+    let wrong = http_get_with(port, "/tap/in?limit=1", "Authorization: Bearer nope\r\n");
+    assert_eq!(wrong.map(|(s, _)| s), Some(401));
+    let url = format!("http://127.0.0.1:{port}");
+    let cli = super::util::run(&["tap", "in", "--url", &url, "--limit", "1"], dir.path());
+    assert_eq!(cli.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&cli.stderr).contains("401"), "{cli:?}");
+    // With the token the tap opens (the file source follows its input, so
+    // one line appended now is seen).
+    let mut tap = super::util::sluice()
+        .args(["tap", "in", "--url", &url, "--limit", "1", "--token-file", "tap_token"])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("tap starts");
+    let appended = wait_for(Duration::from_secs(60), || {
+        use std::io::Write;
+        let mut input =
+            std::fs::OpenOptions::new().append(true).open(dir.path().join("input.ndjson")).ok()?;
+        writeln!(input, "{{\"uuid\":\"TAPPED\",\"category\":\"success\"}}").ok()?;
+        std::thread::sleep(Duration::from_millis(200));
+        tap.try_wait().ok()?.map(|_| ())
+    });
+    assert!(appended.is_some(), "the tap saw an event");
+    let mut seen = String::new();
+    tap.stdout.take().expect("stdout").read_to_string(&mut seen).expect("read");
+    assert!(seen.contains("TAPPED"), "{seen}");
+    signal(&child, libc::SIGTERM);
+    assert!(wait_exit(&mut child, Duration::from_secs(60)).success());
+    let logs = stderr_of(&mut child);
+    assert!(!logs.contains(token), "the tap token never shows in the logs");
 }

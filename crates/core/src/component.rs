@@ -64,7 +64,15 @@ pub struct Unreachable(pub String);
 #[error("a downstream component stopped")]
 pub struct ClosedError;
 
-type Consumers = std::sync::Mutex<Arc<Vec<QueueSender>>>;
+/// The consumers an output sends to, and whether one the config names for
+/// it is gone (its channel closed while this output still runs).
+#[derive(Debug, Default)]
+struct Wired {
+    senders: Arc<Vec<QueueSender>>,
+    lost: bool,
+}
+
+type Consumers = std::sync::Mutex<Wired>;
 
 /// The consumers of one output, and its tap point. The topology keeps a
 /// [`FanoutLink`] to it, so that a config reload can change the consumers
@@ -82,9 +90,13 @@ pub struct FanoutLink(std::sync::Weak<Consumers>);
 
 impl FanoutLink {
     /// Replace the consumers, if the producer still runs; whether it does.
-    pub fn set_consumers(&self, senders: Vec<QueueSender>) -> bool {
+    /// `lost` says that a consumer the config names for this output could
+    /// not be reached: what the output sends from then on counts as errored
+    /// (read again), never as delivered.
+    pub fn set_consumers(&self, senders: Vec<QueueSender>, lost: bool) -> bool {
         let Some(consumers) = self.0.upgrade() else { return false };
-        *consumers.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(senders);
+        *consumers.lock().unwrap_or_else(|p| p.into_inner()) =
+            Wired { senders: Arc::new(senders), lost };
         true
     }
 }
@@ -98,7 +110,8 @@ impl Fanout {
     /// Replace the consumers. A send already under way finishes with the
     /// ones it started with.
     pub fn set_consumers(&self, senders: Vec<QueueSender>) {
-        *self.senders.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(senders);
+        *self.senders.lock().unwrap_or_else(|p| p.into_inner()) =
+            Wired { senders: Arc::new(senders), lost: false };
     }
 
     /// A handle to change the consumers later.
@@ -106,17 +119,26 @@ impl Fanout {
         FanoutLink(Arc::downgrade(&self.senders))
     }
 
-    fn current(&self) -> Arc<Vec<QueueSender>> {
-        self.senders.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    fn current(&self) -> (Arc<Vec<QueueSender>>, bool) {
+        let wired = self.senders.lock().unwrap_or_else(|p| p.into_inner());
+        (wired.senders.clone(), wired.lost)
     }
 
     /// Send to every consumer, waiting for room in each (backpressure). With
-    /// no consumer, the events are dropped: the config check warned about it.
+    /// no consumer in the config, the events are dropped (the config check
+    /// warned about it). When a consumer the config names is gone, the
+    /// events are marked errored before they leave: none of them counts as
+    /// delivered, and the source reads them again.
     pub async fn send(&self, events: Vec<Event>) -> Result<(), ClosedError> {
         if let Some(tap) = &self.tap {
             tap.offer(&events);
         }
-        let senders = self.current();
+        let (senders, lost) = self.current();
+        if lost {
+            for event in &events {
+                event.meta.finalizers.update_status(crate::ack::AckStatus::Errored);
+            }
+        }
         let Some((last, rest)) = senders.split_last() else { return Ok(()) };
         let bytes = crate::queue::size_of(&events);
         for sender in rest {
@@ -176,7 +198,7 @@ impl Outputs {
 
     /// Whether any component reads the named output `port`.
     pub fn is_consumed(&self, port: &str) -> bool {
-        self.named.get(port).is_some_and(|fanout| !fanout.current().is_empty())
+        self.named.get(port).is_some_and(|fanout| !fanout.current().0.is_empty())
     }
 
     /// Send events a component failed on: to `<id>.dropped` when a component

@@ -6,6 +6,12 @@
 //! during a write (kill -9, power loss) leaves at most one torn last line,
 //! which [`DurableFile::open`] removes: it was never acknowledged, so its
 //! source sends it again. The file therefore only ever holds whole lines.
+//!
+//! Before a write counts, the path must still name the file written to: a
+//! file deleted under the writer (`rm`) is created again and the lines
+//! written once more; one moved away (rotation by `mv`) keeps what it got,
+//! and the next write opens a new file at the path. Files are created 0600
+//! and folders 0700 whatever the umask: they hold raw events.
 
 use std::path::{Path, PathBuf};
 
@@ -24,6 +30,15 @@ pub enum AppendError {
         size: u64,
         /// The configured limit.
         limit: u64,
+    },
+    /// The file ends with something that is not a torn NDJSON line: it is
+    /// not a file this writer made, and cutting its tail would destroy data.
+    #[error("{} ends with {bytes} bytes that are not an NDJSON line; it is not a file sluice wrote: point `path` at another file", path.display())]
+    Foreign {
+        /// The file.
+        path: PathBuf,
+        /// The bytes after its last newline.
+        bytes: u64,
     },
     /// The filesystem refused.
     #[error("cannot write {}", path.display())]
@@ -61,24 +76,55 @@ impl DurableFile {
     pub async fn open(&mut self) -> Result<(), AppendError> {
         let io = |source| AppendError::Io { path: self.path.clone(), source };
         if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            tokio::fs::create_dir_all(dir).await.map_err(io)?;
+            crate::checkpoint::create_private_dir(dir).map_err(io)?;
         }
         let mut file = tokio::fs::OpenOptions::new()
             .create(true)
             .read(true)
             .append(true)
+            .mode(0o600)
             .open(&self.path)
             .await
             .map_err(io)?;
-        self.size = repair_torn_tail(&mut file, &self.path).await.map_err(io)?;
+        self.size = repair_torn_tail(&mut file, &self.path).await?;
         self.file = Some(file);
         Ok(())
+    }
+
+    /// Whether `path` still names `file`: `Ok(true)` it does, `Ok(false)`
+    /// the file was moved (its lines are kept there), `Err` deleted.
+    async fn still_named(file: &tokio::fs::File, path: &Path) -> std::io::Result<bool> {
+        use std::os::unix::fs::MetadataExt;
+        let open = file.metadata().await?;
+        if open.nlink() == 0 {
+            return Err(std::io::Error::new(std::io::ErrorKind::NotFound, "deleted while open"));
+        }
+        Ok(match tokio::fs::metadata(path).await {
+            Ok(named) => named.dev() == open.dev() && named.ino() == open.ino(),
+            Err(_) => false,
+        })
     }
 
     /// Append `bytes` (whole lines, each ending in `\n`) and fsync. On an
     /// error nothing of `bytes` stays in the file, and the file is reopened
     /// at the next call.
     pub async fn append(&mut self, bytes: &[u8]) -> Result<(), AppendError> {
+        // A file deleted under the writer gets the lines again in a new one,
+        // once: a path deleted as fast as it is made is an error.
+        for _ in 0..2 {
+            if self.write_once(bytes).await? {
+                return Ok(());
+            }
+        }
+        Err(AppendError::Io {
+            path: self.path.clone(),
+            source: std::io::Error::other("the file was deleted again while being written"),
+        })
+    }
+
+    /// One append; `Ok(false)` when the file turned out deleted (nothing
+    /// of `bytes` is kept anywhere: write them again).
+    async fn write_once(&mut self, bytes: &[u8]) -> Result<bool, AppendError> {
         if self.file.is_none() {
             self.open().await?;
         }
@@ -106,7 +152,19 @@ impl DurableFile {
         match result {
             Ok(()) => {
                 self.size = before + bytes.len() as u64;
-                Ok(())
+                match Self::still_named(file, &self.path).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::info!(path = %self.path.display(), "the file was moved away; writing to a new one at the path");
+                        self.file = None;
+                    }
+                    Err(_deleted) => {
+                        tracing::warn!(path = %self.path.display(), "the file was deleted while sluice wrote to it; writing its lines again to a new one");
+                        self.file = None;
+                        return Ok(false);
+                    }
+                }
+                Ok(true)
             }
             Err(source) => {
                 // Cut off a partial write so the file holds only whole lines;
@@ -119,8 +177,33 @@ impl DurableFile {
     }
 }
 
+/// The longest tail after the last `\n` taken for a line torn by a crash
+/// (a line is at most an event's size; sinks write far smaller ones).
+const MAX_TORN_TAIL: u64 = 64 * 1024 * 1024;
+
 /// Remove bytes after the last `\n` (a line torn by a crash); the new length.
-async fn repair_torn_tail(file: &mut tokio::fs::File, path: &Path) -> std::io::Result<u64> {
+/// A tail that cannot be a torn NDJSON line (it does not start with `{`) is
+/// another program's file, refused rather than cut.
+async fn repair_torn_tail(file: &mut tokio::fs::File, path: &Path) -> Result<u64, AppendError> {
+    let io = |source| AppendError::Io { path: path.to_owned(), source };
+    let end = torn_tail_start(file).await.map_err(io)?;
+    let len = file.metadata().await.map_err(io)?.len();
+    if end < len {
+        let mut first = [0_u8; 1];
+        file.seek(std::io::SeekFrom::Start(end)).await.map_err(io)?;
+        file.read_exact(&mut first).await.map_err(io)?;
+        if first[0] != b'{' || len - end > MAX_TORN_TAIL {
+            return Err(AppendError::Foreign { path: path.to_owned(), bytes: len - end });
+        }
+        tracing::warn!(path = %path.display(), bytes = len - end, "removing an incomplete last line left by a crash");
+        file.set_len(end).await.map_err(io)?;
+        file.sync_data().await.map_err(io)?;
+    }
+    Ok(end)
+}
+
+/// Where the bytes after the last `\n` begin (the length when there are none).
+async fn torn_tail_start(file: &mut tokio::fs::File) -> std::io::Result<u64> {
     const CHUNK: u64 = 64 * 1024;
     let len = file.metadata().await?.len();
     let mut end = len;
@@ -135,11 +218,6 @@ async fn repair_torn_tail(file: &mut tokio::fs::File, path: &Path) -> std::io::R
             break;
         }
         end = start;
-    }
-    if end < len {
-        tracing::warn!(path = %path.display(), bytes = len - end, "removing an incomplete last line left by a crash");
-        file.set_len(end).await?;
-        file.sync_data().await?;
     }
     Ok(end)
 }
@@ -161,9 +239,55 @@ mod tests {
             std::fs::read_to_string(&path).expect("read"),
             "{\"a\":1}\n{\"a\":2}\n{\"a\":3}\n"
         );
-        std::fs::write(&path, "no newline at all").expect("write");
+        std::fs::write(&path, "{\"torn before any newline").expect("write");
         DurableFile::new(&path, None).open().await.expect("open");
         assert_eq!(std::fs::read_to_string(&path).expect("read"), "");
+    }
+
+    /// Review L4 (reliability 2026-12): a mistyped `path` naming another
+    /// program's file is refused, never cut after its last newline.
+    #[tokio::test]
+    async fn a_file_that_is_not_ndjson_is_refused_and_left_alone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("config.yaml");
+        std::fs::write(&path, "a: 1\nb: 2").expect("write");
+        let error = DurableFile::new(&path, None).append(b"{}\n").await.expect_err("refused");
+        assert!(matches!(error, AppendError::Foreign { bytes: 4, .. }), "{error:?}");
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), "a: 1\nb: 2");
+    }
+
+    /// Review H1 (reliability 2026-12): lines written to a file deleted
+    /// under the writer would be acknowledged into an unlinked inode.
+    #[tokio::test]
+    async fn a_deleted_file_is_made_again_with_the_lines_in_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("out.ndjson");
+        let mut file = DurableFile::new(&path, None);
+        file.append(b"{\"n\":1}\n").await.expect("append");
+        std::fs::remove_file(&path).expect("rm");
+        file.append(b"{\"n\":2}\n").await.expect("append");
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), "{\"n\":2}\n");
+        // Moved away (rotation): the moved file keeps its lines, new ones go to the path.
+        std::fs::rename(&path, dir.path().join("out.ndjson.1")).expect("mv");
+        file.append(b"{\"n\":3}\n").await.expect("append");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("out.ndjson.1")).expect("read"),
+            "{\"n\":2}\n{\"n\":3}\n"
+        );
+        file.append(b"{\"n\":4}\n").await.expect("append");
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), "{\"n\":4}\n");
+    }
+
+    /// Review M2: raw events are not readable by other users, whatever the umask.
+    #[tokio::test]
+    async fn files_and_folders_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("dead/letter.ndjson");
+        DurableFile::new(&path, None).append(b"{}\n").await.expect("append");
+        let mode = |p: &Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(path.parent().expect("folder")), 0o700);
     }
 
     #[tokio::test]

@@ -54,7 +54,16 @@ impl<'de> Deserialize<'de> for Item {
 #[derive(Deserialize)]
 struct ItemBody {
     status: u16,
+    #[serde(rename = "_id")]
+    id: Option<String>,
     error: Option<ErrorBody>,
+}
+
+/// The `_id` an item was sent with: its action line starts
+/// `{"create":{"_id":"…"` (see `encode::action`).
+pub(crate) fn sent_id(payload: &[u8]) -> Option<String> {
+    let rest = payload.strip_prefix(br#"{"create":{"_id":"#)?;
+    serde_json::Deserializer::from_slice(rest).into_iter::<String>().next()?.ok()
 }
 
 #[derive(Deserialize)]
@@ -190,18 +199,21 @@ impl EsClient {
         }
         .body(body);
         let (status, body) = self.exchange(request).await.map_err(RequestError::Retry)?;
-        bulk_answer(status, &body, items.len())
+        let sent: Vec<Option<String>> = items.iter().map(|i| sent_id(&i.payload)).collect();
+        bulk_answer(status, &body, &sent)
     }
 }
 
-/// What a `_bulk` answer means for the `sent` items: one outcome per item,
-/// in order, or why the whole request must be retried or refused. A count
-/// that does not match, or an answer that is not a bulk answer, is retried,
-/// never acknowledged.
+/// What a `_bulk` answer means for the items sent with the `_id`s `sent`
+/// (`None`: not known): one outcome per item, in order, or why the whole
+/// request must be retried or refused. A count that does not match, an item
+/// whose `_id` is not the one sent at its place (a proxy or a bug reordered
+/// them), or an answer that is not a bulk answer, is retried, never
+/// acknowledged.
 pub(crate) fn bulk_answer(
     status: u16,
     body: &[u8],
-    sent: usize,
+    sent: &[Option<String>],
 ) -> Result<Vec<ItemOutcome>, RequestError> {
     if status != 200 {
         return Err(classify::request(status, body));
@@ -210,17 +222,31 @@ pub(crate) fn bulk_answer(
         |reason: String| RequestError::Retry(Failure::new(200, "malformed_answer", reason));
     let parsed: BulkResponse =
         serde_json::from_slice(body).map_err(|e| malformed(e.to_string()))?;
-    if parsed.items.len() != sent {
-        return Err(malformed(format!("{} items answered for {sent} sent", parsed.items.len())));
+    if parsed.items.len() != sent.len() {
+        return Err(malformed(format!(
+            "{} items answered for {} sent",
+            parsed.items.len(),
+            sent.len()
+        )));
+    }
+    for (at, (item, id)) in parsed.items.iter().zip(sent).enumerate() {
+        if let (Some(body), Some(id)) = (&item.0, id)
+            && body.id.as_deref() != Some(id.as_str())
+        {
+            return Err(malformed(format!(
+                "item {at} answers for _id {:?}, and the item sent there has _id {id:?}",
+                body.id.as_deref().unwrap_or("(none)")
+            )));
+        }
     }
     Ok(parsed
         .items
         .into_iter()
         .map(|item| match item.0 {
-            Some(ItemBody { status, error: Some(error) }) => {
+            Some(ItemBody { status, error: Some(error), .. }) => {
                 classify::item(status, &error.kind, &error.reason)
             }
-            Some(ItemBody { status, error: None }) => classify::item(status, "", ""),
+            Some(ItemBody { status, error: None, .. }) => classify::item(status, "", ""),
             None => ItemOutcome::Retry(Failure::without_status(
                 "empty_item",
                 "an empty item in the answer",
@@ -248,7 +274,7 @@ mod tests {
     use proptest::prelude::*;
     use sluice_core::sink::{ItemOutcome, RequestError};
 
-    use super::bulk_answer;
+    use super::{bulk_answer, sent_id};
     use crate::classify::DOCUMENT_ERRORS;
 
     /// One bulk item as Elasticsearch might write it, or not.
@@ -260,9 +286,9 @@ mod tests {
             "[a-z_]{0,12}",
         ];
         prop_oneof![
-            (100_u16..700).prop_map(|s| format!(r#"{{"create":{{"status":{s}}}}}"#)),
+            (100_u16..700).prop_map(|s| format!(r#"{{"create":{{"_id":"@","status":{s}}}}}"#)),
             (100_u16..700, kind, "[ -!#-~]{0,20}").prop_map(|(s, k, r)| {
-                format!(r#"{{"create":{{"status":{s},"error":{{"type":"{k}","reason":"{r}"}}}}}}"#)
+                format!(r#"{{"create":{{"_id":"@","status":{s},"error":{{"type":"{k}","reason":"{r}"}}}}}}"#)
             }),
             Just("{}".to_owned()),
             Just(r#"{"create":{}}"#.to_owned()),
@@ -285,12 +311,16 @@ mod tests {
             garbage in prop::collection::vec(any::<u8>(), 0..80),
             well_formed in any::<bool>(),
         ) {
+            // Each item answers for the `_id` sent at its place ("@" → d<i>).
+            let items: Vec<String> =
+                items.iter().enumerate().map(|(i, item)| item.replace('@', &format!("d{i}"))).collect();
             let body = if well_formed {
                 format!(r#"{{"took":1,"errors":true,"items":[{}]}}"#, items.join(",")).into_bytes()
             } else {
                 garbage
             };
-            match bulk_answer(status, &body, sent) {
+            let ids: Vec<Option<String>> = (0..sent).map(|i| Some(format!("d{i}"))).collect();
+            match bulk_answer(status, &body, &ids) {
                 Ok(outcomes) => {
                     prop_assert_eq!(status, 200);
                     prop_assert_eq!(outcomes.len(), sent);
@@ -305,5 +335,40 @@ mod tests {
                 Err(_) => {}
             }
         }
+
+        /// Review H4 (reliability 2026-12): answers matched by place turned
+        /// refused documents into acknowledged ones once a proxy reordered
+        /// them. Items whose `_id`s are not in the order sent are never
+        /// delivered nor rejected.
+        #[test]
+        fn answers_in_another_order_are_retried(
+            statuses in prop::collection::vec(prop_oneof![Just(201_u16), Just(400), Just(409)], 2..8),
+            rotate in 1_usize..8,
+        ) {
+            let sent: Vec<Option<String>> = (0..statuses.len()).map(|i| Some(format!("d{i}"))).collect();
+            let mut order: Vec<usize> = (0..statuses.len()).collect();
+            order.rotate_left(rotate % statuses.len());
+            prop_assume!(order.iter().enumerate().any(|(at, i)| at != *i));
+            let items: Vec<String> = order.iter().map(|i| {
+                let status = statuses[*i];
+                if status == 400 {
+                    format!(r#"{{"create":{{"_index":"x","_id":"d{i}","status":400,"error":{{"type":"mapper_parsing_exception","reason":"r"}}}}}}"#)
+                } else {
+                    format!(r#"{{"create":{{"_index":"x","_id":"d{i}","status":{status}}}}}"#)
+                }
+            }).collect();
+            let body = format!(r#"{{"took":1,"errors":true,"items":[{}]}}"#, items.join(","));
+            let answer = bulk_answer(200, body.as_bytes(), &sent);
+            prop_assert!(matches!(answer, Err(RequestError::Retry(_))), "{answer:?}");
+        }
+    }
+
+    #[test]
+    fn the_sent_id_is_read_from_the_action_line() {
+        let payload = br#"{"create":{"_id":"56YE\"2","_index":"logs-x"}}
+{"a":1}
+"#;
+        assert_eq!(sent_id(payload).as_deref(), Some("56YE\"2"));
+        assert_eq!(sent_id(b"{\"index\":{}}\n"), None);
     }
 }

@@ -430,3 +430,27 @@ fn the_ca_file_is_checked_offline_a_bundle_passes_a_file_without_a_certificate_d
     let errors = check(&dir.path().join("missing.pem"));
     assert!(errors[0].contains("cannot read it"), "{errors:?}");
 }
+
+/// Review H4 (reliability 2026-12): an answer whose items come back in
+/// another order is retried; a document refused for its own fault still
+/// reaches the dead letter and only it, and every other one is stored.
+#[tokio::test]
+async fn reordered_answers_are_retried_and_never_misattributed() {
+    let es = EsEmulator::start(EsEmulatorConfig::default()).await;
+    es.reject_documents("/onepassword/used_version", json!(7));
+    for _ in 0..3 {
+        es.push_fault(EsFault::Reordered);
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sink = sink(&es, dir.path(), "dead_letter: {path: dead.ndjson}\n");
+    let statuses = run(sink, batches(2, 50), &Health::new()).await;
+    assert_eq!(statuses, [(0, BatchStatus::Rejected), (1, BatchStatus::Delivered)]);
+    assert_eq!(es.documents(STREAM).len(), 99, "all but the refused one stored");
+    let dead: Vec<Value> = std::fs::read_to_string(dir.path().join("dead.ndjson"))
+        .expect("dead letter")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0]["document"]["onepassword"]["uuid"], "UUID0000000000000000000007");
+}

@@ -6,9 +6,9 @@
 //! `channel_cookie`, a load balancer's stickiness cookie) are what route the
 //! query back to that indexer. An id not answered `true` within the timeout
 //! counts as lost and its batch is sent again (a duplicate is possible, a
-//! loss is not). An `/ack` answer of code 14 (acks disabled for the token)
-//! falls back to "200 means received", loudly; any other unexpected answer is
-//! simply asked again, never taken as "delivered".
+//! loss is not). Only an explicit `true` releases a batch as indexed: a wait
+//! that ends any other way (its id handed out again by an indexer that
+//! restarted, acks switched off, the tracker gone) is lost and resent.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,8 +25,10 @@ pub(crate) type AckKey = (usize, String);
 pub(crate) enum AckWait {
     /// Indexed.
     Indexed,
-    /// The token has acks off: the 200 is all there is.
-    Disabled,
+    /// The HEC lost the id: it handed the same id out again while this one
+    /// was pending (an indexer restarted, or another indexer behind a load
+    /// balancer counts from 0 too), or acks were switched off.
+    Lost,
     /// No `true` within the timeout.
     TimedOut,
 }
@@ -58,17 +60,25 @@ impl AckTracker {
         self.lock().values().map(HashMap::len).sum()
     }
 
-    /// Wait for `id` under `key`, at most `timeout`.
+    /// Wait for `id` under `key`, at most `timeout`. An id still pending
+    /// under the same key means the HEC forgot it: the older wait ends as
+    /// [`AckWait::Lost`] (its batch is resent), never as indexed.
     pub(crate) async fn wait(&self, key: AckKey, id: u64, timeout: Duration) -> AckWait {
         let (tx, rx) = oneshot::channel();
-        self.lock().entry(key.clone()).or_default().insert(id, tx);
+        let older = self.lock().entry(key.clone()).or_default().insert(id, tx);
+        if let Some(older) = older {
+            let _ = older.send(AckWait::Lost);
+        }
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(answer)) => answer,
-            Ok(Err(_)) => AckWait::Disabled,
+            Ok(Err(_)) => AckWait::Lost,
             Err(_elapsed) => {
                 let mut pending = self.lock();
                 if let Some(ids) = pending.get_mut(&key) {
-                    ids.remove(&id);
+                    // Only this wait's own entry: a newer wait may hold the id now.
+                    if ids.get(&id).is_some_and(oneshot::Sender::is_closed) {
+                        ids.remove(&id);
+                    }
                     if ids.is_empty() {
                         pending.remove(&key);
                     }
@@ -98,12 +108,13 @@ impl AckTracker {
         }
     }
 
-    /// The token has acks off: release everything and expect no more acks.
+    /// The token has acks off: expect no more acks. What still waits was
+    /// never confirmed, so it is lost and resent (a 200 then delivers it).
     pub(crate) fn disable(&self) {
         self.enabled.store(false, Ordering::Relaxed);
         for (_, ids) in self.lock().drain() {
             for (_, tx) in ids {
-                let _ = tx.send(AckWait::Disabled);
+                let _ = tx.send(AckWait::Lost);
             }
         }
     }
@@ -141,8 +152,32 @@ mod tests {
         assert_eq!(tracker.len(), 0);
     }
 
+    /// Review C2 (reliability 2026-12): after a restart an indexer counts ack
+    /// ids from 0 again on the channel; the second wait on one (key, id) must
+    /// end the first as lost, never as delivered.
+    #[tokio::test(start_paused = true)]
+    async fn a_reused_id_ends_the_older_wait_as_lost() {
+        let tracker = Arc::new(AckTracker::new(true));
+        let key: AckKey = (0, String::new());
+        let first = tokio::spawn({
+            let (tracker, key) = (tracker.clone(), key.clone());
+            async move { tracker.wait(key, 0, Duration::from_secs(300)).await }
+        });
+        while tracker.len() == 0 {
+            tokio::task::yield_now().await;
+        }
+        let second = tokio::spawn({
+            let (tracker, key) = (tracker.clone(), key.clone());
+            async move { tracker.wait(key, 0, Duration::from_secs(300)).await }
+        });
+        assert_eq!(first.await.expect("task"), AckWait::Lost);
+        assert_eq!(tracker.len(), 1, "the newer wait holds the id");
+        tracker.indexed(&key, &[0]);
+        assert_eq!(second.await.expect("task"), AckWait::Indexed);
+    }
+
     #[tokio::test]
-    async fn disabling_releases_every_wait() {
+    async fn disabling_ends_every_wait_as_lost() {
         let tracker = Arc::new(AckTracker::new(true));
         let waiting = tokio::spawn({
             let tracker = tracker.clone();
@@ -152,7 +187,7 @@ mod tests {
             tokio::task::yield_now().await;
         }
         tracker.disable();
-        assert_eq!(waiting.await.expect("task"), AckWait::Disabled);
+        assert_eq!(waiting.await.expect("task"), AckWait::Lost, "never confirmed: resent");
         assert!(!tracker.enabled());
     }
 }

@@ -3,7 +3,7 @@
 //! ack query loop, and the delivery layer's [`BatchService`].
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -27,6 +27,11 @@ use crate::config::Settings;
 
 /// The largest answer read (HEC answers are a few bytes).
 const MAX_ANSWER_BYTES: usize = 4 * 1024 * 1024;
+
+/// Answers without `ackId` in a row, with acks never seen on, after which
+/// the token is taken to have acks off (a 200 then means "received"). Before
+/// that, and always once acks were seen on, such a batch is sent again.
+const NO_ACK_ID_ANSWERS_FOR_OFF: u32 = 5;
 
 /// One channel: its GUID and the cookies its answers set.
 #[derive(Debug)]
@@ -100,6 +105,14 @@ pub(crate) struct HecClient {
     next: AtomicUsize,
     posts: Semaphore,
     acks: AckTracker,
+    /// Acks are known to be on: the preflight's `/ack` query answered 200,
+    /// or a POST answer carried an `ackId`. From then on a 200 without one
+    /// (a node with useACK off, a proxy) is resent, never taken as delivered.
+    acks_confirmed: AtomicBool,
+    /// Successive 200 answers without `ackId` while acks were never confirmed.
+    no_ack_id: AtomicU32,
+    /// An `/ack` code 14 was logged once.
+    ack_14_logged: AtomicBool,
     settings: Settings,
     metrics: HecMetrics,
     id: String,
@@ -138,6 +151,9 @@ impl HecClient {
             next: AtomicUsize::new(0),
             posts: Semaphore::new(settings.requests_in_flight),
             acks: AckTracker::new(settings.acks),
+            acks_confirmed: AtomicBool::new(false),
+            no_ack_id: AtomicU32::new(0),
+            ack_14_logged: AtomicBool::new(false),
             settings: settings.clone(),
             metrics,
             id: component.to_owned(),
@@ -178,6 +194,16 @@ impl HecClient {
         Ok((status, answer, bytes))
     }
 
+    /// What the preflight found out about acks: `Some(true)` on, `Some(false)`
+    /// off (a 200 then means received from the start), `None` unknown.
+    pub(crate) fn acks_known(&self, on: Option<bool>) {
+        match on {
+            Some(true) => self.acks_confirmed.store(true, Ordering::Relaxed),
+            Some(false) => self.acks_off("the preflight's /ack query answered code 14"),
+            None => {}
+        }
+    }
+
     /// The token has acks off: say so once, then 200 means received.
     fn acks_off(&self, why: &str) {
         if self.acks.enabled() {
@@ -209,30 +235,71 @@ impl HecClient {
         if status != 200 {
             return classify::failed(status, &answer, items.len());
         }
+        if answer.code != Some(0) {
+            // HEC's success is `{"text":"Success","code":0}`: anything else
+            // under a 200 (a proxy's HTML page) says nothing about the events.
+            return Err(RequestError::Retry(Failure::new(
+                200,
+                "malformed_answer",
+                format!("a 200 that is not HEC's success answer: {}", answer.text),
+            )));
+        }
         let delivered = || Ok(vec![ItemOutcome::Delivered; items.len()]);
+        if !self.acks.enabled() {
+            return delivered();
+        }
         match answer.ack_id {
-            Some(id) if self.acks.enabled() => {
+            Some(id) => {
+                self.acks_confirmed.store(true, Ordering::Relaxed);
+                self.no_ack_id.store(0, Ordering::Relaxed);
                 self.await_ack(key, id, items.len()).await.map_or_else(Err, |()| delivered())
             }
-            None if self.acks.enabled() => {
-                self.acks_off("the answer carries no ackId");
+            None if self.acks_confirmed.load(Ordering::Relaxed) => {
+                Err(RequestError::Retry(Failure::new(
+                    200,
+                    "no_ack_id",
+                    "a 200 without ackId although the token has acks on (a node with useACK off, or a proxy answered); sent again",
+                )))
+            }
+            None => {
+                let streak = self.no_ack_id.fetch_add(1, Ordering::Relaxed) + 1;
+                if streak < NO_ACK_ID_ANSWERS_FOR_OFF {
+                    return Err(RequestError::Retry(Failure::new(
+                        200,
+                        "no_ack_id",
+                        format!(
+                            "a 200 without ackId ({streak} in a row); sent again until acks are known to be off"
+                        ),
+                    )));
+                }
+                self.acks_off(&format!("{streak} answers in a row carry no ackId"));
                 delivered()
             }
-            _ => delivered(),
         }
     }
 
     async fn await_ack(&self, key: AckKey, id: u64, events: usize) -> Result<(), RequestError> {
         let started = Instant::now();
         self.metrics.pending.increment(1.0);
-        let answer = self.acks.wait(key, id, self.settings.ack_timeout).await;
+        let answer = self.acks.wait(key.clone(), id, self.settings.ack_timeout).await;
         self.metrics.pending.decrement(1.0);
         match answer {
             AckWait::Indexed => {
                 self.metrics.latency.record(started.elapsed().as_secs_f64());
                 Ok(())
             }
-            AckWait::Disabled => Ok(()),
+            AckWait::Lost => {
+                self.metrics.risked.increment(events as u64);
+                tracing::warn!(component = %self.id, ack_id = id, events, "the HEC handed this ack id out again while it was pending (an indexer restarted or lost its state); the batch is sent again");
+                Err(RequestError::Retry(Failure::without_status(
+                    "ack_lost",
+                    format!("ack {id} was forgotten by the HEC before it was confirmed"),
+                )))
+            }
+            AckWait::TimedOut if self.ask_once_more(&key, id).await => {
+                self.metrics.latency.record(started.elapsed().as_secs_f64());
+                Ok(())
+            }
             AckWait::TimedOut => {
                 self.metrics.timeouts.increment(1);
                 self.metrics.risked.increment(events as u64);
@@ -252,12 +319,21 @@ impl HecClient {
         loop {
             tick.tick().await;
             for ((index, cookies), ids) in self.acks.snapshot() {
-                self.query(index, &cookies, &ids).await;
+                let done = self.query(index, &cookies, &ids).await;
+                self.acks.indexed(&(index, cookies), &done);
             }
         }
     }
 
-    async fn query(&self, index: usize, cookies: &str, ids: &[u64]) {
+    /// A wait timed out: ask `/ack` about its id one last time, so that a
+    /// process paused past the timeout (a VM pause) does not resend a batch
+    /// Splunk already indexed.
+    async fn ask_once_more(&self, key: &AckKey, id: u64) -> bool {
+        self.query(key.0, &key.1, &[id]).await.contains(&id)
+    }
+
+    /// Ask `/ack` about `ids`; the ids it answered `true`.
+    async fn query(&self, index: usize, cookies: &str, ids: &[u64]) -> Vec<u64> {
         #[derive(serde::Deserialize)]
         struct Acks {
             acks: BTreeMap<String, bool>,
@@ -283,13 +359,12 @@ impl HecClient {
         match result {
             Ok((200, bytes)) => match serde_json::from_slice::<Acks>(&bytes) {
                 Ok(acks) => {
-                    let done: Vec<u64> = acks
+                    return acks
                         .acks
                         .iter()
                         .filter(|(_, ok)| **ok)
                         .filter_map(|(id, _)| id.parse().ok())
                         .collect();
-                    self.acks.indexed(&(index, cookies.to_owned()), &done);
                 }
                 Err(err) => {
                     tracing::debug!(component = %self.id, error = %err, "an /ack answer sluice does not understand; asking again")
@@ -298,8 +373,11 @@ impl HecClient {
             Ok((status, bytes)) => {
                 let answer = serde_json::from_slice::<Answer>(&bytes).unwrap_or_default();
                 self.metrics.request(status, answer.code);
-                if answer.code == Some(14) {
-                    self.acks_off("/services/collector/ack answered code 14 (ACK is disabled)");
+                // Code 14 while POSTs hand out ackIds: this query reached a node
+                // with acks off. The ids stay pending (asked again, resent at
+                // their timeout); acks are never switched off by it.
+                if answer.code == Some(14) && !self.ack_14_logged.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(component = %self.id, "/services/collector/ack answered code 14 (ACK is disabled) for ids a POST handed out; asking again, and resending what is not confirmed in time");
                 } else {
                     tracing::debug!(component = %self.id, status, code = ?answer.code, "an /ack query failed; asking again");
                 }
@@ -308,10 +386,12 @@ impl HecClient {
                 tracing::debug!(component = %self.id, %error, "an /ack query failed; asking again")
             }
         }
+        Vec::new()
     }
 
     /// Preflight: an empty POST answers code 5 ("No data") once the token is
-    /// accepted; an `/ack` query tells whether acks are on.
+    /// accepted; an `/ack` query tells whether acks are on (`on`, `off`,
+    /// `unknown`).
     pub(crate) async fn check(&self) -> Result<&'static str, String> {
         let channel = &self.channels[0];
         let (status, answer, _) = self
@@ -336,15 +416,23 @@ impl HecClient {
                 ));
             }
         }
-        let body = br#"{"acks":[]}"#.to_vec();
-        let (status, answer, _) = self
-            .post(&self.ack_url, channel, body, None)
-            .await
-            .map_err(|e| e.failure().to_string())?;
-        Ok(match (status, answer.code) {
-            (400, Some(14)) => "off",
-            (200, _) => "on",
-            _ => "unknown",
+        // Asked three times: behind a load balancer one node may have useACK
+        // off; acks are off only when every answer says so.
+        let mut answers = Vec::new();
+        for _ in 0..3 {
+            let body = br#"{"acks":[]}"#.to_vec();
+            let (status, answer, _) = self
+                .post(&self.ack_url, channel, body, None)
+                .await
+                .map_err(|e| e.failure().to_string())?;
+            answers.push((status, answer.code));
+        }
+        Ok(if answers.iter().any(|(status, _)| *status == 200) {
+            "on"
+        } else if answers.iter().all(|a| *a == (400, Some(14))) {
+            "off"
+        } else {
+            "unknown"
         })
     }
 }

@@ -18,12 +18,14 @@ use crate::encode::encode;
 pub struct SplunkHecSink {
     settings: Settings,
     id: String,
+    /// What the preflight's `/ack` query said: acks on, off, or unknown.
+    acks_on: Option<bool>,
 }
 
 impl SplunkHecSink {
     /// A sink with validated settings; `id` names it in logs.
     pub fn new(settings: Settings, id: &str) -> Self {
-        Self { settings, id: id.to_owned() }
+        Self { settings, id: id.to_owned(), acks_on: None }
     }
 }
 
@@ -41,10 +43,12 @@ impl Sink for SplunkHecSink {
             match client.check().await {
                 Ok("off") if self.settings.acks => {
                     tracing::warn!(component = %self.id, "the HEC token has indexer acknowledgement off; sluice will count a 200 as delivered. Turn useACK on for the token");
+                    self.acks_on = Some(false);
                     Ok(())
                 }
                 Ok(acks) => {
                     tracing::info!(component = %self.id, acks, "Splunk HEC accepted the token");
+                    self.acks_on = (acks == "on").then_some(true);
                     Ok(())
                 }
                 Err(message) if message.starts_with("Splunk refused") => Err(message.into()),
@@ -61,6 +65,9 @@ impl Sink for SplunkHecSink {
             let token = self.settings.token.load()?;
             let client =
                 Arc::new(HecClient::new(&self.settings, &token, &cx.id, cx.metrics.labels())?);
+            if self.settings.acks {
+                client.acks_known(self.acks_on);
+            }
             let _acks = AbortOnDropHandle::new(tokio::spawn(client.clone().poll_acks()));
             let settings = self.settings;
             let sink = BatchSink {

@@ -84,6 +84,13 @@ struct State {
     /// Whether the last page said more is waiting (a backfill under way).
     backfilling: bool,
     events_this_run: u64,
+    /// The checkpoint file is behind `checkpoint` (a write failed: a full or
+    /// read-only disk). No page is fetched until a write succeeds; the write
+    /// is retried with `save_backoff`, and the stream shows on `/health`.
+    unsaved: bool,
+    /// The last write failed (logged once, and on `/health` until one succeeds).
+    save_failed: bool,
+    save_backoff: Backoff,
 }
 
 impl StreamPoller {
@@ -106,11 +113,11 @@ impl StreamPoller {
         }
         // A first start fixes its start time, so that a restart before the
         // first commit does not move the window forward.
-        if checkpoint.cursor.is_none() && checkpoint.start_time.is_none() {
+        let first_start = checkpoint.cursor.is_none() && checkpoint.start_time.is_none();
+        if first_start {
             let start = self.settings.start_time.resolve(Utc::now());
             checkpoint.start_time = Some(start.to_rfc3339_opts(SecondsFormat::Nanos, true));
             checkpoint.api_version = self.settings.api_version;
-            checkpoint::save(&self.checkpoint_path, &checkpoint)?;
         }
         let next = self.resume_request(&checkpoint);
         let mut state = State {
@@ -128,7 +135,11 @@ impl StreamPoller {
             progress_at: std::sync::Mutex::new(Instant::now()),
             backfilling: false,
             events_this_run: 0,
+            unsaved: first_start,
+            save_failed: false,
+            save_backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(30)),
         };
+        self.save(&mut state, &metrics);
         let result = self.poll(&mut state, &metrics).await;
         // Stop fetching; commit every page the sinks still acknowledge.
         while !state.acks.is_empty() {
@@ -137,7 +148,10 @@ impl StreamPoller {
                 tracing::warn!(stream = %self.stream, "a page failed while draining; it is fetched again at the next start");
                 break;
             }
-            self.commit(&mut state, &metrics, position)?;
+            self.commit(&mut state, &metrics, position);
+        }
+        if state.unsaved {
+            tracing::error!(stream = %self.stream, path = %self.checkpoint_path.display(), "stopping with a checkpoint that could not be written; what it held is fetched again at the next start");
         }
         result
     }
@@ -182,6 +196,11 @@ impl StreamPoller {
             self.update_gauges(state, metrics);
             if self.shutdown.is_cancelled() {
                 return Ok(());
+            }
+            if state.unsaved && !self.save(state, metrics) {
+                let wait = state.save_backoff.next_delay();
+                self.idle(state, metrics, wait).await?;
+                continue;
             }
             if state.acks.len() >= self.settings.max_pages_in_flight {
                 tokio::select! {
@@ -409,7 +428,8 @@ impl StreamPoller {
         status: BatchStatus,
     ) -> Result<(), BoxError> {
         if status.is_final() {
-            return self.commit(state, metrics, position);
+            self.commit(state, metrics, position);
+            return Ok(());
         }
         // A sink gave up on a page: fetch again from the last committed
         // cursor rather than skip it. Later pages are fetched again too.
@@ -425,15 +445,11 @@ impl StreamPoller {
         Ok(())
     }
 
-    fn commit(
-        &self,
-        state: &mut State,
-        metrics: &StreamMetrics,
-        position: Position,
-    ) -> Result<(), BoxError> {
+    /// Take a final page's position into the checkpoint and write it.
+    fn commit(&self, state: &mut State, metrics: &StreamMetrics, position: Position) {
         let checkpoint = &mut state.checkpoint;
         if checkpoint.cursor.as_deref() == Some(position.cursor.as_str()) && position.events == 0 {
-            return Ok(());
+            return;
         }
         checkpoint.cursor = Some(position.cursor);
         checkpoint.api_version = self.settings.api_version;
@@ -452,10 +468,40 @@ impl StreamPoller {
             }
         }
         checkpoint.committed_at = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
-        checkpoint::save(&self.checkpoint_path, checkpoint)?;
-        state.committed_at = Instant::now();
-        self.update_gauges(state, metrics);
-        Ok(())
+        state.unsaved = true;
+        self.save(state, metrics);
+    }
+
+    /// Write the checkpoint if the file is behind it; whether the file is
+    /// now current. A failed write never ends the stream: it shows on
+    /// `/health` under `<stream>.checkpoint` and is retried, and the same
+    /// (or a newer) content is written once the disk accepts it.
+    fn save(&self, state: &mut State, metrics: &StreamMetrics) -> bool {
+        if !state.unsaved {
+            return true;
+        }
+        let key = format!("{}.checkpoint", self.stream);
+        match checkpoint::save(&self.checkpoint_path, &state.checkpoint) {
+            Ok(()) => {
+                state.unsaved = false;
+                if std::mem::take(&mut state.save_failed) {
+                    tracing::info!(stream = %self.stream, "the checkpoint is written again");
+                    self.health.set_healthy(&key);
+                }
+                state.save_backoff.reset();
+                state.committed_at = Instant::now();
+                self.update_gauges(state, metrics);
+                true
+            }
+            Err(err) => {
+                if !std::mem::replace(&mut state.save_failed, true) {
+                    tracing::error!(stream = %self.stream, error = %err, "the checkpoint cannot be written; no new page is fetched until it can (the write is retried)");
+                }
+                metrics.component.error(Stage::Processing, "checkpoint_write");
+                self.health.set_unhealthy(&key, format!("{err}; retrying"));
+                false
+            }
+        }
     }
 
     fn update_gauges(&self, state: &State, metrics: &StreamMetrics) {

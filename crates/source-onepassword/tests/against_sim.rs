@@ -416,3 +416,60 @@ fn checkpoint_path_is_per_source_and_stream() {
     );
     assert_eq!(path, Path::new("/var/lib/sluice/op/audit_events.json"));
 }
+
+/// Review C4 (reliability 2026-12): a checkpoint that cannot be written (a
+/// full or read-only disk) must not end the source: the stream shows on
+/// `/health`, fetches nothing new, and commits once the disk accepts writes.
+#[tokio::test]
+async fn a_checkpoint_that_cannot_be_written_holds_the_stream_until_it_can() {
+    let harness = Harness::new(100).await;
+    let health = Health::new();
+    let (sink, gate) = RecordingSink::gated(AckStatus::Delivered);
+    let source = harness.source("streams: [audit_events]\nlimit: 10\nmax_pages_in_flight: 2\n");
+    let topology = harness.start(source, Box::new(sink.clone()), &health);
+    let folder = harness.dir.path().join("data/op");
+    let file = folder.join("audit_events.json");
+    let committed = |file: &Path| {
+        std::fs::read(file)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v["events"].as_u64())
+            .unwrap_or(0)
+    };
+    gate.add_permits(2);
+    assert!(wait_for(Duration::from_secs(30), || committed(&file) >= 10).await);
+    // The folder becomes a file: every write of the checkpoint now fails.
+    let aside = harness.dir.path().join("data/op.aside");
+    std::fs::rename(&folder, &aside).expect("move the folder aside");
+    std::fs::write(&folder, b"not a folder").expect("block the path");
+    gate.add_permits(1000);
+    let key = "op.audit_events.checkpoint";
+    assert!(
+        wait_for(Duration::from_secs(30), || health.report().unhealthy.contains_key(key)).await,
+        "{:?}",
+        health.report()
+    );
+    // Nothing new is fetched while the cursor cannot be kept.
+    let requests = harness.sim.requests();
+    let held = sink.values().len();
+    assert!(
+        !wait_for(Duration::from_secs(3), || harness.sim.requests() > requests + 1).await,
+        "the stream went on fetching: {requests} → {}",
+        harness.sim.requests()
+    );
+    assert!(sink.values().len() <= held + 20, "at most the pages in flight arrive");
+    // The disk accepts writes again: the stream commits and catches up.
+    std::fs::remove_file(&folder).expect("unblock");
+    std::fs::rename(&aside, &folder).expect("move the folder back");
+    let total = harness.visible(&[SimStream::AuditEvents]);
+    assert!(
+        wait_for(Duration::from_secs(60), || committed(&file) >= total as u64
+            && health.report().is_ok())
+        .await,
+        "{} of {total} committed; {:?}",
+        committed(&file),
+        health.report()
+    );
+    stop(topology).await;
+    assert_eq!(assert_unique(&sink.values()).len(), total);
+}

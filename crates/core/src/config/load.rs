@@ -12,7 +12,7 @@ use super::{
 use crate::queue::BufferConfig;
 
 /// Keys whose values are secrets: a variable there stays text.
-const SECRET_KEYS: [&str; 4] = ["token", "api_key", "password", "proxy"];
+const SECRET_KEYS: [&str; 5] = ["token", "api_key", "password", "proxy", "tap_token"];
 
 const TOP_LEVEL_KEYS: &str = "data_dir, api, buffer, sources, transforms, sinks, tests";
 
@@ -110,7 +110,16 @@ impl Loader<'_> {
             match key {
                 "data_dir" => self.set_data_dir(&file, value, at),
                 "api" => match serde_yaml_ng::from_value::<ApiConfig>(value) {
-                    Ok(api) => self.config.api = api,
+                    Ok(mut api) => {
+                        for problem in api.problems(&file.dir) {
+                            let field = problem.field.unwrap_or_default();
+                            let at =
+                                file.location(&[Seg::Key(key.to_owned()), Seg::Key(field.into())]);
+                            self.errors
+                                .push(Diagnostic::at(at, format!("api: {}", problem.message)));
+                        }
+                        self.config.api = api;
+                    }
                     Err(err) => self.errors.push(Diagnostic::at(at, format!("api: {err}"))),
                 },
                 "buffer" => match serde_yaml_ng::from_value::<BufferConfig>(value) {

@@ -134,7 +134,11 @@ impl ComponentKind {
     }
 }
 
-/// The `api` section: where `/metrics` and `/health` are served.
+/// The `api` section: where `/metrics`, `/health` and `/tap` are served.
+///
+/// `/tap` shows raw events (emails, IP addresses, names): it is off unless
+/// `tap: true`, and beyond loopback it needs a bearer token
+/// (`tap_token` or `tap_token_file`).
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiConfig {
@@ -144,6 +148,18 @@ pub struct ApiConfig {
     /// Listen address.
     #[serde(default = "default_api_address")]
     pub address: SocketAddr,
+    /// Whether `/tap/<output>` serves events (default off).
+    #[serde(default)]
+    pub tap: bool,
+    /// The bearer token `/tap` requires (`Authorization: Bearer <token>`).
+    #[serde(default)]
+    pub tap_token: Option<crate::Secret>,
+    /// A file holding that token, read at start (relative to the config file).
+    #[serde(default)]
+    pub tap_token_file: Option<std::path::PathBuf>,
+    /// How many `/tap` watchers may be connected at once.
+    #[serde(default = "default_tap_watchers")]
+    pub max_tap_watchers: usize,
 }
 
 fn default_true() -> bool {
@@ -154,9 +170,64 @@ fn default_api_address() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 9598))
 }
 
+fn default_tap_watchers() -> usize {
+    4
+}
+
 impl Default for ApiConfig {
     fn default() -> Self {
-        Self { enabled: true, address: default_api_address() }
+        Self {
+            enabled: true,
+            address: default_api_address(),
+            tap: false,
+            tap_token: None,
+            tap_token_file: None,
+            max_tap_watchers: default_tap_watchers(),
+        }
+    }
+}
+
+impl ApiConfig {
+    /// What is wrong with these settings, each with its key; `dir` is the
+    /// folder of the file that set them (a relative `tap_token_file` is
+    /// resolved against it).
+    pub fn problems(&mut self, dir: &std::path::Path) -> Vec<FieldError> {
+        let mut problems = Vec::new();
+        if let Some(file) = &self.tap_token_file {
+            self.tap_token_file = Some(dir.join(file));
+        }
+        if self.tap_token.is_some() && self.tap_token_file.is_some() {
+            problems.push(FieldError::new(
+                "tap_token_file",
+                "set either `tap_token` or `tap_token_file`, not both",
+            ));
+        }
+        if !(1..=1000).contains(&self.max_tap_watchers) {
+            problems.push(FieldError::new(
+                "max_tap_watchers",
+                format!("must be from 1 to 1000, not {}", self.max_tap_watchers),
+            ));
+        }
+        let tokened = self.tap_token.is_some() || self.tap_token_file.is_some();
+        if self.enabled && self.tap && !tokened && !self.address.ip().is_loopback() {
+            problems.push(FieldError::new(
+                "tap",
+                format!(
+                    "the API listens on {}, beyond loopback, and /tap shows raw events: set `tap_token` or `tap_token_file`, or listen on 127.0.0.1",
+                    self.address
+                ),
+            ));
+        }
+        problems
+    }
+
+    /// The `/tap` token, if one is set (a file is read now).
+    pub fn tap_secret(&self) -> Result<Option<crate::Secret>, crate::secret::SecretFileError> {
+        match (&self.tap_token, &self.tap_token_file) {
+            (Some(token), _) => Ok(Some(token.clone())),
+            (None, Some(file)) => crate::Secret::from_file(file).map(Some),
+            (None, None) => Ok(None),
+        }
     }
 }
 

@@ -164,7 +164,7 @@ pub fn start(
         options: options.clone(),
     };
     let ready = running.prepare(sources, transforms, sinks);
-    running.wiring.rewire();
+    running.rewire();
     for (id, ready) in ready {
         running.spawn(id, ready);
     }

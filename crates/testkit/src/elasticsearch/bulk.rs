@@ -189,6 +189,10 @@ async fn handle(
     if let Some(EsFault::SlowAnswer(delay)) = fault {
         tokio::time::sleep(delay).await;
     }
+    let mut items = items;
+    if fault == Some(EsFault::Reordered) {
+        items.reverse();
+    }
     let took = started.elapsed().as_millis() as u64;
     axum::Json(json!({"took": took, "errors": errors, "items": items})).into_response()
 }

@@ -80,6 +80,12 @@ pub enum EsFault {
     SlowAnswer(Duration),
     /// Break the connection instead of answering.
     Reset,
+    /// Store the documents, then answer with the items in reverse order: a
+    /// proxy or a bug that reorders them. Elasticsearch itself answers in
+    /// request order ("The response ... items in the same order as the
+    /// actions", https://www.elastic.co/docs/api/doc/elasticsearch/operation/operation-bulk),
+    /// so only a client that checks each item's `_id` notices.
+    Reordered,
 }
 
 /// A persistent failure of every bulk item, in Elasticsearch's own words.

@@ -186,6 +186,10 @@ pub(crate) async fn event(
         Some(HecFault::Internal) => {
             return reply(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error", 8);
         }
+        Some(HecFault::ProxyHtml) => {
+            let page = "<html><head><title>Maintenance</title></head><body><h1>We'll be back soon</h1></body></html>";
+            return (StatusCode::OK, [(header::CONTENT_TYPE, "text/html")], page).into_response();
+        }
         _ => {}
     }
     let injected = match fault {
@@ -222,18 +226,22 @@ pub(crate) async fn event(
         });
     }
     let mut store = state.lock();
-    store.events.extend(accepted);
+    let use_ack = token.use_ack && !state.config.no_ack_indexers.contains(&indexer);
     let mut response = match refused {
         Some((n, code, text)) => {
+            store.events.extend(accepted);
             let body = json!({"text": text, "code": code, "invalid-event-number": n});
             (StatusCode::BAD_REQUEST, axum::Json(body)).into_response()
         }
-        None if token.use_ack => {
+        None if use_ack => {
             let channel = channel.as_deref().unwrap_or_default();
-            let id = store.new_ack(&state.config, indexer, channel);
+            let id = store.new_ack(&state.config, indexer, channel, accepted);
             axum::Json(json!({"text": "Success", "code": 0, "ackId": id})).into_response()
         }
-        None => reply(StatusCode::OK, "Success", 0),
+        None => {
+            store.events.extend(accepted);
+            reply(StatusCode::OK, "Success", 0)
+        }
     };
     drop(store);
     state.set_cookies(&mut response, indexer, channel.as_deref());
@@ -255,8 +263,14 @@ pub(crate) async fn ack(
         Ok(admitted) => admitted,
         Err(response) => return response,
     };
-    state.lock().ack_queries += 1;
-    if !token.use_ack {
+    let refuse = {
+        let mut store = state.lock();
+        store.ack_queries += 1;
+        let refuse = store.ack_disabled_answers > 0;
+        store.ack_disabled_answers = store.ack_disabled_answers.saturating_sub(1);
+        refuse
+    };
+    if !token.use_ack || refuse || state.config.no_ack_indexers.contains(&indexer) {
         return reply(StatusCode::BAD_REQUEST, "ACK is disabled", 14);
     }
     let channel = match channel_of(&headers, &params, &token) {

@@ -6,6 +6,17 @@
 //! answered `true` once and then forgotten, and, on demand, several indexers
 //! behind a load balancer that is sticky on an application cookie (an ack id
 //! is known only to the indexer that took the POST).
+//!
+//! It also fails the way production does (reliability review 2026-12, C2/C3):
+//! - an indexer **restart** forgets every channel's pending acks and counts
+//!   ids from 0 again, and the events it had not yet indexed are gone
+//!   (indexer acknowledgement exists for exactly that: "the indexer may
+//!   crash before indexing", https://help.splunk.com/splunk-enterprise/get-data-in/collect-http-event-data/about-http-event-collector-indexer-acknowledgment);
+//! - a **proxy's maintenance page**: 200 with an HTML body, nothing indexed;
+//! - **mixed useACK**: `useACK` is a setting of the token on each instance
+//!   (`inputs.conf [http://<name>] useACK`), so one node of a cluster can
+//!   have it off: its answers carry no `ackId` and its `/ack` says code 14;
+//! - an `/ack` answering `400 {"text":"ACK is disabled","code":14}`.
 
 mod collector;
 
@@ -61,6 +72,8 @@ pub struct HecEmulatorConfig {
     pub lose_every_nth_ack: Option<u64>,
     /// `max_content_length`: larger bodies answer 413.
     pub max_content_length: usize,
+    /// Indexers whose copy of the token has `useACK` off (a misconfigured node).
+    pub no_ack_indexers: Vec<usize>,
 }
 
 impl Default for HecEmulatorConfig {
@@ -72,6 +85,7 @@ impl Default for HecEmulatorConfig {
             ack_delay: Duration::ZERO,
             lose_every_nth_ack: None,
             max_content_length: 838_860_800,
+            no_ack_indexers: Vec::new(),
         }
     }
 }
@@ -90,6 +104,9 @@ pub enum HecFault {
         /// Its code (6 invalid data format, 12, 13, 15, 7, ...).
         code: u16,
     },
+    /// A proxy in front answers 200 with its HTML maintenance page; the
+    /// request never reaches an indexer.
+    ProxyHtml,
 }
 
 /// An indexed event, as the emulator keeps it for assertions.
@@ -117,6 +134,11 @@ pub struct IndexedEvent {
 struct PendingAck {
     ready_at: Instant,
     lost: bool,
+    /// The request's events, until `ready_at` (indexed then): a restart
+    /// before that loses them.
+    held: Vec<IndexedEvent>,
+    /// The order requests came in, kept when held events are indexed.
+    seq: u64,
 }
 
 #[derive(Debug, Default)]
@@ -132,34 +154,81 @@ pub(crate) struct Store {
     /// Per indexer: channel → acks.
     pub(crate) indexers: Vec<HashMap<String, Channel>>,
     pub(crate) faults: VecDeque<HecFault>,
+    /// `/ack` requests still to answer with code 14.
+    pub(crate) ack_disabled_answers: usize,
+    pub(crate) restarts: u64,
+    next_seq: u64,
+    /// Events lost in restarts (received, never indexed).
+    pub(crate) events_lost: u64,
     pub(crate) acks_lost: u64,
     pub(crate) acks_true: u64,
     pub(crate) ack_queries: u64,
 }
 
 impl Store {
-    /// A new ack id on `channel` of `indexer`.
+    /// A new ack id on `channel` of `indexer` for `events`, which are
+    /// indexed once the ack is ready (at once without an ack delay).
     pub(crate) fn new_ack(
         &mut self,
         config: &HecEmulatorConfig,
         indexer: usize,
         channel: &str,
+        events: Vec<IndexedEvent>,
     ) -> u64 {
         let channel = self.indexers[indexer].entry(channel.to_owned()).or_default();
         let id = channel.next_id;
         channel.next_id += 1;
         let lost = config.lose_every_nth_ack.is_some_and(|n| n > 0 && (id + 1).is_multiple_of(n));
-        channel
-            .pending
-            .insert(id, PendingAck { ready_at: Instant::now() + config.ack_delay, lost });
+        let ready_at = Instant::now() + config.ack_delay;
+        let held = if config.ack_delay.is_zero() || lost {
+            self.events.extend(events);
+            Vec::new()
+        } else {
+            events
+        };
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        channel.pending.insert(id, PendingAck { ready_at, lost, held, seq });
         if lost {
             self.acks_lost += 1;
         }
         id
     }
 
+    /// Index what waited for its ack delay to pass.
+    pub(crate) fn settle(&mut self) {
+        let now = Instant::now();
+        let mut ready = Vec::new();
+        for channels in &mut self.indexers {
+            for channel in channels.values_mut() {
+                for pending in channel.pending.values_mut() {
+                    if now >= pending.ready_at && !pending.held.is_empty() {
+                        ready.push((pending.seq, std::mem::take(&mut pending.held)));
+                    }
+                }
+            }
+        }
+        ready.sort_by_key(|(seq, _)| *seq);
+        self.events.extend(ready.into_iter().flat_map(|(_, events)| events));
+    }
+
+    /// Every indexer restarts: pending acks are forgotten, ids count from 0
+    /// again on every channel, and what was not indexed yet is lost.
+    pub(crate) fn restart(&mut self) {
+        self.settle();
+        for channels in &mut self.indexers {
+            for channel in channels.values() {
+                self.events_lost +=
+                    channel.pending.values().map(|p| p.held.len() as u64).sum::<u64>();
+            }
+            channels.clear();
+        }
+        self.restarts += 1;
+    }
+
     /// `true` for an id that is ready (then forgotten), `false` otherwise.
     pub(crate) fn query_ack(&mut self, indexer: usize, channel: &str, id: u64) -> bool {
+        self.settle();
         let Some(channel) = self.indexers[indexer].get_mut(channel) else { return false };
         let ready =
             channel.pending.get(&id).is_some_and(|p| !p.lost && Instant::now() >= p.ready_at);
@@ -300,12 +369,31 @@ impl HecEmulator {
 
     /// Every indexed event, in the order they were indexed.
     pub fn events(&self) -> Vec<IndexedEvent> {
-        self.state.lock().events.clone()
+        let mut store = self.state.lock();
+        store.settle();
+        store.events.clone()
     }
 
     /// How many events are indexed.
     pub fn event_count(&self) -> usize {
-        self.state.lock().events.len()
+        let mut store = self.state.lock();
+        store.settle();
+        store.events.len()
+    }
+
+    /// Restart every indexer (see the module docs).
+    pub fn restart(&self) {
+        self.state.lock().restart();
+    }
+
+    /// Answer the next `count` `/ack` requests with code 14.
+    pub fn refuse_acks(&self, count: usize) {
+        self.state.lock().ack_disabled_answers += count;
+    }
+
+    /// Events received and lost in restarts.
+    pub fn events_lost(&self) -> u64 {
+        self.state.lock().events_lost
     }
 
     /// Ack ids that were lost (never `true`).
@@ -338,6 +426,8 @@ fn router(state: Arc<HecState>) -> Router {
         .route("/services/collector/health", get(health))
         .route("/services/collector/health/1.0", get(health))
         .route("/_testkit/stats", get(stats))
+        .route("/_testkit/restart", post(restart))
+        .route("/_testkit/faults", post(faults))
         .fallback(|| async { (StatusCode::NOT_FOUND, "Not Found").into_response() })
         .with_state(state)
 }
@@ -348,7 +438,37 @@ async fn health() -> Response {
 
 /// Counters for scripts (not a Splunk API).
 async fn stats(axum::extract::State(state): axum::extract::State<Arc<HecState>>) -> Response {
-    let store = state.lock();
-    axum::Json(json!({"events": store.events.len(), "acks_true": store.acks_true, "acks_lost": store.acks_lost}))
-        .into_response()
+    let mut store = state.lock();
+    store.settle();
+    axum::Json(json!({
+        "events": store.events.len(),
+        "acks_true": store.acks_true,
+        "acks_lost": store.acks_lost,
+        "restarts": store.restarts,
+        "events_lost": store.events_lost,
+    }))
+    .into_response()
+}
+
+/// Restart every indexer, for scripts (not a Splunk API).
+async fn restart(axum::extract::State(state): axum::extract::State<Arc<HecState>>) -> Response {
+    state.lock().restart();
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// Queue faults for scripts (not a Splunk API): `{"html": n, "ack_disabled": n, "busy": n}`.
+async fn faults(
+    axum::extract::State(state): axum::extract::State<Arc<HecState>>,
+    axum::Json(body): axum::Json<serde_json::Value>,
+) -> Response {
+    let count = |key: &str| body[key].as_u64().unwrap_or(0) as usize;
+    let mut store = state.lock();
+    for _ in 0..count("html") {
+        store.faults.push_back(HecFault::ProxyHtml);
+    }
+    for _ in 0..count("busy") {
+        store.faults.push_back(HecFault::Busy);
+    }
+    store.ack_disabled_answers += count("ack_disabled");
+    StatusCode::NO_CONTENT.into_response()
 }

@@ -41,8 +41,14 @@ impl RunningTopology {
             .chain(transforms.iter().map(|p| p.id.clone()))
             .chain(sinks.iter().map(|p| p.id.clone()))
             .collect();
+        // A successor still waiting for its predecessor may hold the last
+        // sender into an unchanged consumer's channel (the predecessor has
+        // ended, its exit not yet seen): it is dropped only after the rewire
+        // has handed that channel to the new instance, so the consumer's
+        // input never closes under it.
+        let mut superseded = Vec::new();
         for id in replaced.iter().chain(&removed) {
-            self.waiting.remove(id);
+            superseded.extend(self.waiting.remove(id));
             if let Some(stop) = self.source_stops.remove(id) {
                 stop.cancel();
             }
@@ -55,7 +61,8 @@ impl RunningTopology {
             self.wiring.remove_producer(id);
         }
         let ready = self.prepare(sources, transforms, sinks);
-        self.wiring.rewire();
+        self.rewire();
+        drop(superseded);
         for (id, ready) in ready {
             if self.running.contains_key(&id) {
                 self.waiting.insert(id, ready);
@@ -82,6 +89,19 @@ impl RunningTopology {
                 }
             }
         });
+    }
+
+    /// Hand every output its consumers; a consumer whose input closed while
+    /// the config still feeds it is reported unhealthy (what reaches it
+    /// counts as errored and is read again), never wired to nothing in silence.
+    pub(super) fn rewire(&mut self) {
+        for (consumer, output) in self.wiring.rewire() {
+            tracing::error!(component = %consumer, %output, "the component's input closed while its producers still run; their events are not acknowledged. Restart sluice");
+            self.options.health.handle(&consumer).set_unhealthy(
+                "input",
+                format!("its input closed while `{output}` still sends to it; restart sluice"),
+            );
+        }
     }
 
     /// A replaced or removed instance has stopped: start its successor.

@@ -307,3 +307,98 @@ async fn a_reload_removes_a_sink_and_adds_another() {
     assert_eq!(removed.values().len() + added.values().len(), 6, "{removed:?} {added:?}");
     assert_eq!(statuses.lock().expect("lock").len(), 3);
 }
+
+/// Passes every event through.
+struct Pass;
+
+impl FunctionTransform for Pass {
+    fn transform(&mut self, event: Event, out: &mut TransformOutput) {
+        out.push(event);
+    }
+}
+
+/// Review C1 (reliability 2026-12): a second reload of a source while the
+/// first replaced instance has ended but its exit is not yet handled. The
+/// waiting successor held the last sender into the unchanged transform's
+/// channel; dropping it closed the transform, and the newest source was
+/// wired to nothing, its events counted delivered.
+#[tokio::test]
+async fn two_reloads_while_the_replaced_source_drains_keep_the_unchanged_transform() {
+    let (first, first_statuses) = VecSource::new(vec![values(0..3)]);
+    let out = RecordingSink::new(AckStatus::Delivered);
+    let transform = TransformPiece {
+        id: "t".into(),
+        type_name: "pass",
+        inputs: vec!["in".into()],
+        outputs: vec![],
+        transform: Box::new(Pass),
+    };
+    let mut topology = start(
+        vec![source("in", first)],
+        vec![transform],
+        vec![sink("out", &["t"], out.clone())],
+        &options(),
+    );
+    let (second, second_statuses) = VecSource::new(vec![values(10..13)]);
+    topology.reload(
+        Changes { sources: vec![source("in", second)], ..Changes::default() },
+        Duration::from_secs(30),
+    );
+    // The first instance delivers and ends; nobody handles its exit yet.
+    let first_task = topology.running["in"];
+    let abort = topology.names[&first_task].abort.clone();
+    assert!(wait_for(Duration::from_secs(10), || abort.is_finished()).await);
+    assert_eq!(*first_statuses.lock().expect("lock"), [(0, BatchStatus::Delivered)]);
+    let (third, third_statuses) = VecSource::new(vec![values(20..23), values(23..26)]);
+    topology.reload(
+        Changes { sources: vec![source("in", third)], ..Changes::default() },
+        Duration::from_secs(30),
+    );
+    assert!(options().health.report().unhealthy.is_empty());
+    run_to_end(topology).await;
+    assert!(second_statuses.lock().expect("lock").is_empty(), "the superseded successor never ran");
+    assert_eq!(
+        *third_statuses.lock().expect("lock"),
+        [(0, BatchStatus::Delivered), (1, BatchStatus::Delivered)]
+    );
+    let mut seen: Vec<i64> = out.values().iter().filter_map(Value::as_integer).collect();
+    seen.sort_unstable();
+    assert_eq!(
+        seen,
+        [0, 1, 2, 20, 21, 22, 23, 24, 25],
+        "every acknowledged event reached the sink"
+    );
+}
+
+/// When a consumer's input is gone anyway, a producer wired to it sends
+/// nothing that counts as delivered, and the consumer shows on /health.
+#[tokio::test]
+async fn an_output_whose_consumer_is_gone_errors_its_events_and_reports_it() {
+    let (vec_source, statuses) = VecSource::new(vec![values(0..2)]);
+    let opts = options();
+    let mut topology = RunningTopology {
+        tasks: JoinSet::new(),
+        names: HashMap::new(),
+        running: BTreeMap::new(),
+        source_stops: BTreeMap::new(),
+        waiting: BTreeMap::new(),
+        shutdown: ShutdownSignal::new(),
+        wiring: Wiring::default(),
+        options: opts.clone(),
+    };
+    let ready = topology.prepare(
+        vec![source("in", vec_source)],
+        vec![],
+        vec![sink("out", &["in"], RecordingSink::new(AckStatus::Delivered))],
+    );
+    // The sink's channel closes before anything is wired to it.
+    let mut ready: BTreeMap<String, Ready> = ready.into_iter().collect();
+    drop(ready.remove("out"));
+    topology.wiring.pending.clear();
+    topology.rewire();
+    let report = opts.health.report();
+    assert!(report.unhealthy.keys().any(|k| k.starts_with("out")), "{:?}", report.unhealthy);
+    topology.spawn("in".into(), ready.remove("in").expect("source"));
+    run_to_end(topology).await;
+    assert_eq!(*statuses.lock().expect("lock"), [(0, BatchStatus::Errored)]);
+}

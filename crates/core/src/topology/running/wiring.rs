@@ -18,7 +18,7 @@ pub(super) struct Wiring {
     /// done, and the consumer then ends.
     consumers: BTreeMap<String, (Vec<String>, WeakQueueSender)>,
     /// New channels' sending ends, kept until the next rewire hands them out.
-    pending: Vec<QueueSender>,
+    pub(super) pending: Vec<QueueSender>,
     /// Each output (`id` or `id.port`) of a producer, weak: the producer
     /// owns it, and its consumers' channels close when it ends.
     outputs: BTreeMap<String, FanoutLink>,
@@ -72,18 +72,33 @@ impl Wiring {
         self.outputs.retain(|name, _| name != id && !name.starts_with(&prefix));
     }
 
-    /// Give every output the consumers that name it now.
-    /// Outputs whose producer has ended are forgotten.
-    pub(super) fn rewire(&mut self) {
+    /// Give every output the consumers that name it now. Outputs whose
+    /// producer has ended are forgotten. Returns the consumers whose channel
+    /// closed although the config still names them, with the output that
+    /// could not reach them: what such an output sends is marked errored,
+    /// and the caller reports the consumer unhealthy.
+    pub(super) fn rewire(&mut self) -> Vec<(String, String)> {
         let consumers = &self.consumers;
+        let mut lost = Vec::new();
         self.outputs.retain(|name, link| {
-            let senders = consumers
-                .values()
-                .filter(|(inputs, _)| inputs.iter().any(|i| i == name))
-                .filter_map(|(_, tx)| tx.upgrade())
-                .collect();
-            link.set_consumers(senders)
+            let mut gone = Vec::new();
+            let mut senders = Vec::new();
+            for (id, (inputs, tx)) in consumers {
+                if !inputs.iter().any(|i| i == name) {
+                    continue;
+                }
+                match tx.upgrade() {
+                    Some(tx) => senders.push(tx),
+                    None => gone.push((id.clone(), name.clone())),
+                }
+            }
+            let running = link.set_consumers(senders, !gone.is_empty());
+            if running {
+                lost.extend(gone);
+            }
+            running
         });
         self.pending.clear();
+        lost
     }
 }
