@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """The chaos suite: sluice's "nothing lost, nothing doubled" under kill -9,
-an Elasticsearch outage and an Events API fault storm, through the release
-binaries (sluice, its simulator, the Elasticsearch emulator) on loopback.
-Run it through scripts/chaos.sh, which builds them. Prints one table.
+an Elasticsearch outage, an Events API fault storm, a storm of reloads and
+Splunk indexers that restart and lie, through the release binaries (sluice,
+its simulator, the Elasticsearch and HEC emulators) on loopback. Run it
+through scripts/chaos.sh, which builds them. Prints one table.
 
 Every scenario counts, against the uuids the simulator shows at the end:
 lost (an event with no document), duplicates (an event stored as more than
@@ -27,6 +28,8 @@ import urllib.request
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.environ.get("SLUICE_BIN", os.path.join(REPO, "target/release/sluice"))
 ES_BIN = os.path.join(REPO, "target/release/sluice-es-emulator")
+HEC_BIN = os.path.join(REPO, "target/release/sluice-hec-emulator")
+HEC_TOKEN = "8f3c1b52-6a1e-4d8c-9a9b-0c1d2e3f4a5b"
 STREAMS = ["signin_attempts", "item_usages", "audit_events"]
 
 
@@ -121,14 +124,14 @@ def start_es(procs):
     return port
 
 
-def write_config(work, sim_port, es_port, api_port):
+def write_config(work, sim_port, es_port, api_port, request_timeout=10):
     state = os.path.join(work, "state")
     config = f"""data_dir: {state}
 api: {{address: '127.0.0.1:{api_port}'}}
 sources:
   op: {{type: onepassword, url: 'http://127.0.0.1:{sim_port}', allow_custom_url: true,
         token_file: {os.path.join(work, "op_token")}, start_time: 2d, interval_secs: 1,
-        retry_max_backoff_secs: 2}}
+        retry_max_backoff_secs: 2, request_timeout_secs: {request_timeout}}}
 transforms:
   ecs: {{type: vrl, inputs: [op], file: {os.path.join(REPO, "pipelines/vrl/ecs.vrl")}}}
 sinks:
@@ -315,16 +318,122 @@ def fault_storm(args, rows):
                      f"{others} pipeline_error document(s); finished in {took:.1f} s; {requests} API requests"))
 
 
+def reload_storm(args, rows):
+    """SIGHUPs 0.2 s apart, each changing the source, mid-backfill (review
+    C1: two reloads while a replaced source drained lost every later event)."""
+    with scenario() as procs:
+        work = procs.work
+        sim = start_sim(procs, args.events_per_stream)
+        es = start_es(procs)
+        api = free_port()
+        config = write_config(work, sim, es, api)
+        total = sum(len(u) for u in expected(sim).values())
+        child = run_sluice(procs, config, "reload.log")
+        if not wait_until(lambda: stored(es) >= 0.05 * total, 300):
+            sys.exit("reload storm: no progress")
+        for n in range(args.reloads):
+            write_config(work, sim, es, api, request_timeout=10 + (n + 1) % 2)
+            child.send_signal(signal.SIGHUP)
+            time.sleep(0.2)
+        want = wait_until(lambda: complete(sim, es), 600, every=0.1)
+        health = None
+        with contextlib.suppress(OSError, ValueError):
+            health = http("GET", f"http://127.0.0.1:{api}/health")
+        alive = child.poll() is None
+        stop_sluice(child)
+        if not want:
+            # Not complete: count what is missing rather than stop, so the
+            # table shows the loss.
+            want = expected(sim)
+        lost, duplicates, _, _ = tally(sim, es, want)
+        with open(os.path.join(work, "reload.log")) as log:
+            reloads = log.read().count("config reloaded")
+        rows.append((f"{args.reloads} SIGHUPs 0.2 s apart changing the source, mid-backfill",
+                     "1 run", total, lost, duplicates,
+                     f"{reloads} reloads applied; process {'up' if alive else 'DOWN'}; "
+                     f"/health {health['status'] if health else 'unanswered'} at the end"))
+
+
+def start_hec(procs, ack_delay_ms):
+    port = free_port()
+    procs.start([HEC_BIN, f"127.0.0.1:{port}", HEC_TOKEN, str(ack_delay_ms)], "hec.log")
+    if not wait_until(lambda: http("GET", f"http://127.0.0.1:{port}/_testkit/stats"), 30):
+        sys.exit("the HEC emulator did not start")
+    return port
+
+
+def hec_storm(args, rows):
+    """A backfill into a HEC whose indexers restart (pending acks and
+    unindexed events gone, ids from 0 again), behind a proxy that answers a
+    200 HTML page, with /ack answering code 14 now and then (review C2, C3).
+    Duplicates are allowed (HEC has no ids); losses are not."""
+    with scenario() as procs:
+        work = procs.work
+        sim = start_sim(procs, args.events_per_stream)
+        hec = start_hec(procs, 200)
+        token = os.path.join(work, "hec_token")
+        with open(token, "w") as out:
+            out.write(HEC_TOKEN)
+        state = os.path.join(work, "state")
+        config = os.path.join(work, "sluice.yaml")
+        with open(config, "w") as out:
+            out.write(f"""data_dir: {state}
+api: {{address: '127.0.0.1:{free_port()}'}}
+sources:
+  op: {{type: onepassword, url: 'http://127.0.0.1:{sim}', allow_custom_url: true,
+        token_file: {os.path.join(work, "op_token")}, start_time: 2d, interval_secs: 1}}
+sinks:
+  splunk:
+    type: splunk_hec
+    inputs: [op]
+    endpoint: 'http://127.0.0.1:{hec}'
+    token_file: {token}
+    request: {{retry_max_backoff_secs: 2}}
+    acknowledgements: {{poll_interval_secs: 0.1, timeout_secs: 10}}
+""")
+        total = sum(len(u) for u in expected(sim).values())
+        base = f"http://127.0.0.1:{hec}"
+        indexed = lambda: http("GET", f"{base}/_testkit/stats")["events"]
+        child = run_sluice(procs, config, "hec.log")
+        for fraction in (0.15, 0.4, 0.65):
+            if not wait_until(lambda: indexed() >= fraction * total, 600):
+                sys.exit(f"HEC storm: no progress (see {work})")
+            http("POST", f"{base}/_testkit/restart", {})
+            http("POST", f"{base}/_testkit/faults", {"html": 3, "ack_disabled": 5, "busy": 2})
+
+        def caught_up():
+            want = expected(sim)
+            seen = set(u for u in http("GET", f"{base}/_testkit/uuids", timeout=60) if u)
+            return want if all(u in seen for uuids in want.values() for u in uuids) else None
+
+        started = time.monotonic()
+        want = wait_until(caught_up, 600, every=0.5) or expected(sim)
+        took = time.monotonic() - started
+        stop_sluice(child)
+        counts = {}
+        for uuid in http("GET", f"{base}/_testkit/uuids", timeout=60):
+            if uuid:
+                counts[uuid] = counts.get(uuid, 0) + 1
+        lost = sum(1 for uuids in want.values() for u in uuids if u not in counts)
+        duplicates = sum(n - 1 for n in counts.values())
+        stats = http("GET", f"{base}/_testkit/stats")
+        rows.append(("Splunk HEC: 3 indexer restarts, 200 HTML pages, /ack code 14, 503s",
+                     "1 run", total, lost, 0,
+                     f"{duplicates} duplicates (allowed: HEC has no ids); {stats['events_lost']} "
+                     f"events the restarts lost, all resent; caught up {took:.1f} s after the last fault"))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--trials", type=int, default=20, help="kill -9 trials (default 20; 50 for the full campaign)")
     parser.add_argument("--outage-secs", type=int, default=300, help="Elasticsearch outage length (default 300)")
     parser.add_argument("--events-per-stream", type=int, default=33334, help="backfill size per stream (default 33334: about 100,000 events)")
-    parser.add_argument("--only", choices=["kill", "outage", "storm"], action="append", help="run only these scenarios")
+    parser.add_argument("--reloads", type=int, default=50, help="SIGHUPs in the reload storm (default 50)")
+    parser.add_argument("--only", choices=["kill", "outage", "storm", "reload", "hec"], action="append", help="run only these scenarios")
     parser.add_argument("--seed", type=int, default=None, help="seed of the kill moments")
     args = parser.parse_args()
     random.seed(args.seed)
-    scenarios = args.only or ["kill", "outage", "storm"]
+    scenarios = args.only or ["kill", "outage", "storm", "reload", "hec"]
     rows = []
     if "kill" in scenarios:
         kill_trials(args, rows)
@@ -332,6 +441,10 @@ def main():
         outage(args, rows)
     if "storm" in scenarios:
         fault_storm(args, rows)
+    if "reload" in scenarios:
+        reload_storm(args, rows)
+    if "hec" in scenarios:
+        hec_storm(args, rows)
     header = ("scenario", "runs", "events", "lost", "duplicates", "measured")
     widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
     line = lambda r: " | ".join(str(v).ljust(w) for v, w in zip(r, widths))

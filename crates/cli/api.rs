@@ -169,3 +169,58 @@ async fn tap(
     });
     ([(header::CONTENT_TYPE, "application/x-ndjson")], Body::from_stream(lines)).into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn api(enabled: bool, token: Option<&str>, watchers: usize) -> String {
+        let taps = Taps::default();
+        let _point = taps.point("op");
+        let state = ApiState {
+            metrics: metrics_exporter_prometheus::PrometheusBuilder::new()
+                .build_recorder()
+                .handle(),
+            health: Health::new(),
+            taps,
+            tap_access: TapAccess {
+                enabled,
+                token: token.map(sluice_core::Secret::new),
+                watchers: std::sync::Arc::new(tokio::sync::Semaphore::new(watchers)),
+            },
+        };
+        let address = serve("127.0.0.1:0".parse().expect("addr"), state).await.expect("serve");
+        format!("http://{address}/tap/op")
+    }
+
+    /// Review H3 (reliability 2026-12): the tap is off unless enabled, needs
+    /// its token when one is set, and serves a bounded number of watchers.
+    #[tokio::test]
+    async fn the_tap_is_guarded_and_bounded() {
+        let client = reqwest::Client::new();
+        let off = api(false, None, 4).await;
+        assert_eq!(client.get(&off).send().await.expect("answer").status(), 403);
+
+        let guarded = api(true, Some("s3cret"), 1).await;
+        let status = |r: reqwest::Response| r.status().as_u16();
+        assert_eq!(status(client.get(&guarded).send().await.expect("answer")), 401);
+        let wrong = client.get(&guarded).bearer_auth("s3cre").send().await.expect("answer");
+        assert_eq!(status(wrong), 401);
+        let first = client.get(&guarded).bearer_auth("s3cret").send().await.expect("answer");
+        assert_eq!(first.status(), 200, "the watcher is connected and waits for events");
+        let second = client.get(&guarded).bearer_auth("s3cret").send().await.expect("answer");
+        assert_eq!(status(second), 503, "one watcher at most");
+        drop(first);
+        let mut again = None;
+        for _ in 0..200 {
+            let answer = client.get(&guarded).bearer_auth("s3cret").send().await.expect("answer");
+            if answer.status() == 200 {
+                again = Some(answer);
+                break;
+            }
+            tokio::task::yield_now().await;
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert!(again.is_some(), "the place is free again once the first watcher left");
+    }
+}

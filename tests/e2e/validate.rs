@@ -351,3 +351,22 @@ fn tls_verify_false_is_valid_but_warned_about_at_its_line() {
         "{stderr}"
     );
 }
+
+/// Review M1 (reliability 2026-12): a VRL program nested thousands of
+/// levels deep overflowed the stack and aborted `validate` (and a running
+/// pipeline on reload); it is a diagnostic with its position.
+#[test]
+fn a_vrl_program_nested_too_deeply_is_an_error_not_a_crash() {
+    for program in [
+        format!(".x = {}1{}", "(".repeat(3000), ")".repeat(3000)),
+        format!(".x = 1{}", " + 1".repeat(20_000)),
+        format!("{}.x = 1{}", "if true { ".repeat(2000), " }".repeat(2000)),
+    ] {
+        let text = format!(
+            "sources:\n  in: {{type: file, path: in.ndjson, stream: audit_events}}\ntransforms:\n  t:\n    type: vrl\n    inputs: [in]\n    source: '{program}'\nsinks:\n  out: {{type: blackhole, inputs: [t]}}\n"
+        );
+        let (code, _, stderr) = validate(&text, &[]);
+        assert_eq!(code, 2, "{stderr}");
+        assert!(stderr.contains("nests too deeply at 1:"), "{stderr}");
+    }
+}

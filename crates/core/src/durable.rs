@@ -182,8 +182,8 @@ impl DurableFile {
 const MAX_TORN_TAIL: u64 = 64 * 1024 * 1024;
 
 /// Remove bytes after the last `\n` (a line torn by a crash); the new length.
-/// A tail that cannot be a torn NDJSON line (it does not start with `{`) is
-/// another program's file, refused rather than cut.
+/// A tail that cannot be a torn NDJSON line (it does not start as a JSON
+/// value does) is another program's file, refused rather than cut.
 async fn repair_torn_tail(file: &mut tokio::fs::File, path: &Path) -> Result<u64, AppendError> {
     let io = |source| AppendError::Io { path: path.to_owned(), source };
     let end = torn_tail_start(file).await.map_err(io)?;
@@ -192,7 +192,7 @@ async fn repair_torn_tail(file: &mut tokio::fs::File, path: &Path) -> Result<u64
         let mut first = [0_u8; 1];
         file.seek(std::io::SeekFrom::Start(end)).await.map_err(io)?;
         file.read_exact(&mut first).await.map_err(io)?;
-        if first[0] != b'{' || len - end > MAX_TORN_TAIL {
+        if !b"{[\"-0123456789tfn".contains(&first[0]) || len - end > MAX_TORN_TAIL {
             return Err(AppendError::Foreign { path: path.to_owned(), bytes: len - end });
         }
         tracing::warn!(path = %path.display(), bytes = len - end, "removing an incomplete last line left by a crash");

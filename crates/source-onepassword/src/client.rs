@@ -53,6 +53,10 @@ pub struct Page {
     /// The events, as the API wrote them: slices of the answer's body, not
     /// copies (the text becomes `event.original` as it is).
     pub items: Vec<Bytes>,
+    /// Items that were not valid UTF-8 (their text here has U+FFFD in place
+    /// of the invalid bytes): the stream sends them on as `pipeline_error`
+    /// events rather than retrying the page forever.
+    pub not_utf8: Vec<usize>,
 }
 
 /// A page as it is read: the items are only delimited (a validating scan
@@ -67,9 +71,35 @@ struct WirePage<'a> {
 
 impl Page {
     fn read(body: &Bytes) -> Result<Self, serde_json::Error> {
-        let wire: WirePage = serde_json::from_slice(body)?;
-        let items = wire.items.iter().map(|item| body.slice_ref(item.get().as_bytes())).collect();
-        Ok(Self { cursor: wire.cursor, has_more: wire.has_more, items })
+        match serde_json::from_slice::<WirePage>(body) {
+            Ok(wire) => {
+                let items =
+                    wire.items.iter().map(|item| body.slice_ref(item.get().as_bytes())).collect();
+                Ok(Self {
+                    cursor: wire.cursor,
+                    has_more: wire.has_more,
+                    items,
+                    not_utf8: Vec::new(),
+                })
+            }
+            // Invalid UTF-8 in one item must not block the stream: read the
+            // page again with the invalid bytes replaced, and name the items
+            // that had them.
+            Err(err) if std::str::from_utf8(body).is_err() => {
+                let lossy = Bytes::from(String::from_utf8_lossy(body).into_owned());
+                let wire: WirePage = serde_json::from_slice(&lossy).map_err(|_| err)?;
+                let items: Vec<Bytes> =
+                    wire.items.iter().map(|item| lossy.slice_ref(item.get().as_bytes())).collect();
+                let not_utf8 = items
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, item)| item.windows(3).any(|w| w == "\u{FFFD}".as_bytes()))
+                    .map(|(n, _)| n)
+                    .collect();
+                Ok(Self { cursor: wire.cursor, has_more: wire.has_more, items, not_utf8 })
+            }
+            Err(err) => Err(err),
+        }
     }
 }
 
@@ -282,7 +312,9 @@ fn error_message(body: &[u8]) -> String {
         .ok()
         .and_then(|v| v["Error"]["Message"].as_str().map(str::to_owned));
     match message {
-        Some(message) if message != "Bad Request" => format!(": {message}"),
+        Some(message) if message != "Bad Request" => {
+            format!(": {}", sluice_core::error::printable(&message))
+        }
         _ => String::new(),
     }
 }

@@ -25,9 +25,13 @@ mod measure;
 
 use measure::StreamMetrics;
 
-/// Pages in a row with `has_more` but no events and no new cursor before the
-/// poller treats the stream as caught up.
+/// Pages in a row with `has_more` but no events before the poller treats the
+/// stream as caught up, whatever the cursor does (an API that hands out a new
+/// cursor on every empty page would otherwise be polled at the rate limit).
 const STUCK_PAGES: u32 = 5;
+/// Cursors remembered: one the API hands out again is a cycle, and the
+/// stream waits an interval instead of going round it at the rate limit.
+const RECENT_CURSORS: usize = 16;
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 /// How often the lag and checkpoint age gauges move while a stream waits.
 const GAUGES_EVERY: Duration = Duration::from_secs(5);
@@ -74,6 +78,8 @@ struct State {
     acks: OrderedAcks<Position>,
     backoff: Backoff,
     stuck: u32,
+    /// The last cursors the API answered with, newest last.
+    recent: std::collections::VecDeque<String>,
     /// Reported on `/health` and `stream_up` 0: refused, or failing too long.
     down: bool,
     /// When the current run of failed requests began.
@@ -130,6 +136,7 @@ impl StreamPoller {
                 self.settings.retry_max_backoff.max(Duration::from_secs(1)),
             ),
             stuck: 0,
+            recent: std::collections::VecDeque::new(),
             down: false,
             failing_since: None,
             progress_at: std::sync::Mutex::new(Instant::now()),
@@ -279,9 +286,15 @@ impl StreamPoller {
         let mut newest: Option<DateTime<Utc>> = None;
         let mut bytes = 0;
         let source_id: std::sync::Arc<str> = self.source_id.as_str().into();
-        for raw in page.items {
+        for (n, raw) in page.items.into_iter().enumerate() {
             bytes += raw.len();
-            let mut event = match Event::from_json(raw.clone()) {
+            let parsed = if page.not_utf8.contains(&n) {
+                Err("the item is not valid UTF-8 (shown with U+FFFD in place of the invalid bytes)"
+                    .to_owned())
+            } else {
+                Event::from_json(raw.clone()).map_err(|e| e.to_string())
+            };
+            let mut event = match parsed {
                 Ok(event) => event,
                 // One item the API sent that cannot be an event (a number
                 // out of range, say) must not stop the stream: it goes on
@@ -319,11 +332,21 @@ impl StreamPoller {
             // Not cancelled by shutdown: a page half sent would count as delivered.
             self.out.send(events).await?;
         }
+        let cycle = moved && state.recent.contains(&page.cursor);
+        if state.recent.len() == RECENT_CURSORS {
+            state.recent.pop_front();
+        }
+        state.recent.push_back(page.cursor.clone());
         state.next = Request::Cursor(page.cursor);
-        if count == 0 && !moved && page.has_more {
+        if cycle && page.has_more {
+            tracing::warn!(stream = %self.stream, "the API answered with a cursor it gave before (a cycle); waiting an interval instead of following it");
+            state.stuck = 0;
+            return Ok(false);
+        }
+        if count == 0 && page.has_more {
             state.stuck += 1;
             if state.stuck >= STUCK_PAGES {
-                tracing::warn!(stream = %self.stream, pages = state.stuck, "the API keeps answering empty pages with has_more and the same cursor; waiting an interval");
+                tracing::warn!(stream = %self.stream, pages = state.stuck, "the API keeps answering empty pages with has_more; waiting an interval");
                 state.stuck = 0;
                 return Ok(false);
             }

@@ -27,6 +27,9 @@ impl std::fmt::Debug for Condition {
 impl Condition {
     /// Compile `source`; the error is vrl's rendered diagnostic.
     pub fn compile(source: &str) -> Result<Self, String> {
+        crate::nesting::check(source).map_err(|(line, column, what)| {
+            format!("the condition nests too deeply at {line}:{column}: {what}")
+        })?;
         let functions = functions(Arc::new(GeoIpDatabases::default()));
         vrl::compiler::compile_with_state(
             source,

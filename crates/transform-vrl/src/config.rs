@@ -118,6 +118,22 @@ impl VrlTransformConfig {
             self.geoip.asn_db.as_ref().map(|p| dir.join(p)).as_deref(),
         )
         .map_err(|message| vec![FieldError::new("geoip", message)])?;
+        let key = if self.source.is_some() {
+            "source"
+        } else if self.file.is_some() {
+            "file"
+        } else {
+            "files"
+        };
+        if let Err((line, column, what)) = crate::nesting::check(&program.text) {
+            return Err(vec![FieldError::new(
+                key,
+                format!(
+                    "the VRL program in {} nests too deeply at {line}:{column}: {what}; split it into smaller expressions",
+                    program.origin
+                ),
+            )]);
+        }
         let functions = functions(Arc::new(geoip));
         let compiled = vrl::compiler::compile_with_state(
             &program.text,
@@ -131,13 +147,7 @@ impl VrlTransformConfig {
                 .to_string()
                 .replace("┌─ :", &format!("┌─ {}:", program.origin));
             vec![FieldError::new(
-                if self.source.is_some() {
-                    "source"
-                } else if self.file.is_some() {
-                    "file"
-                } else {
-                    "files"
-                },
+                key,
                 format!(
                     "the VRL program in {} does not compile:\n{}",
                     program.origin,

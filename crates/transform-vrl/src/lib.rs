@@ -14,6 +14,7 @@ mod budget;
 pub mod condition;
 pub mod config;
 pub mod geoip;
+mod nesting;
 pub mod transform;
 
 pub use config::{GeoIpConfig, VrlTransformConfig};

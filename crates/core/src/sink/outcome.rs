@@ -31,9 +31,10 @@ impl fmt::Display for Failure {
         if let Some(status) = self.status {
             write!(f, "{status} ")?;
         }
-        f.write_str(&self.kind)?;
+        // Both come from the destination: never raw into a log line.
+        f.write_str(&crate::error::printable(&self.kind))?;
         if !self.reason.is_empty() {
-            write!(f, ": {}", self.reason)?;
+            write!(f, ": {}", crate::error::printable(&self.reason))?;
         }
         Ok(())
     }

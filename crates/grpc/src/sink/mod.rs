@@ -201,11 +201,37 @@ pub(crate) fn encode(event: &Event, destination: &Arc<str>) -> Result<Encoded, S
     Ok(Encoded { payload, document, destination: destination.clone() })
 }
 
+/// The `http://` endpoints whose host is not a loopback address.
+fn cleartext_beyond_loopback(endpoints: &[String]) -> impl Iterator<Item = &String> {
+    endpoints.iter().filter(|endpoint| {
+        let Some(authority) = endpoint.strip_prefix("http://") else { return false };
+        let authority = authority.trim_end_matches('/');
+        let host = match authority.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or_default(),
+            None => authority.rsplit_once(':').map_or(authority, |(host, _)| host),
+        };
+        let loopback = host == "localhost"
+            || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+        !loopback
+    })
+}
+
 impl Sink for SluiceSink {
     fn check_files(&self) -> FileChecks {
         let token = self.settings.token.as_ref().and_then(SecretSource::check_file);
         let tls = self.settings.tls.load().err().map(|e| e.field_error());
-        FileChecks::errors(token.into_iter().chain(tls))
+        let mut checks = FileChecks::errors(token.into_iter().chain(tls));
+        if self.settings.token.is_some() {
+            checks.warnings.extend(cleartext_beyond_loopback(&self.settings.endpoints).map(
+                |endpoint| {
+                    sluice_core::config::FieldError::new(
+                        "endpoints",
+                        format!("the token and every event go to {endpoint} in clear (http:// beyond loopback); use https:// with `tls`"),
+                    )
+                },
+            ));
+        }
+        checks
     }
 
     fn preflight(&mut self) -> PreflightFuture<'_> {
@@ -266,6 +292,27 @@ impl Sink for SluiceSink {
             };
             sink.run(cx).await
         })
+    }
+}
+
+#[cfg(test)]
+mod cleartext_tests {
+    /// Review M4 (reliability 2026-12): a token over http:// to another host
+    /// validated without a word.
+    #[test]
+    fn http_beyond_loopback_is_named() {
+        let endpoints: Vec<String> = [
+            "http://127.0.0.1:6000",
+            "http://localhost:6000",
+            "http://[::1]:6000",
+            "https://10.1.2.3:6000",
+            "http://10.1.2.3:6000",
+            "http://aggregator:6000",
+        ]
+        .map(String::from)
+        .to_vec();
+        let named: Vec<&String> = super::cleartext_beyond_loopback(&endpoints).collect();
+        assert_eq!(named, ["http://10.1.2.3:6000", "http://aggregator:6000"]);
     }
 }
 

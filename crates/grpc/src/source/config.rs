@@ -32,6 +32,10 @@ pub struct SluiceSourceConfig {
     /// the edge splits them.
     #[serde(default = "default_max_message_bytes")]
     pub max_message_bytes: usize,
+    /// Listen beyond loopback without `tls` (a network you trust, a service
+    /// mesh that encrypts): without it such a config is refused.
+    #[serde(default)]
+    pub allow_plaintext: bool,
 }
 
 fn default_address() -> String {
@@ -85,6 +89,16 @@ impl SluiceSourceConfig {
         }
         if !(64 * 1024..=1 << 30).contains(&self.max_message_bytes) {
             errors.push(FieldError::new("max_message_bytes", "64 KiB (65536) to 1 GiB"));
+        }
+        if let Some(address) = address
+            && !address.ip().is_loopback()
+            && self.tls.is_none()
+            && !self.allow_plaintext
+        {
+            errors.push(FieldError::new(
+                "tls",
+                format!("listening on {address}, beyond loopback, without TLS: the edges' token and every event would cross the network in clear. Set `tls`, or `allow_plaintext: true` on a network you trust (a service mesh that encrypts)"),
+            ));
         }
         match address {
             Some(address) if errors.is_empty() => Ok(Settings {

@@ -90,7 +90,7 @@ async fn handle(
             return es_error(status, kind, "injected by the testkit");
         }
         Some(EsFault::Slow(delay)) => tokio::time::sleep(delay).await,
-        Some(EsFault::SlowAnswer(_)) => {}
+        Some(EsFault::SlowAnswer(_) | EsFault::Reordered) => {}
         Some(EsFault::Reset) => {
             let chunks: Vec<Result<Bytes, std::io::Error>> = vec![Err(std::io::Error::new(
                 std::io::ErrorKind::ConnectionReset,

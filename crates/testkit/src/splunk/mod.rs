@@ -427,6 +427,7 @@ fn router(state: Arc<HecState>) -> Router {
         .route("/services/collector/health/1.0", get(health))
         .route("/_testkit/stats", get(stats))
         .route("/_testkit/restart", post(restart))
+        .route("/_testkit/uuids", get(uuids))
         .route("/_testkit/faults", post(faults))
         .fallback(|| async { (StatusCode::NOT_FOUND, "Not Found").into_response() })
         .with_state(state)
@@ -448,6 +449,23 @@ async fn stats(axum::extract::State(state): axum::extract::State<Arc<HecState>>)
         "events_lost": store.events_lost,
     }))
     .into_response()
+}
+
+/// The `uuid` of every indexed event, once per time it was indexed (for
+/// scripts counting lost and doubled events; not a Splunk API).
+async fn uuids(axum::extract::State(state): axum::extract::State<Arc<HecState>>) -> Response {
+    let mut store = state.lock();
+    store.settle();
+    let uuids: Vec<Option<String>> = store
+        .events
+        .iter()
+        .map(|e| {
+            serde_json::from_str::<serde_json::Value>(&e.event)
+                .ok()
+                .and_then(|v| v["uuid"].as_str().map(str::to_owned))
+        })
+        .collect();
+    axum::Json(uuids).into_response()
 }
 
 /// Restart every indexer, for scripts (not a Splunk API).

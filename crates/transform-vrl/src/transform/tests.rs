@@ -109,6 +109,29 @@ fn a_program_past_its_budget_is_interrupted() {
     assert_eq!(json(&failed[0].value)["error"]["type"], "vrl_budget", "{}", json(&failed[0].value));
 }
 
+/// Review M5 (reliability 2026-12): a few statements that each double a
+/// string passed 3 GiB before the budget was ever looked at. Forty
+/// doublings of 1 KiB would be a terabyte: the budget stops it long before.
+#[test]
+fn a_program_that_allocates_in_few_statements_is_stopped_by_its_budget() {
+    let program =
+        format!("s = \"{}\"\n{}.n = strlen(s)", "x".repeat(1024), "s = s + s\n".repeat(40));
+    let config = VrlTransformConfig {
+        source: Some(program),
+        file: None,
+        files: None,
+        geoip: Default::default(),
+        event_budget_ms: 20,
+        concurrency: None,
+    };
+    let mut t = config.validate(Path::new("."), "greedy").expect("compiles");
+    let mut out = TransformOutput::default();
+    t.transform(event(r#"{"a":1}"#, Stream::AuditEvents), &mut out);
+    let (ok, failed) = out.take_for_test();
+    assert!(ok.is_empty());
+    assert_eq!(json(&failed[0].value)["error"]["type"], "vrl_budget", "{}", json(&failed[0].value));
+}
+
 #[test]
 fn a_compile_error_renders_the_diagnostic_with_its_line() {
     let dir = tempfile::tempdir().expect("tempdir");
