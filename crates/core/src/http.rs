@@ -155,6 +155,21 @@ pub fn describe(err: &reqwest::Error) -> String {
     text
 }
 
+/// Whether `err` is this side refusing the server's TLS certificate (not
+/// trusted, another name, expired). That is a setting to fix, not a
+/// transient fault: sinks wait for the operator on it and say so on
+/// `/health` at once (review L6, reliability 2026-12).
+pub fn certificate_refused(err: &reqwest::Error) -> bool {
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        if cause.to_string().contains("invalid peer certificate") {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
+}
+
 /// Why a body could not be read.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -9,7 +9,8 @@ use base64::engine::general_purpose::STANDARD;
 use reqwest::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HeaderValue};
 use serde::Deserialize;
 use sluice_core::http::{
-    BodyError, ClientSettings, build_client, describe, read_body, sensitive_header,
+    BodyError, ClientSettings, build_client, certificate_refused, describe, read_body,
+    sensitive_header,
 };
 use sluice_core::sink::{BatchService, Encoded, Failure, ItemOutcome, RequestError};
 
@@ -87,7 +88,21 @@ pub(crate) struct EsClient {
 }
 
 fn transport(err: &reqwest::Error) -> Failure {
-    Failure::without_status("transport", describe(err))
+    let kind = if certificate_refused(err) { TLS_CERTIFICATE } else { "transport" };
+    Failure::without_status(kind, describe(err))
+}
+
+/// The kind of a failure where this side refused the server's certificate.
+const TLS_CERTIFICATE: &str = "tls_certificate";
+
+/// A failure of the exchange as the delivery layer sees it: a refused
+/// certificate waits for the operator, anything else is retried.
+fn exchange_error(failure: Failure) -> RequestError {
+    if failure.kind == TLS_CERTIFICATE {
+        RequestError::Refused(failure)
+    } else {
+        RequestError::Retry(failure)
+    }
 }
 
 fn body_failure(err: BodyError) -> Failure {
@@ -164,10 +179,8 @@ impl EsClient {
 
     /// `GET /`: the version number.
     pub(crate) async fn version(&self) -> Result<String, RequestError> {
-        let (status, body) = self
-            .exchange(self.request(reqwest::Method::GET, "/"))
-            .await
-            .map_err(RequestError::Retry)?;
+        let (status, body) =
+            self.exchange(self.request(reqwest::Method::GET, "/")).await.map_err(exchange_error)?;
         if status != 200 {
             return Err(classify::request(status, &body));
         }
@@ -198,7 +211,7 @@ impl EsClient {
             None => request,
         }
         .body(body);
-        let (status, body) = self.exchange(request).await.map_err(RequestError::Retry)?;
+        let (status, body) = self.exchange(request).await.map_err(exchange_error)?;
         let sent: Vec<Option<String>> = items.iter().map(|i| sent_id(&i.payload)).collect();
         bulk_answer(status, &body, &sent)
     }

@@ -454,3 +454,36 @@ async fn reordered_answers_are_retried_and_never_misattributed() {
     assert_eq!(dead.len(), 1, "{dead:?}");
     assert_eq!(dead[0]["document"]["onepassword"]["uuid"], "UUID0000000000000000000007");
 }
+
+/// Review L6 (reliability 2026-12): an untrusted certificate is a setting,
+/// not a transient fault: the sink waits for the operator and `/health`
+/// names the certificate at once, and nothing is acknowledged.
+#[tokio::test]
+async fn an_untrusted_certificate_waits_for_the_operator_and_shows_on_health() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = sluice_testkit::pki::write(dir.path());
+    let address = sluice_testkit::pki::tls_listener(&pki).await;
+    let yaml = format!(
+        "endpoints: ['https://127.0.0.1:{}']\nbatch: {{max_events: 10, timeout_secs: 0.05}}\nrequest: {{retry_max_backoff_secs: 1, refused_retry_secs: 1}}\n",
+        address.port()
+    );
+    let config: ElasticsearchSinkConfig = serde_yaml_ng::from_str(&yaml).expect("config");
+    let sink = Box::new(ElasticsearchSink::new(config.validate(dir.path()).expect("valid")));
+    let health = Health::new();
+    let running = tokio::spawn({
+        let health = health.clone();
+        async move { run(sink, batches(1, 5), &health).await }
+    });
+    assert!(
+        wait_for(Duration::from_secs(30), || health
+            .report()
+            .unhealthy
+            .values()
+            .any(|reason| reason.contains("tls_certificate")))
+        .await,
+        "{:?}",
+        health.report()
+    );
+    assert!(!running.is_finished(), "nothing is acknowledged");
+    running.abort();
+}

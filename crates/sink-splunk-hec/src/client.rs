@@ -123,6 +123,10 @@ pub(crate) struct HecClient {
 pub(crate) struct HecService(pub(crate) Arc<HecClient>);
 
 fn transport(err: &reqwest::Error) -> RequestError {
+    if sluice_core::http::certificate_refused(err) {
+        // A setting (an untrusted or misnamed certificate): wait for the operator.
+        return RequestError::Refused(Failure::without_status("tls_certificate", describe(err)));
+    }
     RequestError::Retry(Failure::without_status("transport", describe(err)))
 }
 

@@ -222,6 +222,19 @@ pub fn token_problems(
             return checks;
         }
     };
+    // Review L5 (reliability 2026-12): `run` refused an expired token and
+    // `validate` accepted it; both say so now, at the key.
+    if let Some(exp) = claims.expires_at
+        && exp <= chrono::Utc::now().timestamp()
+    {
+        let at =
+            chrono::DateTime::from_timestamp(exp, 0).map(|t| t.to_rfc3339()).unwrap_or_default();
+        checks.errors.push(FieldError::new(
+            field,
+            format!("the token expired at {at}; issue a new one in 1Password (Integrations > Events Reporting)"),
+        ));
+        return checks;
+    }
     let audience = claims.audience;
     let Some(url) = url else {
         if !allow_custom_url && !is_allowed_host(&audience) {

@@ -70,3 +70,37 @@ pub fn write(dir: &Path) -> Pki {
         leaf(dir, "stranger", &["stranger"], ExtendedKeyUsagePurpose::ClientAuth, &stranger_ca);
     Pki { ca: ca_path, server_crt, server_key, client_crt, client_key, stranger_crt, stranger_key }
 }
+
+/// A TLS listener on a free loopback port that presents the PKI's server
+/// certificate (`localhost`, 127.0.0.1) and then drops the connection: a
+/// client that does not trust `pki.ca` fails the handshake with "invalid
+/// peer certificate", as it would against a real server with that
+/// certificate.
+pub async fn tls_listener(pki: &Pki) -> std::net::SocketAddr {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&pki.server_crt)
+        .expect("certificate file")
+        .collect::<Result<_, _>>()
+        .expect("certificates");
+    let key = PrivateKeyDer::from_pem_file(&pki.server_key).expect("key");
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocols")
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .expect("server config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("address");
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let _ = acceptor.accept(stream).await;
+            });
+        }
+    });
+    address
+}

@@ -125,3 +125,26 @@ fn a_1password_host_needs_https_and_no_credentials_in_the_url() {
     assert!(!errors[0].1.contains("pw"), "{errors:?}");
     assert!(messages(config("token_file: t\nurl: https://events.1password.com\n")).is_empty());
 }
+
+/// Review L5 (reliability 2026-12): an expired token passed `validate` and
+/// was refused only by `run`.
+#[test]
+fn an_expired_token_is_refused_offline() {
+    let claims =
+        r#"{"aud":["events.1password.com"],"1password.com/fts":["auditevents"],"exp":1700000000}"#;
+    let expired = format!("eyJhbGciOiJFUzI1NiJ9.{}.c2ln", URL_SAFE_NO_PAD.encode(claims));
+    let found = messages(config(&format!("token: {expired}\n")));
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].0, Some("token"));
+    assert!(found[0].1.starts_with("the token expired at 2023-11-14T22:13:20+00:00"), "{found:?}");
+    let file = tempfile::NamedTempFile::new().expect("file");
+    std::fs::write(file.path(), &expired).expect("write");
+    let source = crate::OnePasswordSource::new(
+        config(&format!("token_file: {}\n", file.path().display()))
+            .validate(Path::new("/"))
+            .expect("settings are valid; the file is checked offline"),
+    );
+    let checks = sluice_core::component::Source::check_files(&source);
+    assert_eq!(checks.errors.len(), 1, "{:?}", checks.errors);
+    assert!(checks.errors[0].message.contains("the token expired at"), "{:?}", checks.errors);
+}
