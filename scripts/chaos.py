@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -354,6 +355,65 @@ def reload_storm(args, rows):
                      f"/health {health['status'] if health else 'unanswered'} at the end"))
 
 
+def disk_full(args, rows):
+    """data_dir on a small tmpfs, filled mid-backfill, then freed (review C4:
+    a checkpoint that could not be written ended the process). Needs to mount
+    a tmpfs (root); skipped with a notice otherwise."""
+    with scenario() as procs:
+        work = procs.work
+        state = os.path.join(work, "state")
+        os.makedirs(state)
+        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", state],
+                                 capture_output=True)
+        if mounted.returncode != 0:
+            print(f"  disk full: skipped, cannot mount a tmpfs ({mounted.stderr.decode().strip()})",
+                  file=sys.stderr)
+            return
+        try:
+            sim = start_sim(procs, args.events_per_stream)
+            es = start_es(procs)
+            api = free_port()
+            config = write_config(work, sim, es, api)
+            total = sum(len(u) for u in expected(sim).values())
+            child = run_sluice(procs, config, "disk.log")
+            if not wait_until(lambda: stored(es) >= 0.2 * total, 300):
+                sys.exit("disk full: no progress")
+            filler = os.path.join(state, "filler")
+            with contextlib.suppress(OSError), open(filler, "wb", buffering=0) as out:
+                while True:
+                    out.write(b"\0" * 65536)
+
+            def unhealthy():
+                try:
+                    urllib.request.urlopen(f"http://127.0.0.1:{api}/health", timeout=5)
+                    return None
+                except urllib.error.HTTPError as answer:
+                    report = json.loads(answer.read())
+                    names = [k for k in report.get("unhealthy", {}) if k.endswith(".checkpoint")]
+                    return names or None
+
+            names = wait_until(unhealthy, 60, every=0.5)
+            time.sleep(5)
+            alive_while_full = child.poll() is None
+            os.remove(filler)
+            freed = time.monotonic()
+            want = wait_until(lambda: complete(sim, es), 600, every=0.1)
+            took = time.monotonic() - freed - 2.5
+            health = None
+            with contextlib.suppress(OSError, ValueError):
+                health = http("GET", f"http://127.0.0.1:{api}/health")
+            stop_sluice(child)
+            lost, duplicates, _, _ = tally(sim, es, want or expected(sim))
+            rows.append(("data_dir full mid-backfill, then freed", "1 run", total, lost, duplicates,
+                         f"/health named {', '.join(names or ['nothing'])}; process "
+                         f"{'up' if alive_while_full else 'DOWN'} while full; "
+                         f"{'finished' if want else 'NOT finished'} {took:.1f} s after; "
+                         f"/health {health['status'] if health else 'unanswered'} after"))
+        finally:
+            procs.stop_all()
+            subprocess.run(["umount", "-l", state], capture_output=True)
+
+
 def start_hec(procs, ack_delay_ms):
     port = free_port()
     procs.start([HEC_BIN, f"127.0.0.1:{port}", HEC_TOKEN, str(ack_delay_ms)], "hec.log")
@@ -429,11 +489,11 @@ def main():
     parser.add_argument("--outage-secs", type=int, default=300, help="Elasticsearch outage length (default 300)")
     parser.add_argument("--events-per-stream", type=int, default=33334, help="backfill size per stream (default 33334: about 100,000 events)")
     parser.add_argument("--reloads", type=int, default=50, help="SIGHUPs in the reload storm (default 50)")
-    parser.add_argument("--only", choices=["kill", "outage", "storm", "reload", "hec"], action="append", help="run only these scenarios")
+    parser.add_argument("--only", choices=["kill", "outage", "storm", "reload", "hec", "disk"], action="append", help="run only these scenarios")
     parser.add_argument("--seed", type=int, default=None, help="seed of the kill moments")
     args = parser.parse_args()
     random.seed(args.seed)
-    scenarios = args.only or ["kill", "outage", "storm", "reload", "hec"]
+    scenarios = args.only or ["kill", "outage", "storm", "reload", "hec", "disk"]
     rows = []
     if "kill" in scenarios:
         kill_trials(args, rows)
@@ -445,6 +505,8 @@ def main():
         reload_storm(args, rows)
     if "hec" in scenarios:
         hec_storm(args, rows)
+    if "disk" in scenarios:
+        disk_full(args, rows)
     header = ("scenario", "runs", "events", "lost", "duplicates", "measured")
     widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
     line = lambda r: " | ".join(str(v).ljust(w) for v, w in zip(r, widths))

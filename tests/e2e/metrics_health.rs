@@ -214,7 +214,12 @@ fn the_tap_is_off_by_default_and_needs_its_token_beyond_loopback() {
         "  address: 0.0.0.0:${API_PORT}\n  tap: true\n",
     );
     std::fs::write(dir.path().join("open.yaml"), &open).expect("config");
-    let refused = super::util::run(&["validate", "open.yaml"], dir.path());
+    let refused = super::util::sluice()
+        .args(["validate", "open.yaml"])
+        .env("API_PORT", "9598")
+        .current_dir(dir.path())
+        .output()
+        .expect("validate runs");
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert_eq!(refused.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("beyond loopback, and /tap shows raw events"), "{stderr}");

@@ -21,76 +21,27 @@ const GOOD_1: &str = r#"{"uuid":"A1","timestamp":"2026-11-29T10:00:00Z","action"
 const BAD: &str = r#"{"uuid":"B2","timestamp":"2026-11-29T10:00:01Z","n":1e400}"#;
 const GOOD_3: &str = r#"{"uuid":"C3","timestamp":"2026-11-29T10:00:02Z","action":"join"}"#;
 
-/// Serves one page with the bad item in the middle, then empty pages; every
-/// answer carries `RateLimit-Reset: 1e20` (which once panicked the poller).
-async fn api(pages: Arc<Mutex<u32>>) -> String {
-    let introspect = || async {
-        axum::Json(
-            serde_json::json!({"uuid": "T", "issued_at": "2026-11-01T00:00:00Z", "features": ["auditevents"]}),
-        )
-    };
-    let events = move |_headers: HeaderMap| {
-        let pages = pages.clone();
-        async move {
-            let mut served = pages.lock().expect("lock");
-            *served += 1;
-            let body = if *served == 1 {
-                format!(r#"{{"cursor":"c1","has_more":false,"items":[{GOOD_1},{BAD},{GOOD_3}]}}"#)
-            } else {
-                r#"{"cursor":"c1","has_more":false,"items":[]}"#.to_owned()
-            };
-            ([("content-type", "application/json"), ("ratelimit-reset", "1e20")], body)
-                .into_response()
-        }
-    };
-    let app = Router::new()
-        .route("/api/v2/auth/introspect", get(introspect))
-        .route("/api/v2/auditevents", post(events));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
-    url
-}
-
 fn token() -> String {
     let claims = r#"{"aud":["127.0.0.1"],"sub":"T","1password.com/fts":["auditevents"]}"#;
     format!("eyJhbGciOiJFUzI1NiJ9.{}.c2ln", URL_SAFE_NO_PAD.encode(claims))
 }
 
+/// One page with the bad item in the middle, then empty pages.
+fn out_of_range_page(n: u32) -> Vec<u8> {
+    if n == 1 {
+        format!(r#"{{"cursor":"c1","has_more":false,"items":[{GOOD_1},{BAD},{GOOD_3}]}}"#)
+            .into_bytes()
+    } else {
+        br#"{"cursor":"c1","has_more":false,"items":[]}"#.to_vec()
+    }
+}
+
 #[tokio::test]
 async fn an_item_with_a_number_out_of_range_becomes_a_pipeline_error_and_the_cursor_moves() {
     let pages = Arc::new(Mutex::new(0));
-    let url = api(pages.clone()).await;
+    let url = api_serving(pages.clone(), out_of_range_page).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(dir.path().join("token"), token()).expect("token");
-    let yaml = format!(
-        "url: {url}\nallow_custom_url: true\ntoken_file: token\nstart_time: 2d\ninterval_secs: 1\n"
-    );
-    let config: OnePasswordSourceConfig = serde_yaml_ng::from_str(&yaml).expect("config");
-    let source = OnePasswordSource::new(config.validate(dir.path()).expect("valid"));
-    let sink = RecordingSink::new(AckStatus::Delivered);
-    let options = TopologyOptions {
-        data_dir: dir.path().join("data"),
-        buffer: sluice_core::queue::BufferConfig { max_arrays: 2, ..Default::default() },
-        health: Health::new(),
-        taps: Default::default(),
-    };
-    let topology = start(
-        vec![SourcePiece {
-            id: "op".into(),
-            type_name: "onepassword",
-            outputs: vec![],
-            source: Box::new(source),
-        }],
-        vec![],
-        vec![SinkPiece {
-            id: "out".into(),
-            type_name: "test",
-            inputs: vec!["op".into()],
-            sink: Box::new(sink.clone()),
-        }],
-        &options,
-    );
+    let (topology, sink) = source_into(&url, dir.path(), 1);
     let checkpoint = dir.path().join("data/op/audit_events.json");
     let committed = || {
         std::fs::read(&checkpoint)
@@ -118,7 +69,9 @@ async fn an_item_with_a_number_out_of_range_becomes_a_pipeline_error_and_the_cur
     assert!(*pages.lock().expect("lock") >= 1);
 }
 
-/// An Events API whose `n`-th answer (from 1) to the audit events stream is `page(n)`.
+/// An Events API whose `n`-th answer (from 1) to the audit events stream is
+/// `page(n)`; every answer carries `RateLimit-Reset: 1e20` (which once
+/// panicked the poller).
 async fn api_serving(pages: Arc<Mutex<u32>>, page: fn(u32) -> Vec<u8>) -> String {
     let introspect = || async {
         axum::Json(
@@ -133,7 +86,8 @@ async fn api_serving(pages: Arc<Mutex<u32>>, page: fn(u32) -> Vec<u8>) -> String
                 *served += 1;
                 *served
             };
-            ([("content-type", "application/json")], page(n)).into_response()
+            ([("content-type", "application/json"), ("ratelimit-reset", "1e20")], page(n))
+                .into_response()
         }
     };
     let app = Router::new()

@@ -59,6 +59,47 @@ struct Loader<'a> {
     data_dir_at: Option<super::Location>,
 }
 
+/// The deepest flow nesting (`[`, `{`) accepted: the YAML parser's own
+/// recursion limit, found here in one pass instead of after tens of seconds
+/// (a file nested 100,000 deep took 40 s to refuse; review L7, reliability 2026-12).
+const MAX_FLOW_DEPTH: usize = 128;
+
+/// Where `text` first nests brackets past [`MAX_FLOW_DEPTH`] (line, column),
+/// skipping comments and quoted text; a line that starts a top-level key
+/// ends any flow context before it.
+fn too_deep(text: &str) -> Option<(usize, usize)> {
+    let mut depth = 0_usize;
+    for (n, line) in text.lines().enumerate() {
+        if line.starts_with(|c: char| !c.is_whitespace() && !"[]{}-#,".contains(c)) {
+            depth = 0;
+        }
+        let mut quote = None;
+        let mut previous = ' ';
+        for (column, c) in line.chars().enumerate() {
+            match quote {
+                Some(q) if c == q && previous != '\\' => quote = None,
+                Some(_) => {}
+                None if c == '#' && previous.is_whitespace() => break,
+                None if (c == '"' || c == '\'')
+                    && (previous.is_whitespace() || "[{,:".contains(previous)) =>
+                {
+                    quote = Some(c);
+                }
+                None if c == '[' || c == '{' => {
+                    depth += 1;
+                    if depth > MAX_FLOW_DEPTH {
+                        return Some((n + 1, column + 1));
+                    }
+                }
+                None if c == ']' || c == '}' => depth = depth.saturating_sub(1),
+                None => {}
+            }
+            previous = c;
+        }
+    }
+    None
+}
+
 impl Loader<'_> {
     fn finish(mut self) -> RawConfig {
         self.config.errors = self.errors;
@@ -74,6 +115,16 @@ impl Loader<'_> {
 
     fn add_file_unsorted(&mut self, path: &Path, text: &str) {
         let file_path: Arc<Path> = Arc::from(path);
+        if let Some((line, column)) = too_deep(text) {
+            // The YAML parser refuses this too, after tens of seconds.
+            let location = super::Location { file: file_path, line, column };
+            self.config.incomplete = true;
+            self.errors.push(Diagnostic::at(
+                location,
+                format!("invalid YAML: brackets nest more than {MAX_FLOW_DEPTH} levels deep"),
+            ));
+            return;
+        }
         let mut root: Value = match serde_yaml_ng::from_str(text) {
             Ok(value) => value,
             Err(err) => {

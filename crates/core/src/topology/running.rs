@@ -153,16 +153,7 @@ pub fn start(
     sinks: Vec<SinkPiece>,
     options: &TopologyOptions,
 ) -> RunningTopology {
-    let mut running = RunningTopology {
-        tasks: JoinSet::new(),
-        names: HashMap::new(),
-        running: BTreeMap::new(),
-        source_stops: BTreeMap::new(),
-        waiting: BTreeMap::new(),
-        shutdown: ShutdownSignal::new(),
-        wiring: Wiring::default(),
-        options: options.clone(),
-    };
+    let mut running = RunningTopology::empty(options);
     let ready = running.prepare(sources, transforms, sinks);
     running.rewire();
     for (id, ready) in ready {
@@ -172,6 +163,20 @@ pub fn start(
 }
 
 impl RunningTopology {
+    /// A topology with nothing wired or running yet.
+    fn empty(options: &TopologyOptions) -> Self {
+        Self {
+            tasks: JoinSet::new(),
+            names: HashMap::new(),
+            running: BTreeMap::new(),
+            source_stops: BTreeMap::new(),
+            waiting: BTreeMap::new(),
+            shutdown: ShutdownSignal::new(),
+            wiring: Wiring::default(),
+            options: options.clone(),
+        }
+    }
+
     /// Channels, outputs and contexts for `pieces`, registered in the wiring
     /// (a consumer's new channel and a producer's new outputs replace any it had).
     fn prepare(

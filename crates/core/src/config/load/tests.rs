@@ -193,3 +193,27 @@ fn an_unset_secret_is_not_given_a_default() {
         ]
     );
 }
+
+/// Review L7 (reliability 2026-12): a file nested 100,000 deep took 40 s to
+/// refuse; it is refused in one pass, at the bracket that goes too deep.
+#[test]
+fn deeply_nested_yaml_is_refused_at_once() {
+    let text = format!("sources: {}{}\n", "[".repeat(100_000), "]".repeat(100_000));
+    // Found by the one-pass scan (the parser's own error would say "recursion limit").
+    let lines = messages(load(&text).expect_err("too deep"));
+    assert_eq!(
+        lines,
+        [format!(
+            "conf/a.yaml:1:{}: invalid YAML: brackets nest more than 128 levels deep",
+            10 + 128
+        )]
+    );
+    // Brackets in quotes, comments and a block scalar's balanced text do not count.
+    let fine = format!(
+        "data_dir: '{}'\n# {}\ntransforms:\n  t:\n    source: |\n      .a = [[[1]]]\n      .b = \"{}\"\n",
+        "[".repeat(300),
+        "{".repeat(300),
+        "[".repeat(300)
+    );
+    assert!(too_deep(&fine).is_none());
+}

@@ -376,16 +376,7 @@ async fn two_reloads_while_the_replaced_source_drains_keep_the_unchanged_transfo
 async fn an_output_whose_consumer_is_gone_errors_its_events_and_reports_it() {
     let (vec_source, statuses) = VecSource::new(vec![values(0..2)]);
     let opts = options();
-    let mut topology = RunningTopology {
-        tasks: JoinSet::new(),
-        names: HashMap::new(),
-        running: BTreeMap::new(),
-        source_stops: BTreeMap::new(),
-        waiting: BTreeMap::new(),
-        shutdown: ShutdownSignal::new(),
-        wiring: Wiring::default(),
-        options: opts.clone(),
-    };
+    let mut topology = RunningTopology::empty(&opts);
     let ready = topology.prepare(
         vec![source("in", vec_source)],
         vec![],
