@@ -411,3 +411,24 @@ async fn a_node_with_acks_off_and_ack_code_14_keep_acks_on_and_lose_nothing() {
         .collect();
     assert_eq!(by_ack_nodes.len(), 200, "each event was confirmed by a node with acks on");
 }
+
+/// Review L2 (reliability 2026-12): a wait that times out before the poller
+/// asked again (a process paused past the timeout) asks `/ack` once more
+/// before it resends: what Splunk indexed is not indexed twice.
+#[tokio::test]
+async fn a_timed_out_ack_is_asked_once_more_before_the_batch_is_resent() {
+    let hec = HecEmulator::start(HecEmulatorConfig {
+        tokens: vec![HecToken::with_acks(TOKEN)],
+        ..HecEmulatorConfig::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The poller asks every 60 s; every wait times out after 1 s first.
+    let slow_poll = "acknowledgements: {poll_interval_secs: 60, timeout_secs: 1}\n";
+    let statuses =
+        run(dir.path(), sink(&hec, slow_poll), items(3, 10), &Health::new()).finish().await;
+    assert!(statuses.iter().all(|(_, s)| *s == BatchStatus::Delivered), "{statuses:?}");
+    let indexed = uuids(&hec);
+    assert_eq!(indexed.len(), 30, "each batch indexed once: the last ask found it");
+    assert_eq!(distinct(&indexed), 30);
+}
