@@ -461,6 +461,9 @@ impl StreamPoller {
         metrics.retry("delivery_failed");
         state.acks.clear();
         state.next = self.resume_request(&state.checkpoint);
+        // Going back on purpose: the cursors handed out again are no cycle.
+        state.recent.clear();
+        state.stuck = 0;
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
             () = self.shutdown.cancelled() => {}
