@@ -81,9 +81,10 @@ pub enum EsFault {
     /// Break the connection instead of answering.
     Reset,
     /// Store the documents, then answer with the items in reverse order: a
-    /// proxy or a bug that reorders them. Elasticsearch itself answers in
-    /// request order ("The response ... items in the same order as the
-    /// actions", https://www.elastic.co/docs/api/doc/elasticsearch/operation/operation-bulk),
+    /// proxy or a bug that reorders them. Elasticsearch itself answers "the
+    /// individual results of each operation in the request, returned in the
+    /// order submitted" (the bulk API reference,
+    /// https://www.elastic.co/guide/en/elasticsearch/reference/current/docs-bulk.html),
     /// so only a client that checks each item's `_id` notices.
     Reordered,
 }

@@ -9,9 +9,16 @@
 //!
 //! It also fails the way production does (reliability review 2026-12, C2/C3):
 //! - an indexer **restart** forgets every channel's pending acks and counts
-//!   ids from 0 again, and the events it had not yet indexed are gone
-//!   (indexer acknowledgement exists for exactly that: "the indexer may
-//!   crash before indexing", https://help.splunk.com/splunk-enterprise/get-data-in/collect-http-event-data/about-http-event-collector-indexer-acknowledgment);
+//!   ids from 0 again, and the events it had not yet indexed are gone.
+//!   Indexer acknowledgement exists for exactly that: a 200 is sent "before
+//!   the event data enters the processing pipeline", where "because of an
+//!   outage or a system failure, events can be lost"
+//!   (https://docs.splunk.com/Documentation/Splunk/8.2.5/Data/AboutHECIDXAck);
+//!   Splunk's own Kafka connector meets ids handed out again while pending
+//!   ("ackId={} already exists for channel={} ... possible duplication of
+//!   data", splunk/kafka-connect-splunk#162, `HecAckPoller.java`), and
+//!   `ackIdleCleanup` drops idle channels with their pending ids (same page,
+//!   "Channel limits and indexing status expiration");
 //! - a **proxy's maintenance page**: 200 with an HTML body, nothing indexed;
 //! - **mixed useACK**: `useACK` is a setting of the token on each instance
 //!   (`inputs.conf [http://<name>] useACK`), so one node of a cluster can
