@@ -43,7 +43,7 @@ async fn tap(args: &TapArgs) -> CliResult {
     let client = reqwest::Client::builder().build().context("cannot build an HTTP client")?;
     let mut request = client.get(url);
     if let Some(path) = &args.token_file {
-        let token = sluice_core::Secret::from_file(path).map_err(|e| CliError::usage(e))?;
+        let token = sluice_core::Secret::from_file(path).map_err(CliError::usage)?;
         let value = sluice_core::http::sensitive_header(&format!("Bearer {}", token.expose()));
         request = request.header(reqwest::header::AUTHORIZATION, value);
     }

@@ -146,7 +146,7 @@ async fn a_lying_cursor_is_not_followed_at_the_rate_limit() {
         format!(r#"{{"cursor":"c{n}","has_more":true,"items":[]}}"#).into_bytes()
     }
     fn cycle(n: u32) -> Vec<u8> {
-        let cursor = if n % 2 == 0 { "p2" } else { "p1" };
+        let cursor = if n.is_multiple_of(2) { "p2" } else { "p1" };
         format!(r#"{{"cursor":"{cursor}","has_more":true,"items":[{GOOD_1}]}}"#).into_bytes()
     }
     for (name, page, most) in [("endless", endless as fn(u32) -> Vec<u8>, 5), ("cycle", cycle, 3)] {

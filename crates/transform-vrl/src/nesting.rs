@@ -46,10 +46,8 @@ pub fn check(program: &str) -> Result<(), (usize, usize, String)> {
                     ));
                 }
             }
-            ')' | ']' | '}' => {
-                if chains.len() > 1 {
-                    chains.pop();
-                }
+            ')' | ']' | '}' if chains.len() > 1 => {
+                chains.pop();
             }
             '\n' | ';' | ',' => {
                 if let Some(top) = chains.last_mut() {
