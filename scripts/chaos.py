@@ -254,13 +254,7 @@ def kill_trials(args, rows):
 def outage(args, rows):
     with scenario() as procs:
         work = procs.work
-        sim = start_sim(procs, args.events_per_stream)
-        es = start_es(procs)
-        config = write_config(work, sim, es, free_port())
-        total = sum(len(u) for u in expected(sim).values())
-        child = run_sluice(procs, config, "outage.log")
-        if not wait_until(lambda: stored(es) >= 0.2 * total, 300):
-            sys.exit("outage: no progress")
+        sim, es, _, _, total, child = start_backfill(procs, args, "outage.log", 0.2, "outage")
         before = rss_kib(child.pid)
         http("PUT", f"http://127.0.0.1:{es}/_testkit/fail_requests", {"status": 503})
         # Pages acknowledged just before may still commit; then nothing may.
@@ -319,27 +313,44 @@ def fault_storm(args, rows):
                      f"{others} pipeline_error document(s); finished in {took:.1f} s; {requests} API requests"))
 
 
+def health_of(api):
+    """`ok`, or the status and the unhealthy components /health names."""
+    try:
+        return http("GET", f"http://127.0.0.1:{api}/health")["status"]
+    except urllib.error.HTTPError as answer:
+        report = json.loads(answer.read() or b"{}")
+        return f"{report.get('status', answer.code)} ({', '.join(report.get('unhealthy', {}))})"
+    except (OSError, ValueError):
+        return "unanswered"
+
+
+def start_backfill(procs, args, log, fraction, name):
+    """The simulator, the Elasticsearch emulator and sluice between them,
+    once `fraction` of the backfill is stored: (sim, es, api port, config,
+    events, the sluice process)."""
+    sim = start_sim(procs, args.events_per_stream)
+    es = start_es(procs)
+    api = free_port()
+    config = write_config(procs.work, sim, es, api)
+    total = sum(len(u) for u in expected(sim).values())
+    child = run_sluice(procs, config, log)
+    if not wait_until(lambda: stored(es) >= fraction * total, 300):
+        sys.exit(f"{name}: no progress")
+    return sim, es, api, config, total, child
+
+
 def reload_storm(args, rows):
     """SIGHUPs 0.2 s apart, each changing the source, mid-backfill (review
     C1: two reloads while a replaced source drained lost every later event)."""
     with scenario() as procs:
         work = procs.work
-        sim = start_sim(procs, args.events_per_stream)
-        es = start_es(procs)
-        api = free_port()
-        config = write_config(work, sim, es, api)
-        total = sum(len(u) for u in expected(sim).values())
-        child = run_sluice(procs, config, "reload.log")
-        if not wait_until(lambda: stored(es) >= 0.05 * total, 300):
-            sys.exit("reload storm: no progress")
+        sim, es, api, _, total, child = start_backfill(procs, args, "reload.log", 0.05, "reload storm")
         for n in range(args.reloads):
             write_config(work, sim, es, api, request_timeout=10 + (n + 1) % 2)
             child.send_signal(signal.SIGHUP)
             time.sleep(0.2)
         want = wait_until(lambda: complete(sim, es), 600, every=0.1)
-        health = None
-        with contextlib.suppress(OSError, ValueError):
-            health = http("GET", f"http://127.0.0.1:{api}/health")
+        health = health_of(api)
         alive = child.poll() is None
         stop_sluice(child)
         if not want:
@@ -348,11 +359,15 @@ def reload_storm(args, rows):
             want = expected(sim)
         lost, duplicates, _, _ = tally(sim, es, want)
         with open(os.path.join(work, "reload.log")) as log:
-            reloads = log.read().count("config reloaded")
+            text = log.read()
+        reloads = text.count("config reloaded")
+        for line in text.splitlines():
+            if " ERROR " in line:
+                print(f"  reload storm: {line[:400]}", file=sys.stderr)
         rows.append((f"{args.reloads} SIGHUPs 0.2 s apart changing the source, mid-backfill",
                      "1 run", total, lost, duplicates,
                      f"{reloads} reloads applied; process {'up' if alive else 'DOWN'}; "
-                     f"/health {health['status'] if health else 'unanswered'} at the end"))
+                     f"/health {health} at the end"))
 
 
 def disk_full(args, rows):
@@ -370,14 +385,7 @@ def disk_full(args, rows):
                   file=sys.stderr)
             return
         try:
-            sim = start_sim(procs, args.events_per_stream)
-            es = start_es(procs)
-            api = free_port()
-            config = write_config(work, sim, es, api)
-            total = sum(len(u) for u in expected(sim).values())
-            child = run_sluice(procs, config, "disk.log")
-            if not wait_until(lambda: stored(es) >= 0.2 * total, 300):
-                sys.exit("disk full: no progress")
+            sim, es, api, _, total, child = start_backfill(procs, args, "disk.log", 0.2, "disk full")
             filler = os.path.join(state, "filler")
             with contextlib.suppress(OSError), open(filler, "wb", buffering=0) as out:
                 while True:
@@ -399,16 +407,14 @@ def disk_full(args, rows):
             freed = time.monotonic()
             want = wait_until(lambda: complete(sim, es), 600, every=0.1)
             took = time.monotonic() - freed - 2.5
-            health = None
-            with contextlib.suppress(OSError, ValueError):
-                health = http("GET", f"http://127.0.0.1:{api}/health")
+            health = health_of(api)
             stop_sluice(child)
             lost, duplicates, _, _ = tally(sim, es, want or expected(sim))
             rows.append(("data_dir full mid-backfill, then freed", "1 run", total, lost, duplicates,
                          f"/health named {', '.join(names or ['nothing'])}; process "
                          f"{'up' if alive_while_full else 'DOWN'} while full; "
                          f"{'finished' if want else 'NOT finished'} {took:.1f} s after; "
-                         f"/health {health['status'] if health else 'unanswered'} after"))
+                         f"/health {health} after"))
         finally:
             procs.stop_all()
             subprocess.run(["umount", "-l", state], capture_output=True)

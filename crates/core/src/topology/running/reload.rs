@@ -41,17 +41,17 @@ impl RunningTopology {
             .chain(transforms.iter().map(|p| p.id.clone()))
             .chain(sinks.iter().map(|p| p.id.clone()))
             .collect();
-        // A successor still waiting for its predecessor may hold the last
-        // sender into an unchanged consumer's channel (the predecessor has
-        // ended, its exit not yet seen): it is dropped only after the rewire
-        // has handed that channel to the new instance, so the consumer's
-        // input never closes under it.
+        // The last sender into an unchanged consumer's channel may be held by
+        // a successor still waiting for its predecessor (which has ended, its
+        // exit not yet seen), or by the running source itself. Neither lets
+        // go before the rewire has handed that channel to the new instance:
+        // superseded successors are dropped, and replaced sources told to
+        // stop, only after it, so the consumer's input never closes under it.
         let mut superseded = Vec::new();
+        let mut stops = Vec::new();
         for id in replaced.iter().chain(&removed) {
             superseded.extend(self.waiting.remove(id));
-            if let Some(stop) = self.source_stops.remove(id) {
-                stop.cancel();
-            }
+            stops.extend(self.source_stops.remove(id));
             if let Some(task) = self.running.get(id).and_then(|t| self.names.get_mut(t)) {
                 task.retiring = true;
             }
@@ -63,6 +63,9 @@ impl RunningTopology {
         let ready = self.prepare(sources, transforms, sinks);
         self.rewire();
         drop(superseded);
+        for stop in stops {
+            stop.cancel();
+        }
         for (id, ready) in ready {
             if self.running.contains_key(&id) {
                 self.waiting.insert(id, ready);
