@@ -144,7 +144,7 @@ impl StreamPoller {
             events_this_run: 0,
             unsaved: first_start,
             save_failed: false,
-            save_backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(30)),
+            save_backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(5)),
         };
         self.save(&mut state, &metrics);
         let result = self.poll(&mut state, &metrics).await;
