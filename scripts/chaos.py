@@ -490,30 +490,25 @@ sinks:
                      f"events the restarts lost, all resent; caught up {took:.1f} s after the last fault"))
 
 
+# Each scenario by its --only name, in the order a default run takes them.
+SCENARIOS = {"kill": kill_trials, "outage": outage, "storm": fault_storm,
+             "reload": reload_storm, "hec": hec_storm, "disk": disk_full}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--trials", type=int, default=20, help="kill -9 trials (default 20; 50 for the full campaign)")
     parser.add_argument("--outage-secs", type=int, default=300, help="Elasticsearch outage length (default 300)")
     parser.add_argument("--events-per-stream", type=int, default=33334, help="backfill size per stream (default 33334: about 100,000 events)")
     parser.add_argument("--reloads", type=int, default=50, help="SIGHUPs in the reload storm (default 50)")
-    parser.add_argument("--only", choices=["kill", "outage", "storm", "reload", "hec", "disk"], action="append", help="run only these scenarios")
+    parser.add_argument("--only", choices=list(SCENARIOS), action="append", help="run only these scenarios")
     parser.add_argument("--seed", type=int, default=None, help="seed of the kill moments")
     args = parser.parse_args()
     random.seed(args.seed)
-    scenarios = args.only or ["kill", "outage", "storm", "reload", "hec", "disk"]
+    scenarios = [name for name in SCENARIOS if not args.only or name in args.only]
     rows = []
-    if "kill" in scenarios:
-        kill_trials(args, rows)
-    if "outage" in scenarios:
-        outage(args, rows)
-    if "storm" in scenarios:
-        fault_storm(args, rows)
-    if "reload" in scenarios:
-        reload_storm(args, rows)
-    if "hec" in scenarios:
-        hec_storm(args, rows)
-    if "disk" in scenarios:
-        disk_full(args, rows)
+    for name in scenarios:
+        SCENARIOS[name](args, rows)
     header = ("scenario", "runs", "events", "lost", "duplicates", "measured")
     widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
     line = lambda r: " | ".join(str(v).ljust(w) for v, w in zip(r, widths))
