@@ -170,7 +170,14 @@ fn data_dir_is_private_and_a_deleted_one_is_taken_again() {
     }
     // `rm -rf data_dir` while it runs: it takes the lock again, and a second
     // sluice on the same data_dir is still refused.
-    std::fs::remove_dir_all(&state).expect("rm -rf");
+    // sluice may write into it while it goes, as under `rm -rf` ("Directory
+    // not empty"): remove until it is gone.
+    let removed = wait_for(Duration::from_secs(30), || match std::fs::remove_dir_all(&state) {
+        Ok(()) => Some(()),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Some(()),
+        Err(_) => None,
+    });
+    assert!(removed.is_some(), "rm -rf {} never succeeded", state.display());
     assert!(
         wait_for(Duration::from_secs(30), || state.join(".lock").exists().then_some(())).is_some(),
         "{}",
