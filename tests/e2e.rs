@@ -10,6 +10,7 @@ mod e2e {
     mod delivery;
     mod elasticsearch;
     mod forward;
+    mod latency;
     mod metrics_health;
     mod onepassword;
     mod operations;

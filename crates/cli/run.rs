@@ -16,6 +16,10 @@ use sluice_core::topology::{TopologyOptions, start};
 use crate::error::{CliError, CliResult};
 use crate::plan::{Files, Plan, plan};
 
+/// Buckets of every `*_latency_seconds` histogram (delivery latency, HEC
+/// acknowledgements): from a fast local sink to a stalled one.
+const LATENCY_BUCKETS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0];
+
 pub fn load(configs: &[PathBuf]) -> Result<Plan, ConfigError> {
     plan(load_files(configs), Files::Read)
 }
@@ -156,6 +160,12 @@ pub async fn run_plan(
         );
     }
     let metrics = PrometheusBuilder::new()
+        // Histograms, not summaries, so they add up across instances.
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Suffix("latency_seconds".into()),
+            LATENCY_BUCKETS,
+        )
+        .context("cannot set the latency buckets")?
         .install_recorder()
         .context("cannot install the metrics recorder")?;
     metrics::gauge!("sluice_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);

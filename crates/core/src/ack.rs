@@ -82,6 +82,8 @@ struct BatchInner {
     /// [`BatchNotifier::new_tracked`]; empty otherwise.
     events: Box<[AtomicU8]>,
     tx: Option<oneshot::Sender<BatchOutcome>>,
+    /// When the source made it (about when it received the events).
+    created: std::time::Instant,
 }
 
 /// What a tracked batch resolves to: the batch's status and each event's.
@@ -130,7 +132,12 @@ impl BatchNotifier {
     pub fn new_tracked(len: usize) -> (Self, TrackedReceiver) {
         let (tx, rx) = oneshot::channel();
         let events = (0..len).map(|_| AtomicU8::new(0)).collect();
-        let inner = BatchInner { status: AtomicU8::new(0), events, tx: Some(tx) };
+        let inner = BatchInner {
+            status: AtomicU8::new(0),
+            events,
+            tx: Some(tx),
+            created: std::time::Instant::now(),
+        };
         (Self(Arc::new(inner)), TrackedReceiver(rx))
     }
 
@@ -241,6 +248,14 @@ impl PendingAcks {
     /// Resolve everything with `status`.
     pub fn resolve(mut self, status: AckStatus) {
         std::mem::take(&mut self.0).finish(status);
+    }
+}
+
+impl PendingAcks {
+    /// When the earliest of these events' source batches was made: about
+    /// when its source received it (for the delivery latency).
+    pub fn received_at(&self) -> Option<std::time::Instant> {
+        self.0.0.iter().map(|finalizer| finalizer.0.batch.0.created).min()
     }
 }
 

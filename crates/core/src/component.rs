@@ -253,6 +253,12 @@ impl EventReceiver {
         self.metrics.received(events.len(), bytes);
         Some(events)
     }
+
+    /// Whether no events are waiting right now (a sink sends a partial
+    /// batch at once then, instead of lingering for more).
+    pub fn is_empty(&self) -> bool {
+        self.rx.is_empty()
+    }
 }
 
 /// What a source runs with.

@@ -131,6 +131,11 @@ impl QueueReceiver {
     pub async fn recv(&mut self) -> Option<EventArray> {
         self.rx.recv().await.map(|queued| queued.array)
     }
+
+    /// Whether nothing is waiting right now.
+    pub fn is_empty(&self) -> bool {
+        self.rx.is_empty()
+    }
 }
 
 /// The bytes `events` occupy, for the queues' bound.

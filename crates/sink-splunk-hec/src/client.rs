@@ -38,11 +38,32 @@ const NO_ACK_ID_ANSWERS_FOR_OFF: u32 = 5;
 struct Channel {
     id: String,
     cookies: Mutex<BTreeMap<String, String>>,
+    /// Whether a request on it was answered (and its cookies are known).
+    established: AtomicBool,
+    /// Held by the one request that opens the channel: behind a load
+    /// balancer sticky on a cookie, requests sent before the first answer
+    /// would go to any indexer, and their ack ids be asked of another.
+    opening: tokio::sync::Mutex<()>,
 }
 
 impl Channel {
     fn new() -> Self {
-        Self { id: uuid::Uuid::new_v4().to_string(), cookies: Mutex::new(BTreeMap::new()) }
+        Self {
+            id: uuid::Uuid::new_v4().to_string(),
+            cookies: Mutex::new(BTreeMap::new()),
+            established: AtomicBool::new(false),
+            opening: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Wait while another request opens the channel; the guard to hold if
+    /// this request opens it.
+    async fn open(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        if self.established.load(Ordering::Acquire) {
+            return None;
+        }
+        let guard = self.opening.lock().await;
+        (!self.established.load(Ordering::Acquire)).then_some(guard)
     }
 
     fn cookie_header(&self) -> String {
@@ -185,8 +206,11 @@ impl HecClient {
         if let Some(encoding) = encoding {
             request = request.header(CONTENT_ENCODING, encoding);
         }
+        let opening = channel.open().await;
         let response = request.body(body).send().await.map_err(|e| transport(&e))?;
         channel.remember(response.headers());
+        channel.established.store(true, Ordering::Release);
+        drop(opening);
         let status = response.status().as_u16();
         let bytes = read_body(response, MAX_ANSWER_BYTES).await.map_err(|e| {
             RequestError::Retry(Failure::without_status("transport", e.to_string()))

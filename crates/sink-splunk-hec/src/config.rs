@@ -258,7 +258,11 @@ impl SplunkHecSinkConfig {
         let requests_in_flight = delivery.concurrency;
         if acks.enabled {
             // A batch keeps its slot until its ack comes: that many may wait.
+            // The slot's round trip is then mostly the ack poll interval,
+            // which says nothing about load: the slots are fixed, and the
+            // POSTs under them are capped by `request.(max_)concurrency`.
             delivery.concurrency = acks.max_pending.max(requests_in_flight);
+            delivery.adaptive = false;
         }
         let ca_file = self.tls.ca_file.filter(|f| !f.as_os_str().is_empty()).map(|f| dir.join(f));
         Ok(Settings {

@@ -73,7 +73,8 @@ pub struct OnePasswordSourceConfig {
     /// Events per page, 1 to 1000 (default 1000).
     #[serde(default = "default_limit")]
     pub limit: u32,
-    /// Seconds between polls once a stream is caught up (default 10, with jitter).
+    /// Seconds between polls once a stream is caught up (default 1, ± 10 %;
+    /// longer when the token's streams would spend over half its budget).
     #[serde(default = "default_interval")]
     pub interval_secs: u64,
     /// Seconds before a request times out (default 30).
@@ -107,7 +108,7 @@ fn default_limit() -> u32 {
     1000
 }
 fn default_interval() -> u64 {
-    10
+    1
 }
 fn default_timeout() -> u64 {
     30

@@ -1,11 +1,14 @@
 //! One rate limiter per token, shared by every stream and every source that
 //! uses it: the API counts requests per account (600 a minute, 30,000 an
 //! hour), so three streams polling on their own would exceed it together.
-//! A `Retry-After` seen by one stream pauses them all.
+//! A `Retry-After` seen by one stream pauses them all. It also paces the
+//! polls of caught-up streams: together they spend at most half of the
+//! token's sustained budget, so a backfill and other users keep the rest.
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
@@ -36,12 +39,41 @@ struct Windows {
 pub struct Limiter {
     limits: RateLimitConfig,
     windows: Mutex<Windows>,
+    /// Streams polling with this token (every source that uses it).
+    pollers: AtomicUsize,
+}
+
+/// One stream's share of a token's polls, held while it runs.
+#[derive(Debug)]
+pub struct Poller(Arc<Limiter>);
+
+impl Drop for Poller {
+    fn drop(&mut self) {
+        self.0.pollers.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Limiter {
     /// A limiter of its own (tests); sources use [`Limiter::for_token`].
     pub fn new(limits: RateLimitConfig) -> Self {
-        Self { limits, windows: Mutex::new(Windows::default()) }
+        Self { limits, windows: Mutex::new(Windows::default()), pollers: AtomicUsize::new(0) }
+    }
+
+    /// Count a stream among this token's pollers until the guard drops.
+    pub fn poller(self: &Arc<Self>) -> Poller {
+        self.pollers.fetch_add(1, Ordering::Relaxed);
+        Poller(self.clone())
+    }
+
+    /// How long a caught-up stream waits before it polls again: `configured`,
+    /// or longer when the token's pollers would together spend more than
+    /// half of its sustained budget (the lower of the minute's limit and a
+    /// sixtieth of the hour's). Three streams at 600/min and 30,000/h may
+    /// poll every 0.72 s; two sources sharing a token, every 1.44 s.
+    pub fn idle_interval(&self, configured: Duration) -> Duration {
+        let per_minute = f64::from(self.limits.per_minute.min(self.limits.per_hour / 60).max(1));
+        let pollers = self.pollers.load(Ordering::Relaxed).max(1) as f64;
+        configured.max(Duration::from_secs_f64(pollers * 60.0 / (per_minute / 2.0)))
     }
 
     /// The limiter shared by every user of `token` (keyed by a hash; the
@@ -115,6 +147,23 @@ impl Limiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn idle_polls_of_every_stream_of_a_token_spend_at_most_half_its_budget() {
+        let limiter = Arc::new(Limiter::new(RateLimitConfig::default()));
+        let second = Duration::from_secs(1);
+        let one_source: Vec<Poller> = (0..3).map(|_| limiter.poller()).collect();
+        assert_eq!(limiter.idle_interval(second), second, "3 x 60/min is under 250/min");
+        let another: Vec<Poller> = (0..3).map(|_| limiter.poller()).collect();
+        let shared = limiter.idle_interval(second);
+        assert_eq!(shared, Duration::from_secs_f64(1.44), "6 streams share 250/min");
+        assert!(6.0 * 60.0 / shared.as_secs_f64() <= 250.0 + 1e-9);
+        drop(another);
+        assert_eq!(limiter.idle_interval(second), second);
+        drop(one_source);
+        let tight = Limiter::new(RateLimitConfig { per_minute: 60, per_hour: 30_000 });
+        assert_eq!(tight.idle_interval(second), Duration::from_secs(2), "one poller, 30 of 60/min");
+    }
 
     #[tokio::test(start_paused = true)]
     async fn waits_for_the_minute_window() {

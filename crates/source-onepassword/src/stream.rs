@@ -104,6 +104,7 @@ impl StreamPoller {
     pub async fn run(self) -> Result<(), BoxError> {
         let metrics = StreamMetrics::new(&self.metrics, self.stream);
         metrics.up.set(1.0);
+        let _poller = self.limiter.poller();
         let mut checkpoint = checkpoint::load(&self.checkpoint_path)?.unwrap_or_default();
         if let (Some(_), Some(theirs), Some(ours)) =
             (&checkpoint.cursor, &checkpoint.account, &self.account)
@@ -261,7 +262,8 @@ impl StreamPoller {
                     if state.backfilling {
                         continue;
                     }
-                    self.idle(state, metrics, jitter(self.settings.interval)).await?;
+                    let interval = self.limiter.idle_interval(self.settings.interval);
+                    self.idle(state, metrics, jitter(interval)).await?;
                 }
                 Err(err) => {
                     metrics.request(err.status_label());

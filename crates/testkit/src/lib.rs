@@ -18,5 +18,5 @@ pub mod elasticsearch;
 pub mod pki;
 pub mod splunk;
 
-pub use elasticsearch::{EsAuth, EsEmulator, EsEmulatorConfig, EsFault, ItemFailure};
+pub use elasticsearch::{EsAuth, EsEmulator, EsEmulatorConfig, EsFault, ItemFailure, Latency};
 pub use splunk::{HecEmulator, HecEmulatorConfig, HecFault, HecToken, IndexedEvent};

@@ -17,6 +17,7 @@ fn config(path: &Path, mode: ReadMode, batch: usize) -> FileSourceConfig {
         mode,
         batch_max_events: batch,
         max_pending_batches: 2,
+        max_pending_bytes: 1 << 20,
         poll_interval_ms: 10,
         max_line_bytes: 1024,
     }
@@ -289,9 +290,13 @@ async fn follow_picks_up_appended_and_completed_lines_and_commits_on_stop() {
 fn validate_checks_ranges_and_resolves_the_path() {
     let mut bad = config(Path::new("in.ndjson"), ReadMode::Once, 0);
     bad.max_pending_batches = 0;
+    bad.max_pending_bytes = 1000;
     let errors = bad.validate(Path::new("/etc/sluice")).expect_err("invalid");
     let fields: Vec<_> = errors.iter().map(|e| e.field).collect();
-    assert_eq!(fields, [Some("batch_max_events"), Some("max_pending_batches")]);
+    assert_eq!(
+        fields,
+        [Some("batch_max_events"), Some("max_pending_batches"), Some("max_pending_bytes")]
+    );
     let good = config(Path::new("in.ndjson"), ReadMode::Once, 10)
         .validate(Path::new("/etc/sluice"))
         .expect("valid");

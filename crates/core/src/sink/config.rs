@@ -43,14 +43,47 @@ impl Default for BatchConfig {
     }
 }
 
+/// `request.concurrency`: learned from the destination, or fixed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Concurrency {
+    /// `adaptive`: from 1 up to `request.max_concurrency`, raised while the
+    /// round trip stays flat and lowered when it grows or the destination
+    /// pushes back (429, 503, timeouts).
+    Adaptive,
+    /// A number: always this many requests in flight.
+    Fixed(usize),
+}
+
+impl<'de> Deserialize<'de> for Concurrency {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(usize),
+            Word(String),
+        }
+        match Raw::deserialize(deserializer) {
+            Ok(Raw::Number(n)) => Ok(Self::Fixed(n)),
+            Ok(Raw::Word(word)) if word == "adaptive" => Ok(Self::Adaptive),
+            _ => Err(serde::de::Error::custom(
+                "request.concurrency is `adaptive` or a number of requests",
+            )),
+        }
+    }
+}
+
 /// `request`: concurrency, timeouts, retries and when `/health` turns red.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RequestConfig {
-    /// Requests in flight (1 to 128, default 2). When all are busy the sink
-    /// reads no more input: backpressure up to the source.
+    /// Requests in flight: `adaptive` (default) or a number from 1 to 128.
+    /// When all are busy the sink reads no more input: backpressure up to
+    /// the source.
     #[serde(default = "default_concurrency")]
-    pub concurrency: usize,
+    pub concurrency: Concurrency,
+    /// The most requests `adaptive` may keep in flight (1 to 128, default 32).
+    #[serde(default = "default_max_concurrency")]
+    pub max_concurrency: usize,
     /// Seconds before a request times out (1 to 3600, default 60).
     #[serde(default = "default_timeout")]
     pub timeout_secs: u64,
@@ -68,8 +101,11 @@ pub struct RequestConfig {
     pub unhealthy_after_secs: u64,
 }
 
-fn default_concurrency() -> usize {
-    2
+fn default_concurrency() -> Concurrency {
+    Concurrency::Adaptive
+}
+fn default_max_concurrency() -> usize {
+    32
 }
 fn default_timeout() -> u64 {
     60
@@ -82,6 +118,7 @@ impl Default for RequestConfig {
     fn default() -> Self {
         Self {
             concurrency: default_concurrency(),
+            max_concurrency: default_max_concurrency(),
             timeout_secs: default_timeout(),
             retry_max_backoff_secs: default_sixty(),
             refused_retry_secs: default_sixty(),
@@ -122,8 +159,10 @@ pub struct DriverSettings {
     pub max_bytes: usize,
     /// How long a partial batch waits.
     pub linger: Duration,
-    /// Requests in flight.
+    /// Requests in flight: the fixed number, or the ceiling when `adaptive`.
     pub concurrency: usize,
+    /// Whether the number in flight is learned (up to `concurrency`).
+    pub adaptive: bool,
     /// Per-request timeout, for the sink's client.
     pub request_timeout: Duration,
     /// First backoff wait.
@@ -161,7 +200,15 @@ pub fn validate_delivery(
     check_range(&mut errors, "batch.max_events", batch.max_events, (1, 100_000));
     check_range(&mut errors, "batch.max_bytes", batch.max_bytes, (1024, 1 << 30));
     check_range(&mut errors, "batch.timeout_secs", batch.timeout_secs, (0.001, 3600.0));
-    check_range(&mut errors, "request.concurrency", request.concurrency, (1, 128));
+    let (concurrency, adaptive) = match request.concurrency {
+        Concurrency::Adaptive => (request.max_concurrency, true),
+        Concurrency::Fixed(n) => (n, false),
+    };
+    if adaptive {
+        check_range(&mut errors, "request.max_concurrency", concurrency, (1, 128));
+    } else {
+        check_range(&mut errors, "request.concurrency", concurrency, (1, 128));
+    }
     check_range(&mut errors, "request.timeout_secs", request.timeout_secs, (1, 3600));
     check_range(
         &mut errors,
@@ -187,7 +234,8 @@ pub fn validate_delivery(
         max_events: batch.max_events,
         max_bytes: batch.max_bytes,
         linger: Duration::from_secs_f64(batch.timeout_secs),
-        concurrency: request.concurrency,
+        concurrency,
+        adaptive,
         request_timeout: Duration::from_secs(request.timeout_secs),
         retry_initial_backoff: Duration::from_millis(500),
         retry_max_backoff: Duration::from_secs(request.retry_max_backoff_secs),
@@ -205,7 +253,10 @@ mod tests {
     #[test]
     fn out_of_range_values_are_field_errors_not_panics() {
         let batch = BatchConfig { timeout_secs: f64::INFINITY, ..BatchConfig::default() };
-        let request = RequestConfig { concurrency: usize::MAX, ..RequestConfig::default() };
+        let request = RequestConfig {
+            concurrency: Concurrency::Fixed(usize::MAX),
+            ..RequestConfig::default()
+        };
         let errors =
             validate_delivery(&batch, &request, &DeadLetterConfig::default(), Path::new("/"))
                 .expect_err("invalid");

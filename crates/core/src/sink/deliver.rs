@@ -8,6 +8,7 @@ use crate::ack::{AckStatus, PendingAcks};
 use crate::backoff::Backoff;
 use crate::component::DEFAULT_OUTPUT;
 use crate::metrics::Stage;
+use crate::sink::adaptive::Signal;
 use crate::sink::dead_letter::Rejection;
 use crate::sink::driver::{BatchService, Encoded, Shared};
 use crate::sink::outcome::{Failure, ItemOutcome, RequestError};
@@ -96,7 +97,9 @@ async fn deliver_chunk<S: BatchService>(
     let mut held = Held::new(&shared.progress);
     let mut logged_refusal = false;
     loop {
+        let sent = tokio::time::Instant::now();
         let result = shared.service.send(&chunk.encoded).await;
+        shared.limiter.observe(sent.elapsed(), signal(&result));
         let result = match result {
             Ok(outcomes) if outcomes.len() != chunk.len() => {
                 Err(RequestError::Retry(Failure::without_status(
@@ -151,6 +154,18 @@ async fn deliver_chunk<S: BatchService>(
     }
 }
 
+/// What an answer says about the destination's load.
+fn signal(result: &Result<Vec<ItemOutcome>, RequestError>) -> Signal {
+    match result {
+        Ok(outcomes) if outcomes.iter().any(|o| matches!(o, ItemOutcome::Retry(_))) => {
+            Signal::Backpressure
+        }
+        Ok(_) => Signal::Answered,
+        Err(RequestError::Retry(_)) => Signal::Backpressure,
+        Err(_) => Signal::Neutral,
+    }
+}
+
 /// Finalize what the answer made final; the rest, and how long to wait.
 async fn settle<S: BatchService>(
     shared: &Shared<S>,
@@ -164,11 +179,15 @@ async fn settle<S: BatchService>(
     let (mut delivered, mut duplicates) = (0, 0);
     let (mut refused, mut retry) = (None, None);
     let mut refused_count = 0;
+    let now = std::time::Instant::now();
     for ((encoded, acks), outcome) in chunk.encoded.into_iter().zip(chunk.acks).zip(outcomes) {
         match outcome {
             ItemOutcome::Delivered | ItemOutcome::Duplicate => {
                 duplicates += usize::from(outcome == ItemOutcome::Duplicate);
                 delivered += 1;
+                if let Some(received) = acks.received_at() {
+                    shared.latency.record(now.saturating_duration_since(received).as_secs_f64());
+                }
                 acks.resolve(AckStatus::Delivered);
             }
             ItemOutcome::Rejected(failure) => rejected.push((encoded, acks, failure)),

@@ -7,7 +7,6 @@ use std::future::Future;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::task::AbortOnDropHandle;
@@ -16,6 +15,7 @@ use crate::ack::PendingAcks;
 use crate::component::{BoxError, SinkContext};
 use crate::event::Event;
 use crate::metrics::{ComponentMetrics, Stage};
+use crate::sink::adaptive::Limiter;
 use crate::sink::config::DriverSettings;
 use crate::sink::dead_letter::DeadLetter;
 use crate::sink::deliver::{Chunk, deliver, reject};
@@ -53,6 +53,10 @@ pub(crate) struct Shared<S> {
     pub(crate) metrics: ComponentMetrics,
     pub(crate) id: String,
     pub(crate) destination: String,
+    /// Requests in flight, learned or fixed.
+    pub(crate) limiter: Arc<Limiter>,
+    /// Source receipt → delivered, per event.
+    pub(crate) latency: metrics::Histogram,
 }
 
 /// A batching sink: a name for logs and `/health`, an encoder and a service.
@@ -80,6 +84,7 @@ where
         let path = settings.dead_letter_path(&cx.data_dir, &cx.id);
         let progress = Progress::new(cx.health.clone(), destination, settings.unhealthy_after);
         let _watch = AbortOnDropHandle::new(tokio::spawn(progress.clone().watch()));
+        let limit = metrics::gauge!("sluice_sink_concurrency_limit", cx.metrics.labels());
         let shared = Arc::new(Shared {
             dead_letter: DeadLetter::new(path, settings.dead_letter_max_bytes, &cx.id),
             service,
@@ -87,9 +92,13 @@ where
             metrics: cx.metrics.clone(),
             id: cx.id.clone(),
             destination: destination.to_owned(),
+            limiter: Limiter::new(settings.adaptive, settings.concurrency, limit),
+            latency: metrics::histogram!(
+                "sluice_sink_delivery_latency_seconds",
+                cx.metrics.labels()
+            ),
             settings,
         });
-        let permits = Arc::new(Semaphore::new(shared.settings.concurrency));
         let mut tasks = JoinSet::new();
         let mut batch = Chunk::default();
         let mut bytes = 0;
@@ -109,24 +118,31 @@ where
                             Err(reason) => unencodable(&shared, &event, acks, reason).await,
                         }
                         if batch.len() >= shared.settings.max_events || bytes >= shared.settings.max_bytes {
-                            dispatch(&mut tasks, &permits, &shared, std::mem::take(&mut batch)).await;
+                            dispatch(&mut tasks, &shared, std::mem::take(&mut batch)).await;
                             bytes = 0;
                             deadline = None;
                         }
                     }
-                    if !batch.is_empty() && deadline.is_none() {
+                    // Nothing else is waiting and a request slot is free: a
+                    // partial batch goes now rather than lingering. Under
+                    // load the slots are busy or input waits, and batches fill.
+                    if !batch.is_empty() && cx.input.is_empty() && shared.limiter.has_room() {
+                        dispatch(&mut tasks, &shared, std::mem::take(&mut batch)).await;
+                        bytes = 0;
+                        deadline = None;
+                    } else if !batch.is_empty() && deadline.is_none() {
                         deadline = Some(Instant::now() + shared.settings.linger);
                     }
                 }
                 () = sleep_until(deadline), if deadline.is_some() => {
-                    dispatch(&mut tasks, &permits, &shared, std::mem::take(&mut batch)).await;
+                    dispatch(&mut tasks, &shared, std::mem::take(&mut batch)).await;
                     bytes = 0;
                     deadline = None;
                 }
                 Some(joined) = tasks.join_next(), if !tasks.is_empty() => surface(joined)?,
             }
         }
-        dispatch(&mut tasks, &permits, &shared, batch).await;
+        dispatch(&mut tasks, &shared, batch).await;
         while let Some(joined) = tasks.join_next().await {
             surface(joined)?;
         }
@@ -161,20 +177,15 @@ fn surface(joined: Result<(), tokio::task::JoinError>) -> Result<(), BoxError> {
     joined.map_err(|err| format!("a delivery task failed: {err}").into())
 }
 
-async fn dispatch<S: BatchService>(
-    tasks: &mut JoinSet<()>,
-    permits: &Arc<Semaphore>,
-    shared: &Arc<Shared<S>>,
-    batch: Chunk,
-) {
+async fn dispatch<S: BatchService>(tasks: &mut JoinSet<()>, shared: &Arc<Shared<S>>, batch: Chunk) {
     if batch.is_empty() {
         return;
     }
-    // Waiting for a permit holds back the input: backpressure to the source.
-    let Ok(permit) = permits.clone().acquire_owned().await else { return };
+    // Waiting for a slot holds back the input: backpressure to the source.
+    let Some(slot) = shared.limiter.acquire().await else { return };
     let shared = shared.clone();
     tasks.spawn(async move {
         deliver(&shared, batch).await;
-        drop(permit);
+        drop(slot);
     });
 }

@@ -4,8 +4,9 @@
 //! A sink supplies an encoder (event → [`Encoded`] item) and a
 //! [`BatchService`] ("send these items, tell me each one's outcome"). The
 //! driver does the rest: batches by events, bytes and linger time
-//! ([`config::BatchConfig`]); a concurrency limit that is also the
-//! backpressure; retries with exponential backoff and full jitter; halving
+//! ([`config::BatchConfig`]); a concurrency limit, adaptive by default
+//! (`adaptive.rs`), that is also the backpressure; retries with
+//! exponential backoff and full jitter; halving
 //! of requests that are too large or invalid; the dead letter; and `/health`.
 //!
 //! # The rule: only a failure caused by the document itself is a rejection
@@ -28,6 +29,7 @@
 //! logged and dropped. `/health` also turns unhealthy when events have waited
 //! `request.unhealthy_after_secs` without any delivery.
 
+mod adaptive;
 pub mod config;
 mod dead_letter;
 mod deliver;
@@ -35,7 +37,9 @@ mod driver;
 pub mod outcome;
 mod progress;
 
-pub use config::{BatchConfig, DeadLetterConfig, DriverSettings, RequestConfig, validate_delivery};
+pub use config::{
+    BatchConfig, Concurrency, DeadLetterConfig, DriverSettings, RequestConfig, validate_delivery,
+};
 pub use dead_letter::{DeadLetter, Rejection};
 pub use driver::{BatchService, BatchSink, Encoded};
 pub use outcome::{Failure, ItemOutcome, RequestError};

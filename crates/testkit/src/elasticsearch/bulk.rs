@@ -66,16 +66,19 @@ async fn handle(
     default_index: Option<String>,
     params: BulkParams,
 ) -> Response {
-    state.bulk_requests.fetch_add(1, Ordering::Relaxed);
+    let number = state.bulk_requests.fetch_add(1, Ordering::Relaxed);
     let started = Instant::now();
     if !state.authorized(&headers) {
         return unauthorized("/_bulk");
     }
-    let (fault, persistent) = {
+    let (fault, persistent, latency) = {
         let mut store = state.lock();
         store.bulk_pipeline_params.push(params.pipeline.clone());
-        (store.faults.pop_front(), store.request_failure)
+        (store.faults.pop_front(), store.request_failure, store.latency.of(number))
     };
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
     if let Some(code) = persistent {
         return failed_request(code);
     }

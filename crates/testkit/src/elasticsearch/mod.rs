@@ -158,6 +158,29 @@ pub(crate) struct Store {
     pub(crate) request_failure: Option<u16>,
     /// `create`s answered 409 (the document existed).
     pub(crate) conflicts: u64,
+    /// How long every `_bulk` takes before it answers, as a cluster that
+    /// indexes, replicates and runs pipelines does (tens to hundreds of ms).
+    pub(crate) latency: Latency,
+}
+
+/// A per-request delay: `base` plus a uniform share of `jitter`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Latency {
+    /// Every request waits at least this long.
+    pub base: Duration,
+    /// Plus up to this much more, spread evenly.
+    pub jitter: Duration,
+}
+
+impl Latency {
+    /// The delay of request number `n` (jitter spread by a hash of `n`).
+    pub(crate) fn of(self, n: u64) -> Duration {
+        if self.jitter.is_zero() {
+            return self.base;
+        }
+        let spread = std::hash::BuildHasher::hash_one(&std::hash::RandomState::new(), n);
+        self.base + self.jitter.mul_f64((spread % 10_000) as f64 / 10_000.0)
+    }
 }
 
 /// Shared state.
@@ -278,6 +301,11 @@ impl EsEmulator {
         self.state.lock().faults.push_back(fault);
     }
 
+    /// Make every `_bulk` wait `latency` before it answers (from now on).
+    pub fn set_latency(&self, latency: Latency) {
+        self.state.lock().latency = latency;
+    }
+
     /// Answer the next `count` bulk items with 429 `es_rejected_execution_exception`.
     pub fn throttle_items(&self, count: usize) {
         self.state.lock().throttle_items += count;
@@ -375,6 +403,7 @@ fn router(state: Arc<EsState>) -> Router {
         .route("/_testkit/stats", get(stats))
         .route("/_testkit/ids", get(ids))
         .route("/_testkit/fail_requests", axum::routing::put(set_request_failure))
+        .route("/_testkit/latency", axum::routing::put(set_latency))
         .fallback(|| async {
             es_error(
                 StatusCode::NOT_FOUND,
@@ -420,6 +449,17 @@ async fn set_request_failure(
 ) -> StatusCode {
     let status = body["status"].as_u64().and_then(|s| u16::try_from(s).ok());
     state.lock().request_failure = status;
+    StatusCode::NO_CONTENT
+}
+
+/// `{"ms": 50, "jitter_ms": 20}`: every `_bulk` from now on waits that long
+/// before it answers (for scripts; not an Elasticsearch API).
+async fn set_latency(
+    State(state): State<Arc<EsState>>,
+    axum::Json(body): axum::Json<Value>,
+) -> StatusCode {
+    let ms = |key: &str| Duration::from_millis(body[key].as_u64().unwrap_or(0));
+    state.lock().latency = Latency { base: ms("ms"), jitter: ms("jitter_ms") };
     StatusCode::NO_CONTENT
 }
 
