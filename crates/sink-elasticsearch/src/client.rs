@@ -9,13 +9,12 @@ use base64::engine::general_purpose::STANDARD;
 use reqwest::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HeaderValue};
 use serde::Deserialize;
 use sluice_core::http::{
-    BodyError, ClientSettings, build_client, certificate_refused, describe, read_body,
-    sensitive_header,
+    BodyError, ClientSettings, Compression, build_client, certificate_refused, describe,
+    parts_body, read_body, sensitive_header,
 };
 use sluice_core::sink::{BatchService, Encoded, Failure, ItemOutcome, RequestError};
 
 use crate::classify;
-use sluice_core::http::Compression;
 
 use crate::config::{AuthConfig, Settings};
 
@@ -202,10 +201,17 @@ impl EsClient {
         let request = self
             .request(reqwest::Method::POST, &self.bulk_path)
             .header(CONTENT_TYPE, "application/x-ndjson");
-        let (body, encoding) = self
-            .compression
-            .body(items.iter().map(|i| &i.payload[..]), size)
-            .map_err(|e| local(e.to_string()))?;
+        let (body, encoding) = match self.compression {
+            Compression::None => {
+                (parts_body(items.iter().map(|i| i.payload.clone()).collect()), None)
+            }
+            compression => {
+                let (body, encoding) = compression
+                    .body(items.iter().map(|i| &i.payload[..]), size)
+                    .map_err(|e| local(e.to_string()))?;
+                (reqwest::Body::from(body), encoding)
+            }
+        };
         let request = match encoding {
             Some(encoding) => request.header(CONTENT_ENCODING, encoding),
             None => request,
