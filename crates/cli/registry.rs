@@ -155,3 +155,12 @@ impl SinkConfig {
         })
     }
 }
+
+/// HELP text for every metric family: core's and each plugin's that has
+/// families of its own (call once, after the recorder is installed).
+pub fn describe_metrics() {
+    sluice_core::metrics::describe();
+    sluice_source_onepassword::describe_metrics();
+    sluice_sink_splunk_hec::describe_metrics();
+    sluice_grpc::source::describe_metrics();
+}

@@ -168,6 +168,7 @@ pub async fn run_plan(
         .context("cannot set the latency buckets")?
         .install_recorder()
         .context("cannot install the metrics recorder")?;
+    crate::registry::describe_metrics();
     metrics::gauge!("sluice_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     let health = Health::new();
     let taps = Taps::default();

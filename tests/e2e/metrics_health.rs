@@ -7,7 +7,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use super::util::{
-    free_port, have, http_get, http_get_with, signal, spawn, stderr_of, wait_exit, wait_for,
+    free_port, have, http_get, http_get_with, signal, spawn, start_sim, stderr_of, wait_exit,
+    wait_for,
 };
 
 const CONFIG: &str = "\
@@ -199,6 +200,58 @@ fn a_real_prometheus_scrapes_the_component_counters() {
     assert!(body.contains("\"component_kind\":\"sink\""), "{body}");
     assert!(body.contains("\"component_type\":\"blackhole\""), "{body}");
     assert!(status.success(), "{}", stderr_of(&mut sluice));
+}
+
+/// `promtool check metrics` (Prometheus' own lint: HELP text, base units,
+/// counter suffixes, histograms) finds nothing in the metrics of a sluice
+/// running every source and sink type, its sinks' destinations down.
+#[test]
+fn promtool_finds_nothing_to_fix_with_every_source_and_sink_type() {
+    if !have("promtool", &["--version"], "SLUICE_REQUIRE_PROMETHEUS", "apt-get install prometheus")
+    {
+        return;
+    }
+    let (dir, _) = setup(50);
+    let sim = start_sim(dir.path(), 50, &["--no-rate-limit"]);
+    let (api, closed, listen) = (free_port(), free_port(), free_port());
+    std::fs::write(
+        dir.path().join("sluice.yaml"),
+        format!(
+            "data_dir: state\napi: {{address: '127.0.0.1:{api}'}}\nsources:\n  op: {{type: onepassword, url: 'http://127.0.0.1:{}', allow_custom_url: true, token_file: op_token, start_time: 1d}}\n  in: {{type: file, path: input.ndjson, stream: signin_attempts}}\n  edges: {{type: sluice, address: '127.0.0.1:{listen}'}}\ntransforms:\n  ecs: {{type: vrl, inputs: [op, in, edges], source: '.mapped = true'}}\nsinks:\n  es: {{type: elasticsearch, inputs: [ecs], endpoints: ['http://127.0.0.1:{closed}']}}\n  hec: {{type: splunk_hec, inputs: [op], endpoint: 'http://127.0.0.1:{closed}', token: t}}\n  forward: {{type: sluice, inputs: [op], endpoints: ['http://127.0.0.1:{closed}']}}\n  out: {{type: file, inputs: [ecs], path: out.ndjson}}\n  hole: {{type: blackhole, inputs: [in.dropped]}}\n  show: {{type: console, inputs: [edges]}}\n",
+            sim.port
+        ),
+    )
+    .expect("config");
+    let mut sluice = spawn(Path::new("sluice.yaml"), dir.path(), &[]);
+    let metrics = wait_for(Duration::from_secs(60), || {
+        let (_, body) = http_get(api, "/metrics")?;
+        let fetched = body
+            .lines()
+            .any(|l| l.starts_with("sluice_onepassword_pages_total{") && !l.ends_with(" 0"));
+        (fetched && body.contains("sluice_component_retries_total{")).then_some(body)
+    });
+    let _ = sluice.kill();
+    let log = stderr_of(&mut sluice);
+    let metrics = metrics.unwrap_or_else(|| panic!("no metrics with pages fetched: {log}"));
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool starts");
+    std::io::Write::write_all(&mut promtool.stdin.take().expect("stdin"), metrics.as_bytes())
+        .expect("metrics to promtool");
+    let output = promtool.wait_with_output().expect("promtool ends");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success() && said.trim().is_empty(), "promtool: {said}\n{metrics}");
+    for family in ["sluice_sink_concurrency_limit", "sluice_onepassword_requests_total"] {
+        assert!(metrics.contains(&format!("# HELP {family} ")), "{family} has HELP: {metrics}");
+    }
 }
 
 /// Review H3 (reliability 2026-12): `/tap` shows raw events. It is off by

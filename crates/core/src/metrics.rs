@@ -142,3 +142,57 @@ impl ComponentMetrics {
         counter!("sluice_component_rejected_events_total", self.labels()).increment(events as u64);
     }
 }
+
+/// HELP text and units for the families core exports (call once, after the
+/// recorder is installed); each plugin describes its own the same way.
+pub fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        "sluice_component_received_events_total",
+        "Events that came into a component."
+    );
+    describe_counter!(
+        "sluice_component_received_bytes_total",
+        Unit::Bytes,
+        "Raw bytes of the events that came into a component."
+    );
+    describe_counter!(
+        "sluice_component_sent_events_total",
+        "Events a component sent on an output; for a sink, events delivered."
+    );
+    describe_counter!(
+        "sluice_component_errors_total",
+        "Errors of a component, by stage and error type."
+    );
+    describe_counter!(
+        "sluice_component_discarded_events_total",
+        "Events a component gave up (intentional: filtered)."
+    );
+    describe_counter!(
+        "sluice_component_retries_total",
+        "Retries of a sink's requests or items, by reason."
+    );
+    describe_counter!(
+        "sluice_component_duplicates_total",
+        "Events a sink's destination already held (replays); they count as delivered."
+    );
+    describe_counter!(
+        "sluice_component_rejected_events_total",
+        "Events a sink's destination rejected for good, written to the dead letter."
+    );
+    describe_gauge!("sluice_component_healthy", "0 while a component reports itself unhealthy.");
+    describe_gauge!("sluice_build_info", "1, labelled with the version of this sluice.");
+    describe_counter!(
+        "sluice_tap_dropped_events_total",
+        "Event copies a `sluice tap` watcher could not take."
+    );
+    describe_gauge!(
+        "sluice_sink_concurrency_limit",
+        "Requests a sink may have in flight now (adaptive, or fixed)."
+    );
+    describe_histogram!(
+        "sluice_sink_delivery_latency_seconds",
+        Unit::Seconds,
+        "From the moment a source received an event to its destination's acknowledgement."
+    );
+}

@@ -114,6 +114,31 @@ impl HecMetrics {
     }
 }
 
+/// HELP text and units of the sink's own families (call once, after the
+/// recorder is installed).
+pub fn describe_metrics() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_gauge!("sluice_splunk_hec_pending_acks", "Batches waiting for their indexer ack.");
+    describe_histogram!(
+        "sluice_splunk_hec_ack_latency_seconds",
+        Unit::Seconds,
+        "From a batch's POST to its ack `true`."
+    );
+    describe_counter!(
+        "sluice_splunk_hec_ack_timeouts_total",
+        "Acks that did not come within the timeout (their batch is sent again)."
+    );
+    describe_counter!(
+        "sluice_splunk_hec_duplicates_risked_events_total",
+        "Events sent again whose first copy may have been indexed."
+    );
+    describe_gauge!("sluice_splunk_hec_acks_enabled", "1 while indexer acknowledgement is on.");
+    describe_counter!(
+        "sluice_splunk_hec_requests_total",
+        "HEC requests, by HTTP status and HEC code."
+    );
+}
+
 /// A client for one sink.
 #[derive(Debug)]
 pub(crate) struct HecClient {

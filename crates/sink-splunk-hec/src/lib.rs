@@ -19,5 +19,6 @@ pub mod config;
 pub mod encode;
 pub mod sink;
 
+pub use client::describe_metrics;
 pub use config::{Settings, SplunkHecSinkConfig};
 pub use sink::SplunkHecSink;

@@ -29,3 +29,4 @@ pub use client::ApiVersion;
 pub use config::{OnePasswordSourceConfig, Settings};
 pub use error::Error;
 pub use source::OnePasswordSource;
+pub use stream::measure::describe as describe_metrics;

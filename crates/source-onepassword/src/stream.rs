@@ -21,7 +21,7 @@ use crate::client::{ApiClient, ApiError, Page, Request};
 use crate::config::{Settings, StartTime};
 use crate::limiter::Limiter;
 
-mod measure;
+pub(crate) mod measure;
 
 use measure::StreamMetrics;
 
@@ -219,7 +219,7 @@ impl StreamPoller {
             }
             // A rate-limit wait is counted, and the gauges move, while it lasts.
             let waiting = self.limiter.acquire(|slice| {
-                metrics.rate_limit_wait.increment(slice.as_millis() as u64);
+                metrics.rate_limit_wait.record(slice.as_secs_f64());
                 self.update_gauges(state, metrics);
             });
             tokio::select! {

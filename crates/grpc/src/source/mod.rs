@@ -18,6 +18,7 @@ use tonic::codec::CompressionEncoding;
 use tonic::transport::Server;
 
 pub use config::{Settings, SluiceSourceConfig};
+pub use server::describe_metrics;
 
 use crate::proto::forward_server::ForwardServer;
 use server::{Handler, Receiver};

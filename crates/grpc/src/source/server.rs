@@ -52,6 +52,15 @@ fn label(sender: &str) -> String {
     if name.is_empty() { "unnamed".into() } else { name }
 }
 
+/// HELP text of the aggregator's own families (call once, after the
+/// recorder is installed).
+pub fn describe_metrics() {
+    use metrics::{describe_counter, describe_gauge};
+    describe_gauge!("sluice_forward_in_flight_batches", "Pushed batches not yet answered.");
+    describe_counter!("sluice_forward_batches_total", "Pushed batches, by sender and answer.");
+    describe_counter!("sluice_forward_events_total", "Pushed events, by sender.");
+}
+
 impl Receiver {
     pub(crate) fn new(cx: SourceContext, token: Option<Secret>, max_in_flight: usize) -> Self {
         gauge!("sluice_forward_in_flight_batches", cx.metrics.labels()).set(0.0);

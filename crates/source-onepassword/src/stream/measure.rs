@@ -4,7 +4,7 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use metrics::{Counter, Gauge, Label, counter, gauge};
+use metrics::{Counter, Gauge, Histogram, Label, counter, gauge, histogram};
 use sluice_core::Stream;
 use sluice_core::metrics::ComponentMetrics;
 
@@ -12,7 +12,7 @@ use sluice_core::metrics::ComponentMetrics;
 pub(super) struct StreamMetrics {
     pub(super) events: Counter,
     pub(super) pages: Counter,
-    pub(super) rate_limit_wait: Counter,
+    pub(super) rate_limit_wait: Histogram,
     /// Registered at the first delivery: no lag is shown before there is one.
     lag: OnceLock<Gauge>,
     labels: Vec<Label>,
@@ -37,8 +37,8 @@ impl StreamMetrics {
         Self {
             events: counter!("sluice_onepassword_events_total", labels.clone()),
             pages: counter!("sluice_onepassword_pages_total", labels.clone()),
-            rate_limit_wait: counter!(
-                "sluice_onepassword_rate_limit_wait_milliseconds_total",
+            rate_limit_wait: histogram!(
+                "sluice_onepassword_rate_limit_wait_seconds",
                 labels.clone()
             ),
             lag: OnceLock::new(),
@@ -69,4 +69,36 @@ impl StreamMetrics {
             .get_or_init(|| gauge!("sluice_onepassword_lag_seconds", self.labels.clone()))
             .set(lag.as_secs_f64());
     }
+}
+
+/// HELP text and units of the source's families (call once, after the
+/// recorder is installed).
+pub fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        "sluice_onepassword_requests_total",
+        "Events API requests of a stream, by answer status."
+    );
+    describe_counter!("sluice_onepassword_events_total", "Events a stream fetched.");
+    describe_counter!("sluice_onepassword_pages_total", "Pages a stream fetched.");
+    describe_counter!("sluice_onepassword_retries_total", "Retries of a stream, by reason.");
+    describe_histogram!(
+        "sluice_onepassword_rate_limit_wait_seconds",
+        Unit::Seconds,
+        "Waits for the token's rate limit, in slices of at most a second (the sum is the time waited)."
+    );
+    describe_gauge!(
+        "sluice_onepassword_lag_seconds",
+        Unit::Seconds,
+        "Now minus the newest event timestamp delivered."
+    );
+    describe_gauge!(
+        "sluice_onepassword_checkpoint_age_seconds",
+        Unit::Seconds,
+        "Seconds since a stream's checkpoint last moved."
+    );
+    describe_gauge!(
+        "sluice_onepassword_stream_up",
+        "1 while the API accepts the stream's requests."
+    );
 }
