@@ -176,6 +176,19 @@ impl EsClient {
         self.exchange(self.request(reqwest::Method::GET, path)).await
     }
 
+    /// `PUT path` with a JSON body: the status and body.
+    pub(crate) async fn put(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+    ) -> Result<(u16, bytes::Bytes), Failure> {
+        let request = self
+            .request(reqwest::Method::PUT, path)
+            .header(CONTENT_TYPE, "application/json")
+            .body(body);
+        self.exchange(request).await
+    }
+
     /// `GET /`: the version number.
     pub(crate) async fn version(&self) -> Result<String, RequestError> {
         let (status, body) =

@@ -61,6 +61,20 @@ pub enum Ingest {
     Elastic,
 }
 
+/// What becomes of `event.original` (the raw item) in sluice's documents.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventOriginal {
+    /// Kept, and the document tagged `preserve_original_event` so that
+    /// Fleet's final pipeline (which removes `event.original` from every
+    /// document without that tag once the integration's assets are
+    /// installed) keeps it too (default).
+    #[default]
+    Keep,
+    /// Removed by sluice before sending (a smaller index).
+    Drop,
+}
+
 /// Data stream naming.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -113,6 +127,17 @@ pub struct ElasticsearchSinkConfig {
     /// An ingest pipeline to run on every document, instead of none
     /// (`ingest: sluice`) or the index's default pipeline (`ingest: elastic`).
     pub pipeline: Option<String>,
+    /// With `ingest: sluice` in data stream mode and no `pipeline`: run
+    /// the `@custom` pipelines Elastic's integration runs (`global@custom`,
+    /// `logs@custom`, `logs-1password.integration@custom`,
+    /// `logs-1password.<stream>@custom`) through the `sluice-custom-hooks`
+    /// pipeline sluice installs at start (needs `manage_pipeline`).
+    /// Default true; false sends `pipeline=_none`.
+    #[serde(default = "yes")]
+    pub custom_pipelines: bool,
+    /// `keep` (default: kept and tagged `preserve_original_event`) or `drop`.
+    #[serde(default)]
+    pub event_original: EventOriginal,
     /// `data_stream` (default) or `index`.
     #[serde(default)]
     pub mode: Mode,
@@ -148,6 +173,12 @@ pub struct Settings {
     pub ingest: Ingest,
     /// Ingest pipeline.
     pub pipeline: Option<String>,
+    /// Whether to install and name the `@custom` hooks pipeline.
+    pub custom_pipelines: bool,
+    /// Set by the preflight once the hooks pipeline is installed.
+    pub hooks_installed: bool,
+    /// `event.original` kept (and tagged) or dropped.
+    pub event_original: EventOriginal,
     /// Mode.
     pub mode: Mode,
     /// Data stream naming.
@@ -158,11 +189,26 @@ pub struct Settings {
     pub id_field: Vec<String>,
 }
 
+fn yes() -> bool {
+    true
+}
+
 impl Settings {
+    /// Whether the preflight should install the `@custom` hooks pipeline.
+    pub fn wants_hooks(&self) -> bool {
+        self.ingest == Ingest::Sluice
+            && self.pipeline.is_none()
+            && self.custom_pipelines
+            && self.mode == Mode::DataStream
+    }
+
     /// The bulk request's path and query: which pipeline runs on its documents.
     pub fn bulk_path(&self) -> String {
         match (self.ingest, &self.pipeline) {
             (_, Some(pipeline)) => format!("/_bulk?pipeline={pipeline}"),
+            (Ingest::Sluice, None) if self.hooks_installed => {
+                format!("/_bulk?pipeline={}", crate::hooks::HOOKS_PIPELINE)
+            }
             (Ingest::Sluice, None) => "/_bulk?pipeline=_none".into(),
             (Ingest::Elastic, None) => "/_bulk".into(),
         }
@@ -282,6 +328,9 @@ impl ElasticsearchSinkConfig {
             delivery,
             ingest: self.ingest,
             pipeline: self.pipeline,
+            custom_pipelines: self.custom_pipelines,
+            hooks_installed: false,
+            event_original: self.event_original,
             mode: self.mode,
             data_stream: self.data_stream,
             index: self.index,
@@ -337,6 +386,9 @@ mod tests {
         };
         let sluice = settings("endpoints: [http://es:9200]\n");
         assert_eq!(sluice.bulk_path(), "/_bulk?pipeline=_none");
+        assert!(sluice.wants_hooks());
+        let hooked = Settings { hooks_installed: true, ..sluice.clone() };
+        assert_eq!(hooked.bulk_path(), "/_bulk?pipeline=sluice-custom-hooks");
         assert_eq!(sluice.id_field, ["onepassword", "uuid"]);
         let named = settings("endpoints: [http://es:9200]\npipeline: sluice@custom\n");
         assert_eq!(named.bulk_path(), "/_bulk?pipeline=sluice@custom");

@@ -13,7 +13,7 @@ use sluice_core::Event;
 use sluice_core::sink::Encoded;
 use vrl::value::{ObjectMap, Value};
 
-use crate::config::{Ingest, Mode, Settings};
+use crate::config::{EventOriginal, Ingest, Mode, Settings};
 
 /// The stream name of an event: its metadata, else its `event.dataset`.
 fn stream_of(event: &Event) -> String {
@@ -91,6 +91,30 @@ fn agent_document(
     Ok(Value::Object(document))
 }
 
+/// Keep `event.original` through Fleet's final pipeline (tag
+/// `preserve_original_event`), or drop it.
+fn event_original(document: &mut ObjectMap, what: EventOriginal) {
+    let Some(Value::Object(event)) = document.get_mut("event") else { return };
+    if what == EventOriginal::Drop {
+        event.remove("original");
+        return;
+    }
+    if !event.contains_key("original") {
+        return;
+    }
+    const TAG: &str = "preserve_original_event";
+    match document.get_mut("tags") {
+        Some(Value::Array(tags)) => {
+            if !tags.iter().any(|t| matches!(t, Value::Bytes(b) if &b[..] == TAG.as_bytes())) {
+                tags.push(Value::from(TAG));
+            }
+        }
+        _ => {
+            document.insert("tags".into(), Value::Array(vec![Value::from(TAG)]));
+        }
+    }
+}
+
 /// The action line: `{"create":{"_id":…,"_index":…}}`, written directly.
 fn write_action(out: &mut Vec<u8>, index: &str, id: &str) {
     out.extend_from_slice(br#"{"create":{"_id":"#);
@@ -129,13 +153,14 @@ pub fn encode(event: &mut Event, settings: &Settings) -> Result<Encoded, serde_j
             Some(serde_json::to_vec(&agent_document(event, &stream, &dataset, settings)?)?)
         }
         Ingest::Sluice => {
-            if settings.mode == Mode::DataStream
-                && let Value::Object(map) = &mut event.value
-            {
-                map.insert(
-                    "data_stream".into(),
-                    Value::Object(data_stream_fields(settings, &dataset)),
-                );
+            if let Value::Object(map) = &mut event.value {
+                if settings.mode == Mode::DataStream {
+                    map.insert(
+                        "data_stream".into(),
+                        Value::Object(data_stream_fields(settings, &dataset)),
+                    );
+                }
+                event_original(map, settings.event_original);
             }
             id.is_none().then(|| {
                 let mut document = Vec::new();

@@ -11,6 +11,8 @@
 //!   rejected (only document errors are rejections);
 //! - `integration`: with `ingest: elastic`, the preflight's check that
 //!   Elastic's 1Password integration (templates, pipelines) is installed;
+//! - `hooks`: with `ingest: sluice`, the pipeline that runs Elastic's
+//!   `@custom` hooks on sluice's documents;
 //! - [`sink`]: the component: preflight, then the delivery layer.
 #![deny(missing_docs)]
 
@@ -18,8 +20,10 @@ mod classify;
 mod client;
 pub mod config;
 pub mod encode;
+mod hooks;
 mod integration;
 pub mod sink;
 
-pub use config::{ElasticsearchSinkConfig, Ingest, Settings};
+pub use config::{ElasticsearchSinkConfig, EventOriginal, Ingest, Settings};
+pub use hooks::HOOKS_PIPELINE;
 pub use sink::ElasticsearchSink;

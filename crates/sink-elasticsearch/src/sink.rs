@@ -9,7 +9,7 @@ use sluice_core::sink::{BatchSink, RequestError};
 use crate::client::EsClient;
 use crate::config::{Ingest, Settings};
 use crate::encode::encode;
-use crate::integration;
+use crate::{hooks, integration};
 
 /// The version whose built-in `ecs@mappings` types ECS fields in `logs-*-*`.
 const ECS_MAPPINGS_SINCE: (u64, u64) = (8, 13);
@@ -51,6 +51,10 @@ impl Sink for ElasticsearchSink {
                         tracing::warn!(%version, "Elasticsearch is older than 8.13, whose ecs@mappings types ECS fields in logs-*-* data streams; install the 1Password integration's templates");
                     } else {
                         tracing::info!(%version, "Elasticsearch reached");
+                    }
+                    if self.settings.wants_hooks() {
+                        let kind = self.settings.data_stream.kind.clone();
+                        self.settings.hooks_installed = hooks::install(&client, &kind).await?;
                     }
                     Ok(())
                 }

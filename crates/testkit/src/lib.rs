@@ -18,5 +18,6 @@ pub mod elasticsearch;
 pub mod pki;
 pub mod splunk;
 
+pub use elasticsearch::fleet;
 pub use elasticsearch::{EsAuth, EsEmulator, EsEmulatorConfig, EsFault, ItemFailure, Latency};
 pub use splunk::{HecEmulator, HecEmulatorConfig, HecFault, HecToken, IndexedEvent};

@@ -1,70 +1,114 @@
-//! `ingest`: with Elastic's 1Password integration installed (index
-//! templates whose `default_pipeline` maps raw items), `ingest: sluice`
-//! bypasses that pipeline and `ingest: elastic` feeds it what Elastic Agent
-//! sends.
+//! `ingest` against an Elasticsearch laid out as Fleet lays it out when the
+//! 1Password integration's assets are installed (`EsEmulator::
+//! install_1password_integration`: empty index-template settings, the
+//! pipelines in `@package` and `.fleet_agent_id_verification-1`, the
+//! package's pipelines from upstream fixtures, run by the emulator):
+//! `ingest: elastic` feeds the package pipeline what Elastic Agent sends;
+//! `ingest: sluice` skips it but still runs the user's `@custom` hooks and
+//! keeps `event.original` through Fleet's final pipeline.
 
 use sluice_core::Stream;
 use sluice_core::test_util::RawSource;
+use sluice_testkit::fleet::{FINAL_PIPELINE, PACKAGE_VERSION};
 
 use super::*;
 
-const PIPELINE: &str = "logs-1password.item_usages-1.31.0";
-const FINAL: &str = ".fleet_final_pipeline-1";
+const AUDIT: &str = "logs-1password.audit_events-default";
+const HOOKS: &str = sluice_sink_elasticsearch::HOOKS_PIPELINE;
 
-/// What installing the integration's assets leaves in Elasticsearch.
-fn install_integration(es: &EsEmulator) {
-    for stream in Stream::ALL {
-        let stream = stream.as_str();
-        let pipeline = format!("logs-1password.{stream}-1.31.0");
-        es.put_index_template(
-            &format!("logs-1password.{stream}"),
-            json!({
-                "index_patterns": [format!("logs-1password.{stream}-*")],
-                "data_stream": {},
-                "priority": 200,
-                "composed_of": ["logs@settings", format!("logs-1password.{stream}@package")],
-                "template": {"settings": {"index": {"default_pipeline": pipeline, "final_pipeline": FINAL}}},
-            }),
-        );
-        es.put_pipeline(&pipeline, json!({"processors": [{"rename": {"field": "message", "target_field": "event.original"}}]}));
-    }
-    es.put_pipeline(FINAL, json!({"processors": [{"set": {"field": "event.ingested", "value": "{{{_ingest.timestamp}}}"}}]}));
+/// A document as ecs.vrl maps an audit event: `event.original` kept.
+fn audit_doc(n: usize) -> vrl::value::Value {
+    vrl::value::Value::from(json!({
+        "@timestamp": "2026-11-20T08:14:03.250Z",
+        "event": {"kind": "event", "dataset": "1password.audit_events", "action": "join",
+                  "original": format!(r#"{{"uuid":"AUDIT{n:021}","action":"join"}}"#)},
+        "onepassword": {"uuid": format!("AUDIT{n:021}")},
+    }))
 }
 
-fn raw_items(count: usize) -> Vec<Vec<bytes::Bytes>> {
-    let items = (0..count).map(|n| {
-        bytes::Bytes::from(format!(
-            r#"{{"uuid":"RAW{n:023}","timestamp":"2026-11-20T08:14:03.25Z","used_version":{n},"action":"fill"}}"#
-        ))
-    });
-    vec![items.collect()]
+fn audit_batches(count: usize, per_batch: usize) -> Vec<Vec<vrl::value::Value>> {
+    (0..count).map(|b| (0..per_batch).map(|i| audit_doc(b * per_batch + i)).collect()).collect()
+}
+
+/// A user's hook: Fleet's docs tell users to add processing here.
+fn add_custom_hook(es: &EsEmulator) {
+    es.put_pipeline(
+        "logs-1password.audit_events@custom",
+        json!({"processors": [{"set": {"field": "labels.team", "value": "secops"}}]}),
+    );
 }
 
 #[tokio::test]
-async fn ingest_sluice_bypasses_the_integrations_default_pipeline() {
+async fn ingest_sluice_runs_the_users_custom_hooks_and_keeps_event_original_through_fleets_final_pipeline()
+ {
     let es = EsEmulator::start(EsEmulatorConfig::default()).await;
-    install_integration(&es);
-    let mut sink = sink(&es, std::path::Path::new("/"), "");
-    sink.preflight().await.expect("no integration check for ingest: sluice");
-    let statuses = run(sink, batches(3, 40), &Health::new()).await;
+    es.install_1password_integration();
+    add_custom_hook(&es);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut sink = sink(&es, dir.path(), "");
+    sink.preflight().await.expect("installs the hooks pipeline");
+    let statuses = run_in(dir.path(), sink, audit_batches(3, 40), &Health::new()).await;
     assert!(statuses.iter().all(|(_, s)| *s == BatchStatus::Delivered), "{statuses:?}");
     let params = es.bulk_pipeline_params();
     assert!(!params.is_empty());
-    assert!(params.iter().all(|p| p.as_deref() == Some("_none")), "{params:?}");
-    // The final pipeline still runs; the integration's mapping does not.
-    assert_eq!(es.pipeline_runs(), [(FINAL.to_owned(), 120)].into_iter().collect());
-    let docs = es.documents(STREAM);
+    assert!(params.iter().all(|p| p.as_deref() == Some(HOOKS)), "{params:?}");
+    // The user's hook and Fleet's final pipeline ran; the package's mapping did not.
+    let runs = es.pipeline_runs();
+    assert_eq!(runs.get(HOOKS), Some(&120));
+    assert_eq!(runs.get("logs-1password.audit_events@custom"), Some(&120));
+    assert_eq!(runs.get(FINAL_PIPELINE), Some(&120));
+    assert_eq!(runs.len(), 3, "{runs:?}");
+    let docs = es.documents(AUDIT);
     assert_eq!(docs.len(), 120);
-    let mut expected = serde_json::to_value(doc(7)).expect("json");
-    expected["data_stream"] =
-        json!({"type": "logs", "dataset": "1password.item_usages", "namespace": "default"});
-    assert_eq!(docs["UUID0000000000000000000007"], expected, "stored as sluice mapped it");
+    let stored = &docs["AUDIT000000000000000000007"];
+    assert_eq!(stored["labels"]["team"], "secops");
+    assert_eq!(
+        stored["event"]["original"],
+        r#"{"uuid":"AUDIT000000000000000000007","action":"join"}"#
+    );
+    assert_eq!(stored["tags"], json!(["preserve_original_event"]));
+    assert_eq!(stored["event"]["agent_id_status"], "missing", "set by Fleet's final pipeline");
+    assert!(stored["event"]["ingested"].is_string());
+    assert_eq!(stored["data_stream"]["dataset"], "1password.audit_events");
+}
+
+#[tokio::test]
+async fn event_original_drop_sends_documents_without_it_or_the_tag() {
+    let es = EsEmulator::start(EsEmulatorConfig::default()).await;
+    es.install_1password_integration();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut sink = sink(&es, dir.path(), "event_original: drop\n");
+    sink.preflight().await.expect("preflight");
+    let statuses = run_in(dir.path(), sink, audit_batches(1, 5), &Health::new()).await;
+    assert_eq!(statuses, [(0, BatchStatus::Delivered)]);
+    let stored = &es.documents(AUDIT)["AUDIT000000000000000000003"];
+    assert!(stored["event"].get("original").is_none(), "{stored}");
+    assert!(stored.get("tags").is_none(), "{stored}");
+}
+
+#[tokio::test]
+async fn without_manage_pipeline_ingest_sluice_sends_none_and_the_hooks_do_not_run() {
+    let es = EsEmulator::start(EsEmulatorConfig::default()).await;
+    es.install_1password_integration();
+    add_custom_hook(&es);
+    es.forbid_pipeline_writes();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut sink = sink(&es, dir.path(), "");
+    sink.preflight().await.expect("a warning, not a failure");
+    let statuses = run_in(dir.path(), sink, audit_batches(1, 10), &Health::new()).await;
+    assert_eq!(statuses, [(0, BatchStatus::Delivered)]);
+    assert!(es.bulk_pipeline_params().iter().all(|p| p.as_deref() == Some("_none")));
+    let runs = es.pipeline_runs();
+    assert_eq!(runs.get("logs-1password.audit_events@custom"), None);
+    assert_eq!(runs.get(FINAL_PIPELINE), Some(&10));
+    // `event.original` still survives the final pipeline: the tag does not depend on the hooks.
+    assert!(es.documents(AUDIT)["AUDIT000000000000000000001"]["event"]["original"].is_string());
 }
 
 #[tokio::test]
 async fn a_named_pipeline_replaces_none_and_a_missing_one_waits_instead_of_dead_lettering() {
     let es = EsEmulator::start(EsEmulatorConfig::default()).await;
-    install_integration(&es);
+    es.install_1password_integration();
     es.put_pipeline("sluice-extra", json!({"processors": []}));
     let dir = tempfile::tempdir().expect("tempdir");
     let statuses = run_in(
@@ -100,32 +144,47 @@ async fn a_named_pipeline_replaces_none_and_a_missing_one_waits_instead_of_dead_
     assert!(!dir.path().join("es/dead-letter.ndjson").exists());
 }
 
+/// Raw audit items as the Events API returns them.
+fn raw_audit_items(count: usize) -> Vec<Vec<bytes::Bytes>> {
+    let items = (0..count).map(|n| {
+        bytes::Bytes::from(format!(
+            r#"{{"uuid":"RAW{n:023}","timestamp":"2026-11-20T08:14:03.25Z","actor_uuid":"IK4P","actor_details":{{"uuid":"IK4P","name":"Ada Lovelace","email":"ada@example.com"}},"action":"join","object_type":"user","object_uuid":"WZCV","session":{{"ip":"192.0.2.{n}"}}}}"#
+        ))
+    });
+    vec![items.collect()]
+}
+
 #[tokio::test]
-async fn ingest_elastic_sends_the_raw_item_for_the_integration_to_map() {
+async fn ingest_elastic_starts_on_a_fleet_install_and_the_package_pipeline_maps_every_event_once() {
     let es = EsEmulator::start(EsEmulatorConfig::default()).await;
-    install_integration(&es);
+    es.install_1password_integration();
     let dir = tempfile::tempdir().expect("tempdir");
     let mut sink = sink(&es, dir.path(), "ingest: elastic\n");
-    sink.preflight().await.expect("the integration is installed");
-    let (source, statuses) = RawSource::new(raw_items(25), Stream::ItemUsages);
+    sink.preflight().await.expect("the pipeline is found in the @package component template");
+    let (source, statuses) = RawSource::new(raw_audit_items(25), Stream::AuditEvents);
     run_source(dir.path(), Box::new(source), sink, &Health::new()).await;
     assert_eq!(*statuses.lock().expect("lock"), [(0, BatchStatus::Delivered)]);
     assert!(es.bulk_pipeline_params().iter().all(Option::is_none), "the default pipeline runs");
+    let package = format!("logs-1password.audit_events-{PACKAGE_VERSION}");
     assert_eq!(
         es.pipeline_runs(),
-        [(FINAL.to_owned(), 25), (PIPELINE.to_owned(), 25)].into_iter().collect()
+        [(FINAL_PIPELINE.to_owned(), 25), (package, 25)].into_iter().collect()
     );
-    let docs = es.documents(STREAM);
-    assert_eq!(docs.len(), 25);
+    let docs = es.documents(AUDIT);
+    assert_eq!(docs.len(), 25, "each event stored once");
+    assert_eq!(es.conflicts(), 0);
     let stored = &docs["RAW00000000000000000000003"];
-    assert_eq!(
-        stored["message"],
-        r#"{"uuid":"RAW00000000000000000000003","timestamp":"2026-11-20T08:14:03.25Z","used_version":3,"action":"fill"}"#
-    );
-    assert_eq!(stored["tags"], json!(["forwarded", "1password-item_usages"]));
-    assert_eq!(stored["data_stream"]["dataset"], "1password.item_usages");
-    assert!(stored["@timestamp"].is_string());
-    assert!(stored.get("onepassword").is_none());
+    assert_eq!(stored["event"]["action"], "join");
+    assert_eq!(stored["related"]["user"], json!(["Ada Lovelace", "IK4P", "WZCV"]));
+    assert_eq!(stored["related"]["ip"], json!(["192.0.2.3"]));
+    assert_eq!(stored["user"]["full_name"], "Ada Lovelace");
+    assert_eq!(stored["source"]["ip"], "192.0.2.3");
+    assert_eq!(stored["@timestamp"], "2026-11-20T08:14:03.250Z");
+    assert_eq!(stored["ecs"]["version"], "8.11.0");
+    assert_eq!(stored["tags"], json!(["forwarded", "1password-audit_events"]));
+    // Elastic Agent's default policy sets no preserve_original_event either: the final pipeline drops it.
+    assert!(stored["event"].get("original").is_none());
+    assert!(stored.get("message").is_none());
 }
 
 #[tokio::test]
@@ -139,21 +198,19 @@ async fn ingest_elastic_without_the_integration_refuses_to_start_and_says_how_to
             && error.contains("ingest: sluice"),
         "{error}"
     );
-    // The template without its pipeline (a half-removed integration).
-    install_integration(&es);
-    let mut sink = sink_with_missing_pipeline(&es).await;
+    // A half-removed integration: the package pipeline is gone.
+    es.install_1password_integration();
+    let package = format!("logs-1password.signin_attempts-{PACKAGE_VERSION}");
+    es.remove_pipeline(&package);
+    let mut sink = self::sink(&es, std::path::Path::new("/"), "ingest: elastic\n");
     let error = sink.preflight().await.expect_err("no pipeline").to_string();
+    assert!(error.contains(&format!("the ingest pipeline {package} does not exist")), "{error}");
+    // The @package component template is gone: nothing names a default pipeline.
+    es.remove_component_template("logs-1password.signin_attempts@package");
+    let mut sink = self::sink(&es, std::path::Path::new("/"), "ingest: elastic\n");
+    let error = sink.preflight().await.expect_err("no default pipeline").to_string();
     assert!(
-        error.contains("the ingest pipeline logs-1password.signin_attempts-2.0.0 does not exist"),
+        error.contains("neither the index template logs-1password.signin_attempts nor its component templates set index.default_pipeline"),
         "{error}"
     );
-}
-
-async fn sink_with_missing_pipeline(es: &EsEmulator) -> Box<dyn Sink> {
-    es.put_index_template(
-        "logs-1password.signin_attempts",
-        json!({"index_patterns": ["logs-1password.signin_attempts-*"], "priority": 200,
-               "template": {"settings": {"index.default_pipeline": "logs-1password.signin_attempts-2.0.0"}}}),
-    );
-    sink(es, std::path::Path::new("/"), "ingest: elastic\n")
 }

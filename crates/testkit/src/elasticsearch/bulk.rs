@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
-use super::{EsFault, EsState, Store, es_error, ingest, unauthorized};
+use super::{EsFault, EsState, Store, es_error, ingest, processors, unauthorized};
 
 /// The query parameters of `_bulk` the emulator reads.
 #[derive(Debug, Default, serde::Deserialize)]
@@ -156,31 +156,46 @@ async fn handle(
                 }
                 _ => None,
             };
-            let (status, mut item) = match (store.item_failure, &runs) {
-                (Some(failure), _) if action.op != "delete" => failure.answer(
-                    action.target.as_deref().unwrap_or_default(),
-                    action.id.as_deref().unwrap_or_default(),
-                ),
-                (_, Some(Err(missing))) => (
+            let target = action.target.as_deref().unwrap_or_default().to_owned();
+            let id = action.id.as_deref().unwrap_or_default().to_owned();
+            let mut ran = Vec::new();
+            // Elasticsearch runs the pipelines before it indexes.
+            let processed = match (&runs, action.source) {
+                (Some(Ok(ids)), Some(source)) => {
+                    Some(processors::run(&store.pipelines, ids, source, &mut ran))
+                }
+                (_, source) => source.map(|s| Ok(processors::Outcome::Index(s))),
+            };
+            let (status, mut item) = match (store.item_failure, &runs, processed) {
+                (Some(failure), _, _) if action.op != "delete" => failure.answer(&target, &id),
+                (_, Some(Err(missing)), _) => (
                     400,
                     item_error(
-                        action.target.as_deref().unwrap_or_default(),
-                        action.id.as_deref().unwrap_or_default(),
+                        &target,
+                        &id,
                         "illegal_argument_exception",
                         format!("pipeline with id [{missing}] does not exist"),
                     ),
                 ),
-                _ => apply(
-                    &mut store,
-                    &action.op,
-                    action.target.as_deref(),
-                    action.id,
-                    action.source,
-                ),
+                (_, _, Some(Err(failure))) => {
+                    (400, item_error(&target, &id, "illegal_argument_exception", failure))
+                }
+                (_, _, Some(Ok(processors::Outcome::Dropped))) => {
+                    // A dropped document answers 200 `noop`, version -3.
+                    let mut item = ok_item(&target, &id, "noop", store.seq_no);
+                    item.insert("_version".into(), json!(-3));
+                    (200, item)
+                }
+                (_, _, Some(Ok(processors::Outcome::Index(doc)))) => {
+                    apply(&mut store, &action.op, action.target.as_deref(), action.id, Some(doc))
+                }
+                (_, _, None) => {
+                    apply(&mut store, &action.op, action.target.as_deref(), action.id, None)
+                }
             };
             errors |= status >= 300;
-            if let (200..=299, Some(Ok(ids))) = (status, runs) {
-                for id in ids {
+            if (200..=299).contains(&status) {
+                for id in ran {
                     *store.pipeline_runs.entry(id).or_default() += 1;
                 }
             }

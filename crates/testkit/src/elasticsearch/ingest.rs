@@ -1,8 +1,14 @@
-//! Ingest pipelines as far as a shipper sees them: `PUT`/`GET
-//! /_ingest/pipeline/<id>`, and which pipelines a document would pass
-//! through (the request's `pipeline`, `_none`, or the matching index
-//! template's `default_pipeline`, then its `final_pipeline`). The emulator
-//! records the runs; it does not execute processors.
+//! Templates and ingest pipelines as far as a shipper sees them: `PUT`/`GET
+//! /_ingest/pipeline/<ids>` (comma lists and `*`), `PUT`/`GET
+//! /_component_template/<name>`, `POST /_index_template/_simulate_index/<index>`,
+//! and which pipelines a document passes through: the request's `pipeline`
+//! (`_none`: none) or else the index's `default_pipeline`, then its
+//! `final_pipeline`, where an index's settings are those of its matching
+//! template of highest priority composed as Elasticsearch composes them
+//! (each component template of `composed_of` in order, then the template's
+//! own `template`, the later winning: the index templates reference,
+//! https://www.elastic.co/guide/en/elasticsearch/reference/current/index-templates.html).
+//! `processors.rs` runs them.
 
 use std::sync::Arc;
 
@@ -10,7 +16,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use super::{EsState, Store, es_error, unauthorized};
 
@@ -32,14 +38,62 @@ fn matches(pattern: &str, name: &str) -> bool {
     rest.is_empty()
 }
 
-/// An index setting of a template, nested or flat.
-fn setting<'a>(template: &'a Value, key: &str) -> Option<&'a str> {
-    let settings = &template["template"]["settings"];
-    settings["index"][key].as_str().or_else(|| settings[format!("index.{key}")].as_str())
+/// `settings` with flat keys (`index.default_pipeline`) nested, merged into `into`.
+fn merge_settings(into: &mut Map<String, Value>, settings: &Value) {
+    let Some(settings) = settings.as_object() else { return };
+    for (key, value) in settings {
+        let mut at = &mut *into;
+        let mut parts = key.split('.').peekable();
+        while let Some(part) = parts.next() {
+            if parts.peek().is_none() {
+                match (at.get_mut(part), value) {
+                    (Some(Value::Object(existing)), Value::Object(_)) => {
+                        merge_settings(existing, value)
+                    }
+                    _ => {
+                        let mut nested = Map::new();
+                        if value.is_object() {
+                            merge_settings(&mut nested, value);
+                            at.insert(part.to_owned(), Value::Object(nested));
+                        } else {
+                            at.insert(part.to_owned(), value.clone());
+                        }
+                    }
+                }
+                break;
+            }
+            let next = at.entry(part).or_insert_with(|| Value::Object(Map::new()));
+            if !next.is_object() {
+                *next = Value::Object(Map::new());
+            }
+            at = next.as_object_mut().expect("made an object");
+        }
+    }
+}
+
+/// The settings an index created from `template` gets, nested.
+pub(crate) fn resolved_settings(store: &Store, template: &Value) -> Map<String, Value> {
+    let mut settings = Map::new();
+    for name in template["composed_of"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+        if let Some(component) = store.component_templates.get(name) {
+            merge_settings(&mut settings, &component["template"]["settings"]);
+        }
+    }
+    merge_settings(&mut settings, &template["template"]["settings"]);
+    settings
+}
+
+/// An index setting of a template after composition.
+fn setting(store: &Store, template: &Value, key: &str) -> Option<String> {
+    resolved_settings(store, template)
+        .get("index")
+        .and_then(|index| index.get(key))
+        .and_then(Value::as_str)
+        .map(str::to_owned)
 }
 
 /// The template that applies to `index`: the matching one of highest priority.
-fn template_for<'a>(store: &'a Store, index: &str) -> Option<&'a Value> {
+pub(crate) fn template_for<'a>(store: &'a Store, index: &str) -> Option<&'a Value> {
     store
         .templates
         .values()
@@ -61,11 +115,11 @@ pub(crate) fn pipelines_for(
     let template = template_for(store, index);
     let first = match requested {
         Some("_none") => None,
-        Some(id) => Some(id),
-        None => template.and_then(|t| setting(t, "default_pipeline")),
+        Some(id) => Some(id.to_owned()),
+        None => template.and_then(|t| setting(store, t, "default_pipeline")),
     };
-    let last = template.and_then(|t| setting(t, "final_pipeline"));
-    let ids: Vec<String> = first.into_iter().chain(last).map(str::to_owned).collect();
+    let last = template.and_then(|t| setting(store, t, "final_pipeline"));
+    let ids: Vec<String> = first.into_iter().chain(last).collect();
     match ids.iter().find(|id| !store.pipelines.contains_key(*id)) {
         Some(missing) => Err(missing.clone()),
         None => Ok(ids),
@@ -80,6 +134,13 @@ pub(crate) async fn put_pipeline(
 ) -> Response {
     if !state.authorized(&headers) {
         return unauthorized("/_ingest/pipeline");
+    }
+    if state.lock().pipeline_writes_forbidden {
+        return es_error(
+            StatusCode::FORBIDDEN,
+            "security_exception",
+            "action [cluster:admin/ingest/pipeline/put] is unauthorized for API key id [VuaCfGcBCdbkQm-e5aOx] of user [sluice], this action is granted by the cluster privileges [manage_ingest_pipelines,manage_pipeline,manage,all]",
+        );
     }
     match serde_json::from_slice::<Value>(&body) {
         Ok(pipeline) if pipeline.get("processors").is_some_and(Value::is_array) => {
@@ -105,11 +166,83 @@ pub(crate) async fn get_pipeline(
     if !state.authorized(&headers) {
         return unauthorized("/_ingest/pipeline");
     }
-    match state.lock().pipelines.get(&id) {
-        Some(pipeline) => axum::Json(json!({ id: pipeline })).into_response(),
+    let store = state.lock();
+    let found: Map<String, Value> = store
+        .pipelines
+        .iter()
+        .filter(|(name, _)| id.split(',').any(|pattern| matches(pattern, name)))
+        .map(|(name, pipeline)| (name.clone(), pipeline.clone()))
+        .collect();
+    if found.is_empty() {
         // Elasticsearch answers an unknown pipeline with 404 and an empty object.
-        None => (StatusCode::NOT_FOUND, axum::Json(json!({}))).into_response(),
+        return (StatusCode::NOT_FOUND, axum::Json(json!({}))).into_response();
     }
+    axum::Json(Value::Object(found)).into_response()
+}
+
+pub(crate) async fn put_component_template(
+    State(state): State<Arc<EsState>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Response {
+    if !state.authorized(&headers) {
+        return unauthorized("/_component_template");
+    }
+    match serde_json::from_slice::<Value>(&body) {
+        Ok(template) if template.get("template").is_some_and(Value::is_object) => {
+            state.lock().component_templates.insert(name, template);
+            axum::Json(json!({"acknowledged": true})).into_response()
+        }
+        Ok(_) => es_error(
+            StatusCode::BAD_REQUEST,
+            "action_request_validation_exception",
+            "Validation Failed: 1: a component template requires a [template];",
+        ),
+        Err(err) => {
+            es_error(StatusCode::BAD_REQUEST, "x_content_parse_exception", &err.to_string())
+        }
+    }
+}
+
+pub(crate) async fn get_component_template(
+    State(state): State<Arc<EsState>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Response {
+    if !state.authorized(&headers) {
+        return unauthorized("/_component_template");
+    }
+    match state.lock().component_templates.get(&name) {
+        Some(template) => axum::Json(
+            json!({"component_templates": [{"name": name, "component_template": template}]}),
+        )
+        .into_response(),
+        None => es_error(
+            StatusCode::NOT_FOUND,
+            "resource_not_found_exception",
+            &format!("component template matching [{name}] not found"),
+        ),
+    }
+}
+
+/// `POST /_index_template/_simulate_index/<index>`: the settings an index of
+/// that name would get. (Elasticsearch requires `manage_index_templates`;
+/// the emulator has no privileges. Its answer for a name no template
+/// matches is not verified: here an empty `template`.)
+pub(crate) async fn simulate_index(
+    State(state): State<Arc<EsState>>,
+    headers: HeaderMap,
+    Path(index): Path<String>,
+) -> Response {
+    if !state.authorized(&headers) {
+        return unauthorized("/_index_template/_simulate_index");
+    }
+    let store = state.lock();
+    let settings =
+        template_for(&store, &index).map(|t| resolved_settings(&store, t)).unwrap_or_default();
+    axum::Json(json!({"template": {"settings": settings, "mappings": {}, "aliases": {}}, "overlapping": []}))
+        .into_response()
 }
 
 #[cfg(test)]
@@ -123,6 +256,23 @@ mod tests {
         assert!(!matches("logs-*-*", "logs-1password"));
         assert!(matches("exact", "exact"));
         assert!(!matches("exact", "exact2"));
+    }
+
+    #[test]
+    fn settings_compose_from_component_templates_in_order_then_the_templates_own() {
+        let mut store = Store::default();
+        store.component_templates.insert("a".into(), json!({"template": {"settings": {"index": {"default_pipeline": "from-a", "codec": "x"}}}}));
+        store.component_templates.insert(
+            "b".into(),
+            json!({"template": {"settings": {"index.default_pipeline": "from-b"}}}),
+        );
+        let template = json!({"index_patterns": ["logs-*-*"], "composed_of": ["a", "missing@custom", "b"],
+            "template": {"settings": {"index": {"final_pipeline": "own"}}}});
+        let settings = resolved_settings(&store, &template);
+        assert_eq!(
+            settings["index"],
+            json!({"default_pipeline": "from-b", "codec": "x", "final_pipeline": "own"})
+        );
     }
 
     #[test]

@@ -6,7 +6,10 @@
 
 mod answer_only;
 mod bulk;
+mod condition;
+pub mod fleet;
 mod ingest;
+mod processors;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
@@ -139,13 +142,17 @@ pub(crate) struct Store {
     /// Index (or data stream) name → `_id` → document.
     pub(crate) indices: BTreeMap<String, BTreeMap<String, Value>>,
     pub(crate) templates: BTreeMap<String, Value>,
-    /// Ingest pipelines by id (their bodies; the emulator does not run them).
+    /// `PUT /_ingest/pipeline` answers 403 (no `manage_pipeline`).
+    pub(crate) pipeline_writes_forbidden: bool,
+    /// Component templates by name.
+    pub(crate) component_templates: BTreeMap<String, Value>,
+    /// Ingest pipelines by id (run on each document by `processors.rs`).
     pub(crate) pipelines: BTreeMap<String, Value>,
     /// The `pipeline` parameter of every `_bulk` request, in order.
     pub(crate) bulk_pipeline_params: Vec<Option<String>>,
     /// The actions of each well-formed bulk request, in arrival order.
     pub(crate) bulk_sizes: Vec<usize>,
-    /// Documents stored per ingest pipeline that would have run on them.
+    /// Documents stored per ingest pipeline that ran on them.
     pub(crate) pipeline_runs: BTreeMap<String, u64>,
     pub(crate) faults: VecDeque<EsFault>,
     pub(crate) rejects: Vec<RejectRule>,
@@ -364,9 +371,9 @@ impl EsEmulator {
         self.state.lock().bulk_pipeline_params.clone()
     }
 
-    /// Documents stored per ingest pipeline that ran on them (by the
-    /// request's `pipeline`, else the index template's `default_pipeline`,
-    /// plus its `final_pipeline`). The emulator records, it does not run them.
+    /// Documents stored per ingest pipeline that ran on them (the request's
+    /// `pipeline`, else the index's `default_pipeline`, plus its
+    /// `final_pipeline`, and the pipelines their `pipeline` processors ran).
     pub fn pipeline_runs(&self) -> BTreeMap<String, u64> {
         self.state.lock().pipeline_runs.clone()
     }
@@ -374,6 +381,27 @@ impl EsEmulator {
     /// Install an index template (as `PUT /_index_template/<name>` does).
     pub fn put_index_template(&self, name: &str, template: Value) {
         self.state.lock().templates.insert(name.into(), template);
+    }
+
+    /// Install a component template (as `PUT /_component_template/<name>` does).
+    pub fn put_component_template(&self, name: &str, template: Value) {
+        self.state.lock().component_templates.insert(name.into(), template);
+    }
+
+    /// Delete a component template (as `DELETE /_component_template/<name>` does).
+    pub fn remove_component_template(&self, name: &str) {
+        self.state.lock().component_templates.remove(name);
+    }
+
+    /// Delete an ingest pipeline (as `DELETE /_ingest/pipeline/<id>` does).
+    pub fn remove_pipeline(&self, id: &str) {
+        self.state.lock().pipelines.remove(id);
+    }
+
+    /// Answer `PUT /_ingest/pipeline/<id>` with 403, as Elasticsearch does
+    /// for an API key without the `manage_pipeline` cluster privilege.
+    pub fn forbid_pipeline_writes(&self) {
+        self.state.lock().pipeline_writes_forbidden = true;
     }
 
     /// Install an ingest pipeline (as `PUT /_ingest/pipeline/<id>` does).
@@ -397,6 +425,11 @@ fn router(state: Arc<EsState>) -> Router {
         .route("/", get(root))
         .route("/_cluster/health", get(health))
         .route("/_index_template/{name}", get(get_template).put(put_template))
+        .route("/_index_template/_simulate_index/{index}", post(ingest::simulate_index))
+        .route(
+            "/_component_template/{name}",
+            get(ingest::get_component_template).put(ingest::put_component_template),
+        )
         .route("/_ingest/pipeline/{id}", get(ingest::get_pipeline).put(ingest::put_pipeline))
         .route("/_bulk", post(bulk::bulk))
         .route("/{index}/_bulk", post(bulk::bulk_in_index))
