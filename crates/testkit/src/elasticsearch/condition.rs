@@ -115,7 +115,7 @@ impl Parser<'_> {
         while self.eat(&Token::Or) {
             // Painless short-circuits: the right side is not evaluated when the left is true.
             if truthy(&left) {
-                self.skip_operand()?;
+                self.skip(false);
                 continue;
             }
             left = self.and()?;
@@ -127,7 +127,7 @@ impl Parser<'_> {
         let mut left = self.unary()?;
         while self.eat(&Token::And) {
             if !truthy(&left) {
-                self.skip_and_operand()?;
+                self.skip(true);
                 continue;
             }
             left = self.unary()?;
@@ -135,35 +135,21 @@ impl Parser<'_> {
         Ok(left)
     }
 
-    /// Skip a right-hand side without evaluating it (short circuit).
-    fn skip_operand(&mut self) -> Result<(), String> {
+    /// Skip a right-hand side without evaluating it (short circuit): up to
+    /// the next `||` (and `&&` when `stop_at_and`) at this depth.
+    fn skip(&mut self, stop_at_and: bool) {
         let mut depth = 0usize;
         while let Some(token) = self.peek() {
             match token {
                 Token::Open | Token::OpenList => depth += 1,
-                Token::Close | Token::CloseList if depth == 0 => return Ok(()),
+                Token::Close | Token::CloseList if depth == 0 => return,
                 Token::Close | Token::CloseList => depth -= 1,
-                Token::Or if depth == 0 => return Ok(()),
+                Token::Or if depth == 0 => return,
+                Token::And if depth == 0 && stop_at_and => return,
                 _ => {}
             }
             self.at += 1;
         }
-        Ok(())
-    }
-
-    fn skip_and_operand(&mut self) -> Result<(), String> {
-        let mut depth = 0usize;
-        while let Some(token) = self.peek() {
-            match token {
-                Token::Open | Token::OpenList => depth += 1,
-                Token::Close | Token::CloseList if depth == 0 => return Ok(()),
-                Token::Close | Token::CloseList => depth -= 1,
-                Token::Or | Token::And if depth == 0 => return Ok(()),
-                _ => {}
-            }
-            self.at += 1;
-        }
-        Ok(())
     }
 
     fn unary(&mut self) -> Result<Value, String> {
