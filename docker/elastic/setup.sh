@@ -22,6 +22,47 @@ curl -fsS "${auth[@]}" -H 'Content-Type: application/json' \
   -X POST "$es/_security/user/kibana_system/_password" \
   -d "{\"password\": \"${KIBANA_PASSWORD}\"}" >/dev/null
 
+say "pipeline sluice-custom-hooks (runs users' @custom pipelines on sluice's documents)"
+# hooks-pipeline-begin: the body sluice's elasticsearch sink installs itself
+# when its key may (`manage_pipeline`); installed here so the key needs only
+# read_pipeline. A unit test checks it is the same as crates/sink-elasticsearch/src/hooks.rs.
+curl -fsS "${auth[@]}" -H 'Content-Type: application/json' \
+  -X PUT "$es/_ingest/pipeline/sluice-custom-hooks" -d '{
+  "description": "sluice: runs the @custom pipelines that the Elastic 1Password integration runs, on documents sluice mapped (ingest: sluice)",
+  "version": 1,
+  "_meta": {
+    "managed_by": "sluice",
+    "managed": true
+  },
+  "processors": [
+    {
+      "pipeline": {
+        "name": "global@custom",
+        "ignore_missing_pipeline": true
+      }
+    },
+    {
+      "pipeline": {
+        "name": "{{{data_stream.type}}}@custom",
+        "ignore_missing_pipeline": true
+      }
+    },
+    {
+      "pipeline": {
+        "name": "{{{data_stream.type}}}-1password.integration@custom",
+        "ignore_missing_pipeline": true
+      }
+    },
+    {
+      "pipeline": {
+        "name": "{{{data_stream.type}}}-{{{data_stream.dataset}}}@custom",
+        "ignore_missing_pipeline": true
+      }
+    }
+  ]
+}' >/dev/null
+# hooks-pipeline-end
+
 say "role sluice_writer and an API key for sluice"
 # The privileges the README lists: create documents in (and auto-create)
 # the 1Password data streams, read templates and pipelines for the preflight.

@@ -34,7 +34,7 @@ pub(crate) fn pipeline_body() -> serde_json::Value {
         )
         .collect();
     serde_json::json!({
-        "description": "sluice: runs the @custom pipelines Elastic's 1Password integration runs, for documents sluice mapped (ingest: sluice)",
+        "description": "sluice: runs the @custom pipelines that the Elastic 1Password integration runs, on documents sluice mapped (ingest: sluice)",
         "version": 1,
         "_meta": {"managed_by": "sluice", "managed": true},
         "processors": processors,
@@ -64,6 +64,12 @@ async fn existing(client: &EsClient, kind: &str) -> Result<Option<Vec<String>>, 
     }
 }
 
+/// Whether an administrator installed [`HOOKS_PIPELINE`] (the least-privilege
+/// way: docker/elastic/setup.sh does it as `elastic`).
+async fn installed_by_someone(client: &EsClient) -> bool {
+    matches!(client.get(&format!("/_ingest/pipeline/{HOOKS_PIPELINE}")).await, Ok((200, _)))
+}
+
 /// Install [`HOOKS_PIPELINE`]; whether bulk requests may name it.
 pub(crate) async fn install(client: &EsClient, kind: &str) -> Result<bool, BoxError> {
     let hooks = existing(client, kind).await?;
@@ -91,6 +97,10 @@ pub(crate) async fn install(client: &EsClient, kind: &str) -> Result<bool, BoxEr
             }
             Ok(true)
         }
+        401 | 403 if installed_by_someone(client).await => {
+            tracing::info!(pipeline = HOOKS_PIPELINE, hooks = %listed, "the @custom hooks pipeline is installed (sluice may not update it: no `manage_pipeline`); these @custom ingest pipelines will run on sluice's documents");
+            Ok(true)
+        }
         401 | 403 => {
             match hooks.as_deref() {
                 Some([]) => tracing::info!(
@@ -106,5 +116,24 @@ pub(crate) async fn install(client: &EsClient, kind: &str) -> Result<bool, BoxEr
             tracing::warn!(status = other, answer = %sluice_core::http::excerpt(&answer), hooks = %listed, "Elasticsearch refused the {HOOKS_PIPELINE} pipeline (ignore_missing_pipeline needs Elasticsearch 8.4 or later): @custom ingest pipelines will NOT run on sluice's documents");
             Ok(false)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// docker-compose's setup installs the pipeline as `elastic`, so
+    /// sluice's key needs no `manage_pipeline`: its body must be sluice's.
+    #[test]
+    fn the_compose_setup_installs_the_same_hooks_pipeline() {
+        let script = include_str!("../../../docker/elastic/setup.sh");
+        let start = script.find("# hooks-pipeline-begin").expect("begin marker");
+        let end = script.find("# hooks-pipeline-end").expect("end marker");
+        let block = &script[start..end];
+        let json = &block[block.find("-d '").expect("-d '") + 4..block.rfind("' >").expect("' >")];
+        let body: serde_json::Value = serde_json::from_str(json).expect("JSON in setup.sh");
+        assert_eq!(body, pipeline_body());
+        assert!(block.contains(&format!("/_ingest/pipeline/{HOOKS_PIPELINE}")));
     }
 }

@@ -214,3 +214,21 @@ async fn ingest_elastic_without_the_integration_refuses_to_start_and_says_how_to
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn a_hooks_pipeline_an_administrator_installed_is_used_without_manage_pipeline() {
+    let es = EsEmulator::start(EsEmulatorConfig::default()).await;
+    es.install_1password_integration();
+    add_custom_hook(&es);
+    // What docker/elastic/setup.sh does as `elastic`: the same body sluice would install.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut installer = sink(&es, dir.path(), "");
+    installer.preflight().await.expect("installs");
+    es.forbid_pipeline_writes();
+    let mut sink = sink(&es, dir.path(), "");
+    sink.preflight().await.expect("finds the installed pipeline");
+    let statuses = run_in(dir.path(), sink, audit_batches(1, 4), &Health::new()).await;
+    assert_eq!(statuses, [(0, BatchStatus::Delivered)]);
+    assert!(es.bulk_pipeline_params().iter().all(|p| p.as_deref() == Some(HOOKS)));
+    assert_eq!(es.pipeline_runs().get("logs-1password.audit_events@custom"), Some(&4));
+}

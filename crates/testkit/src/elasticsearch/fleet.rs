@@ -81,6 +81,19 @@ pub fn final_pipeline() -> Value {
     pipeline(FINAL_PIPELINE_YAML)
 }
 
+/// Run the package pipeline of `stream` (without Fleet's final pipeline) on
+/// `document`, as Elasticsearch would: the mapped document, `None` when the
+/// pipeline dropped it, or the failure no `on_failure` handled.
+pub fn run_package_pipeline(stream: &str, document: Value) -> Result<Option<Value>, String> {
+    let id = format!("logs-1password.{stream}-{PACKAGE_VERSION}");
+    let pipelines = [(id.clone(), package_pipeline(stream))].into_iter().collect();
+    let Value::Object(document) = document else { return Err("not an object".into()) };
+    match super::processors::run(&pipelines, &[id], document, &mut Vec::new())? {
+        super::processors::Outcome::Index(map) => Ok(Some(Value::Object(map))),
+        super::processors::Outcome::Dropped => Ok(None),
+    }
+}
+
 fn fleet_meta() -> Value {
     json!({"package": {"name": "1password"}, "managed_by": "fleet", "managed": true})
 }
