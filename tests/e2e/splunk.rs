@@ -157,6 +157,7 @@ fn a_30000_event_backfill_survives_kill_9_with_raw_items_indexed_once_acked() {
         assert!((time - at).abs() < 1e-3, "{uuid}: time {time} for {at}");
         assert_eq!(event.index.as_deref(), Some("onepassword"));
     }
+    the_addon_reads_every_field_it_expects(&events);
     for text in [&first_logs, &logs, &metrics] {
         assert!(!text.contains(TOKEN), "the HEC token leaked");
     }
@@ -165,6 +166,31 @@ fn a_30000_event_backfill_survives_kill_9_with_raw_items_indexed_once_acked() {
         metrics.contains("sluice_splunk_hec_requests_total{component_id=\"splunk\""),
         "{metrics}"
     );
+}
+
+/// 1Password's Splunk add-on (the testkit's fixture of its props.conf and
+/// dashboards): every field its aliases, `EVAL-action` and dashboard
+/// searches read is in the raw events of its sourcetype, and the fields
+/// every item has (`uuid`, the category or action) are in all of them.
+fn the_addon_reads_every_field_it_expects(events: &[sluice_testkit::IndexedEvent]) {
+    let lookup = |item: &serde_json::Value, path: &str| {
+        path.split('.').try_fold(item, |at, key| at.get(key)).is_some_and(|v| !v.is_null())
+    };
+    for (sourcetype, addon) in sluice_testkit::splunk::addon::sourcetypes() {
+        let items: Vec<serde_json::Value> = events
+            .iter()
+            .filter(|e| e.sourcetype.as_deref() == Some(sourcetype.as_str()))
+            .map(|e| serde_json::from_str(&e.event).expect("json"))
+            .collect();
+        assert!(!items.is_empty(), "no events of {sourcetype}");
+        for field in addon.fields() {
+            let carried = items.iter().filter(|item| lookup(item, &field)).count();
+            assert!(carried > 0, "{sourcetype}: no event carries {field}, which the add-on reads");
+            if ["uuid", "category", "action"].contains(&field.as_str()) {
+                assert_eq!(carried, items.len(), "{sourcetype}: {field} missing in some events");
+            }
+        }
+    }
 }
 
 /// Epoch seconds of an RFC 3339 timestamp, with the fraction, via the

@@ -201,6 +201,20 @@ fn docker_compose_file_is_valid() {
     ] {
         assert!(compose.contains(service), "{service}");
     }
+    assert!(!compose.lines().any(|l| l.starts_with("version:")), "the obsolete `version:` key");
+    assert!(
+        compose.contains("SPLUNK_GENERAL_TERMS=--accept-sgt-current-at-splunk-com"),
+        "Splunk images from 9.4 on do not start without it"
+    );
+    assert!(
+        compose.contains("SPLUNK_PASSWORD=${SPLUNK_PASSWORD:-"),
+        "the header says it can be set"
+    );
+    assert!(
+        compose
+            .contains("./docker/splunk/sluice_onepassword:/opt/splunk/etc/apps/sluice_onepassword"),
+        "the add-on's index macros and CIM tags"
+    );
     assert!(compose.contains("/etc/sluice/elasticsearch.yaml"), "runs the shipped pipeline");
     assert!(compose.contains("/etc/sluice/splunk.yaml"), "runs the shipped Splunk pipeline");
     let published: Vec<&str> = compose
@@ -229,6 +243,7 @@ fn docker_compose_file_is_valid() {
     // What the compose file mounts from the repository exists.
     for path in [
         "docker/elastic/setup.sh",
+        "docker/splunk/sluice_onepassword/default/macros.conf",
         "deploy/prometheus/sluice-alerts.yml",
         "deploy/grafana/provisioning/datasources/prometheus.yml",
         "deploy/grafana/provisioning/dashboards/sluice.yml",

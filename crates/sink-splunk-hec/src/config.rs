@@ -92,9 +92,16 @@ pub struct SplunkHecSinkConfig {
     pub index: Option<String>,
     /// The source; `{stream}` is replaced by the stream (default: Splunk's).
     pub source: Option<String>,
-    /// The sourcetype (default `1password:insights:{stream}`, 1Password's add-on's own).
-    #[serde(default = "default_sourcetype")]
-    pub sourcetype: String,
+    /// The sourcetype. Default: with `encoding: raw`,
+    /// `1password:insights:{stream}` (1Password's add-on's own, whose props
+    /// and dashboards read raw items); with `encoding: ecs`,
+    /// `1password:ecs:{stream}` (the add-on's field aliases, `EVAL-action`
+    /// and dashboards cannot read ECS documents, so its sourcetypes are
+    /// refused with `ecs` unless `allow_addon_sourcetype`).
+    pub sourcetype: Option<String>,
+    /// Allow an add-on sourcetype (`1password:insights:*`) with `encoding: ecs`.
+    #[serde(default)]
+    pub allow_addon_sourcetype: bool,
     /// The host field (default: Splunk's).
     pub host: Option<String>,
     /// Indexer acknowledgement.
@@ -114,8 +121,15 @@ pub struct SplunkHecSinkConfig {
     pub dead_letter: DeadLetterConfig,
 }
 
-fn default_sourcetype() -> String {
-    "1password:insights:{stream}".into()
+/// The prefix of 1Password's Splunk add-on's sourcetypes
+/// (1Password/events-api-splunk@982241b58679a3df9bce401c9b58c446132cf4f0:app/onepassword_events_api/default/props.conf).
+pub const ADDON_SOURCETYPE_PREFIX: &str = "1password:insights:";
+
+fn default_sourcetype(encoding: Encoding) -> String {
+    match encoding {
+        Encoding::Raw => format!("{ADDON_SOURCETYPE_PREFIX}{{stream}}"),
+        Encoding::Ecs => "1password:ecs:{stream}".into(),
+    }
 }
 fn default_channels() -> usize {
     1
@@ -242,8 +256,19 @@ impl SplunkHecSinkConfig {
                 .ok(),
         };
         check_acks(&self.acknowledgements, self.channels, &mut errors);
-        if self.sourcetype.is_empty() {
+        let sourcetype =
+            self.sourcetype.clone().unwrap_or_else(|| default_sourcetype(self.encoding));
+        if sourcetype.is_empty() {
             errors.push(FieldError::new("sourcetype", "sourcetype must not be empty"));
+        }
+        if self.encoding == Encoding::Ecs
+            && sourcetype.starts_with(ADDON_SOURCETYPE_PREFIX)
+            && !self.allow_addon_sourcetype
+        {
+            errors.push(FieldError::new(
+                "sourcetype",
+                format!("`{sourcetype}` is 1Password's add-on's sourcetype, whose props and dashboards read raw items, not the ECS documents of `encoding: ecs`; leave `sourcetype` out (1password:ecs:{{stream}}), or set `allow_addon_sourcetype: true`"),
+            ));
         }
         let delivery = validate_delivery(&self.batch, &self.request, &self.dead_letter, dir)
             .map_err(|problems| errors.extend(problems))
@@ -273,7 +298,7 @@ impl SplunkHecSinkConfig {
             encoding: self.encoding,
             index: self.index,
             source: self.source,
-            sourcetype: self.sourcetype,
+            sourcetype,
             host: self.host,
             acks: acks.enabled,
             ack_poll: Duration::from_secs_f64(acks.poll_interval_secs),
@@ -312,6 +337,24 @@ mod tests {
             ]
         );
         assert_eq!(errors("endpoint: https://splunk:8088\ntoken: ''\n"), ["the token is empty"]);
+    }
+
+    #[test]
+    fn ecs_documents_get_their_own_sourcetype_and_the_addons_is_refused_for_them() {
+        let valid = |yaml: &str| {
+            let config: SplunkHecSinkConfig = serde_yaml_ng::from_str(yaml).expect("config");
+            config.validate(Path::new("/"))
+        };
+        let ecs = valid("endpoint: https://splunk:8088\ntoken: t\nencoding: ecs\n").expect("valid");
+        assert_eq!(ecs.sourcetype, "1password:ecs:{stream}");
+        let raw = valid("endpoint: https://splunk:8088\ntoken: t\n").expect("valid");
+        assert_eq!(raw.sourcetype, "1password:insights:{stream}");
+        let refused = valid("endpoint: https://splunk:8088\ntoken: t\nencoding: ecs\nsourcetype: '1password:insights:{stream}'\n")
+            .expect_err("refused");
+        assert!(format!("{refused:?}").contains("allow_addon_sourcetype"), "{refused:?}");
+        let forced = valid("endpoint: https://splunk:8088\ntoken: t\nencoding: ecs\nsourcetype: '1password:insights:{stream}'\nallow_addon_sourcetype: true\n")
+            .expect("forced");
+        assert_eq!(forced.sourcetype, "1password:insights:{stream}");
     }
 
     #[test]

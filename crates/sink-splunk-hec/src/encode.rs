@@ -148,7 +148,7 @@ mod tests {
         let encoded = encode(&event, &settings("encoding: ecs\n")).expect("encodes");
         assert_eq!(
             std::str::from_utf8(&encoded.payload).expect("utf-8"),
-            r#"{"time":1795158941.25,"sourcetype":"1password:insights:signin_attempts","event":{"@timestamp":"2026-11-20T07:15:41.250Z","event":{"kind":"event"}}}"#
+            r#"{"time":1795158941.25,"sourcetype":"1password:ecs:signin_attempts","event":{"@timestamp":"2026-11-20T07:15:41.250Z","event":{"kind":"event"}}}"#
         );
     }
 }

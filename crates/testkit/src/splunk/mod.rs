@@ -25,6 +25,7 @@
 //!   have it off: its answers carry no `ackId` and its `/ack` says code 14;
 //! - an `/ack` answering `400 {"text":"ACK is disabled","code":14}`.
 
+pub mod addon;
 mod collector;
 
 use std::collections::{HashMap, VecDeque};
