@@ -103,6 +103,10 @@ fn expected_document(
     assert!(failed.is_empty(), "{stream}: {raw}");
     let mut document = serde_json::to_value(&mapped.remove(0).value).expect("json");
     document["data_stream"] = serde_json::json!({"type": "logs", "dataset": format!("1password.{stream}"), "namespace": "default"});
+    // The sink tags what keeps event.original, so Fleet's final pipeline keeps it too.
+    if document["event"]["original"].is_string() {
+        document["tags"] = serde_json::json!(["preserve_original_event"]);
+    }
     document
 }
 
