@@ -81,7 +81,7 @@ pub async fn reload(
         return;
     }
     warn_all(&plan);
-    let report = preflight(&mut plan).await;
+    let report = preflight(&mut plan, true).await;
     if !report.failed.is_empty() {
         tracing::error!(
             "the new config's preflight failed; still running the previous one:\n  {}",

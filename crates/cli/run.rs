@@ -35,7 +35,7 @@ pub fn validate(configs: &[PathBuf], network: bool, skip_files: bool) -> CliResu
     let mut plan = plan(load_files(configs), files)?;
     warn_all(&plan);
     if network {
-        let report = block_on_value(preflight(&mut plan))?;
+        let report = block_on_value(preflight(&mut plan, false))?;
         let problems: Vec<String> = report.failed.into_iter().chain(report.unreachable).collect();
         if !problems.is_empty() {
             return Err(CliError::Invalid(preflight_report(&problems)));
@@ -101,8 +101,9 @@ pub struct Preflight {
     pub failed: Vec<String>,
 }
 
-/// Run every component's preflight.
-pub async fn preflight(plan: &mut Plan) -> Preflight {
+/// Run every component's preflight; with `prepare` (a start, not a check),
+/// then each sink's `prepare` once its preflight passed.
+pub async fn preflight(plan: &mut Plan, prepare: bool) -> Preflight {
     let mut report = Preflight::default();
     let mut record = |id: &str, result: Result<(), sluice_core::component::BoxError>| match result {
         Ok(()) => report.passed.push(id.to_owned()),
@@ -116,7 +117,10 @@ pub async fn preflight(plan: &mut Plan) -> Preflight {
         record(&piece.id, result);
     }
     for piece in &mut plan.sinks {
-        let result = piece.sink.preflight().await;
+        let mut result = piece.sink.preflight().await;
+        if prepare && result.is_ok() {
+            result = piece.sink.prepare().await;
+        }
         record(&piece.id, result);
     }
     report
@@ -150,7 +154,7 @@ pub async fn run_plan(
     let mut signals = Signals::new()?;
     // One owner per data_dir, before anything else can touch it.
     let mut lock = crate::lock::lock(&plan.data_dir(), "`sluice run`")?;
-    let report = preflight(&mut plan).await;
+    let report = preflight(&mut plan, true).await;
     if !report.failed.is_empty() {
         return Err(CliError::Invalid(preflight_report(&report.failed)));
     }

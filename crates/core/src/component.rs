@@ -328,6 +328,13 @@ pub trait Sink: Send {
         Box::pin(async { Ok(()) })
     }
 
+    /// What the destination needs before the first event that a check may
+    /// not do (install an ingest pipeline, say): run by `sluice run` and a
+    /// reload after a preflight that passed, never by `sluice validate`.
+    fn prepare(&mut self) -> PreflightFuture<'_> {
+        Box::pin(async { Ok(()) })
+    }
+
     /// Run until the input closes, then flush and return.
     fn run(self: Box<Self>, cx: SinkContext) -> ComponentFuture;
 }

@@ -175,8 +175,9 @@ pub struct Settings {
     pub pipeline: Option<String>,
     /// Whether to install and name the `@custom` hooks pipeline.
     pub custom_pipelines: bool,
-    /// Set by the preflight once the hooks pipeline is installed.
-    pub hooks_installed: bool,
+    /// Set by `prepare`: whether bulk requests name the hooks pipeline
+    /// (`None`: not tried, as when Elasticsearch was unreachable at start).
+    pub hooks_installed: Option<bool>,
     /// `event.original` kept (and tagged) or dropped.
     pub event_original: EventOriginal,
     /// Mode.
@@ -206,7 +207,7 @@ impl Settings {
     pub fn bulk_path(&self) -> String {
         match (self.ingest, &self.pipeline) {
             (_, Some(pipeline)) => format!("/_bulk?pipeline={pipeline}"),
-            (Ingest::Sluice, None) if self.hooks_installed => {
+            (Ingest::Sluice, None) if self.hooks_installed == Some(true) => {
                 format!("/_bulk?pipeline={}", crate::hooks::HOOKS_PIPELINE)
             }
             (Ingest::Sluice, None) => "/_bulk?pipeline=_none".into(),
@@ -329,7 +330,7 @@ impl ElasticsearchSinkConfig {
             ingest: self.ingest,
             pipeline: self.pipeline,
             custom_pipelines: self.custom_pipelines,
-            hooks_installed: false,
+            hooks_installed: None,
             event_original: self.event_original,
             mode: self.mode,
             data_stream: self.data_stream,
@@ -387,7 +388,7 @@ mod tests {
         let sluice = settings("endpoints: [http://es:9200]\n");
         assert_eq!(sluice.bulk_path(), "/_bulk?pipeline=_none");
         assert!(sluice.wants_hooks());
-        let hooked = Settings { hooks_installed: true, ..sluice.clone() };
+        let hooked = Settings { hooks_installed: Some(true), ..sluice.clone() };
         assert_eq!(hooked.bulk_path(), "/_bulk?pipeline=sluice-custom-hooks");
         assert_eq!(sluice.id_field, ["onepassword", "uuid"]);
         let named = settings("endpoints: [http://es:9200]\npipeline: sluice@custom\n");

@@ -52,10 +52,6 @@ impl Sink for ElasticsearchSink {
                     } else {
                         tracing::info!(%version, "Elasticsearch reached");
                     }
-                    if self.settings.wants_hooks() {
-                        let kind = self.settings.data_stream.kind.clone();
-                        self.settings.hooks_installed = hooks::install(&client, &kind).await?;
-                    }
                     Ok(())
                 }
                 Err(RequestError::Refused(failure)) => {
@@ -70,9 +66,23 @@ impl Sink for ElasticsearchSink {
         })
     }
 
+    fn prepare(&mut self) -> PreflightFuture<'_> {
+        Box::pin(async move {
+            if self.settings.wants_hooks() {
+                let client = EsClient::new(&self.settings)?;
+                let kind = self.settings.data_stream.kind.clone();
+                self.settings.hooks_installed = Some(hooks::install(&client, &kind).await?);
+            }
+            Ok(())
+        })
+    }
+
     fn run(self: Box<Self>, cx: SinkContext) -> ComponentFuture {
         Box::pin(async move {
             sluice_core::http::warn_if_unverified(&cx.id, &self.settings.tls);
+            if self.settings.wants_hooks() && self.settings.hooks_installed.is_none() {
+                tracing::warn!(component = %cx.id, "the {} pipeline was not installed (Elasticsearch could not be reached at start): bulk requests carry pipeline=_none, so @custom ingest pipelines do not run on sluice's documents until a restart or reload installs it", hooks::HOOKS_PIPELINE);
+            }
             let service = EsClient::new(&self.settings)?;
             let delivery = self.settings.delivery.clone();
             let settings = self.settings;

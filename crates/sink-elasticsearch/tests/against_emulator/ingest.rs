@@ -46,7 +46,8 @@ async fn ingest_sluice_runs_the_users_custom_hooks_and_keeps_event_original_thro
     add_custom_hook(&es);
     let dir = tempfile::tempdir().expect("tempdir");
     let mut sink = sink(&es, dir.path(), "");
-    sink.preflight().await.expect("installs the hooks pipeline");
+    sink.preflight().await.expect("preflight");
+    sink.prepare().await.expect("installs the hooks pipeline");
     let statuses = run_in(dir.path(), sink, audit_batches(3, 40), &Health::new()).await;
     assert!(statuses.iter().all(|(_, s)| *s == BatchStatus::Delivered), "{statuses:?}");
     let params = es.bulk_pipeline_params();
@@ -73,12 +74,32 @@ async fn ingest_sluice_runs_the_users_custom_hooks_and_keeps_event_original_thro
 }
 
 #[tokio::test]
+async fn the_preflight_alone_changes_nothing_in_elasticsearch() {
+    // `sluice validate --network` runs the preflight only: a check installs nothing.
+    let es = EsEmulator::start(EsEmulatorConfig::default()).await;
+    es.install_1password_integration();
+    let mut sink = sink(&es, std::path::Path::new("/"), "");
+    sink.preflight().await.expect("preflight");
+    sink.preflight().await.expect("again");
+    let pipelines = reqwest_get(&es, &format!("/_ingest/pipeline/{HOOKS}")).await;
+    assert_eq!(
+        pipelines, 404,
+        "the hooks pipeline is installed by prepare (a start), not by a check"
+    );
+}
+
+async fn reqwest_get(es: &EsEmulator, path: &str) -> u16 {
+    reqwest::get(format!("{}{path}", es.url())).await.expect("GET").status().as_u16()
+}
+
+#[tokio::test]
 async fn event_original_drop_sends_documents_without_it_or_the_tag() {
     let es = EsEmulator::start(EsEmulatorConfig::default()).await;
     es.install_1password_integration();
     let dir = tempfile::tempdir().expect("tempdir");
     let mut sink = sink(&es, dir.path(), "event_original: drop\n");
     sink.preflight().await.expect("preflight");
+    sink.prepare().await.expect("prepare");
     let statuses = run_in(dir.path(), sink, audit_batches(1, 5), &Health::new()).await;
     assert_eq!(statuses, [(0, BatchStatus::Delivered)]);
     let stored = &es.documents(AUDIT)["AUDIT000000000000000000003"];
@@ -94,7 +115,8 @@ async fn without_manage_pipeline_ingest_sluice_sends_none_and_the_hooks_do_not_r
     es.forbid_pipeline_writes();
     let dir = tempfile::tempdir().expect("tempdir");
     let mut sink = sink(&es, dir.path(), "");
-    sink.preflight().await.expect("a warning, not a failure");
+    sink.preflight().await.expect("preflight");
+    sink.prepare().await.expect("a warning, not a failure");
     let statuses = run_in(dir.path(), sink, audit_batches(1, 10), &Health::new()).await;
     assert_eq!(statuses, [(0, BatchStatus::Delivered)]);
     assert!(es.bulk_pipeline_params().iter().all(|p| p.as_deref() == Some("_none")));
@@ -223,10 +245,10 @@ async fn a_hooks_pipeline_an_administrator_installed_is_used_without_manage_pipe
     // What docker/elastic/setup.sh does as `elastic`: the same body sluice would install.
     let dir = tempfile::tempdir().expect("tempdir");
     let mut installer = sink(&es, dir.path(), "");
-    installer.preflight().await.expect("installs");
+    installer.prepare().await.expect("installs");
     es.forbid_pipeline_writes();
     let mut sink = sink(&es, dir.path(), "");
-    sink.preflight().await.expect("finds the installed pipeline");
+    sink.prepare().await.expect("finds the installed pipeline");
     let statuses = run_in(dir.path(), sink, audit_batches(1, 4), &Health::new()).await;
     assert_eq!(statuses, [(0, BatchStatus::Delivered)]);
     assert!(es.bulk_pipeline_params().iter().all(|p| p.as_deref() == Some(HOOKS)));
