@@ -161,7 +161,7 @@ async fn handle(
             let mut ran = Vec::new();
             // Elasticsearch runs the pipelines before it indexes.
             let processed = match (&runs, action.source) {
-                (Some(Ok(ids)), Some(source)) => {
+                (Some(Ok(ids)), Some(source)) if !ids.is_empty() => {
                     Some(processors::run(&store.pipelines, ids, source, &mut ran))
                 }
                 (_, source) => source.map(|s| Ok(processors::Outcome::Index(s))),

@@ -10,6 +10,7 @@ mod condition;
 pub mod fleet;
 mod ingest;
 mod processors;
+mod templates;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
@@ -18,8 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -424,11 +424,11 @@ fn router(state: Arc<EsState>) -> Router {
     Router::new()
         .route("/", get(root))
         .route("/_cluster/health", get(health))
-        .route("/_index_template/{name}", get(get_template).put(put_template))
-        .route("/_index_template/_simulate_index/{index}", post(ingest::simulate_index))
+        .route("/_index_template/{name}", get(templates::get_template).put(templates::put_template))
+        .route("/_index_template/_simulate_index/{index}", post(templates::simulate_index))
         .route(
             "/_component_template/{name}",
-            get(ingest::get_component_template).put(ingest::put_component_template),
+            get(templates::get_component_template).put(templates::put_component_template),
         )
         .route("/_ingest/pipeline/{id}", get(ingest::get_pipeline).put(ingest::put_pipeline))
         .route("/_bulk", post(bulk::bulk))
@@ -517,50 +517,4 @@ async fn health(State(state): State<Arc<EsState>>, headers: HeaderMap) -> Respon
     }
     axum::Json(json!({"cluster_name": "testkit", "status": "green", "timed_out": false, "number_of_nodes": 1, "number_of_data_nodes": 1}))
         .into_response()
-}
-
-async fn put_template(
-    State(state): State<Arc<EsState>>,
-    headers: HeaderMap,
-    Path(name): Path<String>,
-    body: Bytes,
-) -> Response {
-    if !state.authorized(&headers) {
-        return unauthorized("/_index_template");
-    }
-    match serde_json::from_slice::<Value>(&body) {
-        Ok(template) if template.get("index_patterns").is_some() => {
-            state.lock().templates.insert(name, template);
-            axum::Json(json!({"acknowledged": true})).into_response()
-        }
-        Ok(_) => es_error(
-            StatusCode::BAD_REQUEST,
-            "action_request_validation_exception",
-            "Validation Failed: 1: index patterns are missing;",
-        ),
-        Err(err) => {
-            es_error(StatusCode::BAD_REQUEST, "x_content_parse_exception", &err.to_string())
-        }
-    }
-}
-
-async fn get_template(
-    State(state): State<Arc<EsState>>,
-    headers: HeaderMap,
-    Path(name): Path<String>,
-) -> Response {
-    if !state.authorized(&headers) {
-        return unauthorized("/_index_template");
-    }
-    match state.lock().templates.get(&name) {
-        Some(template) => {
-            axum::Json(json!({"index_templates": [{"name": name, "index_template": template}]}))
-                .into_response()
-        }
-        None => es_error(
-            StatusCode::NOT_FOUND,
-            "resource_not_found_exception",
-            &format!("index template matching [{name}] not found"),
-        ),
-    }
 }
