@@ -68,8 +68,15 @@ fn an_api_key_without_create_doc_holds_the_checkpoints_until_elasticsearch_accep
     let (_, body) = unhealthy.unwrap_or_else(|| panic!("/health never named the refusal: {logs}"));
     assert!(body.contains("\"es\""), "{body}");
     assert!(body.contains("Elasticsearch refuses: 403 security_exception"), "{body}");
-    assert!(gauge.contains("sluice_component_healthy{component_id=\"es\"} 0"), "{gauge}");
-    assert!(gauge.contains("sluice_component_healthy{component_id=\"op\"} 1"), "{gauge}");
+    // With the labels every component series has.
+    assert!(
+        gauge.contains("sluice_component_healthy{component_id=\"es\",component_kind=\"sink\",component_type=\"elasticsearch\"} 0"),
+        "{gauge}"
+    );
+    assert!(
+        gauge.contains("sluice_component_healthy{component_id=\"op\",component_kind=\"source\",component_type=\"onepassword\"} 1"),
+        "{gauge}"
+    );
     // A first start writes its start time, never a cursor, before a commit.
     assert!(held.iter().all(Option::is_none), "no cursor was committed while refused: {held:?}");
     assert_eq!(still, held, "the checkpoints wait");

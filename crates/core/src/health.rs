@@ -4,12 +4,16 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use metrics::gauge;
+use metrics::{Label, gauge};
 
 #[derive(Debug, Default)]
 struct State {
     draining: bool,
     unhealthy: BTreeMap<String, String>,
+    /// Each running component's metric labels (`component_id`, `_kind`,
+    /// `_type`), so `sluice_component_healthy` has the labels every other
+    /// component series has.
+    labels: BTreeMap<String, Vec<Label>>,
 }
 
 /// The process-wide health registry.
@@ -46,8 +50,24 @@ impl Health {
 
     /// The handle a component uses to report on itself.
     pub fn handle(&self, component_id: &str) -> HealthHandle {
-        gauge!("sluice_component_healthy", "component_id" => component_id.to_owned()).set(1.0);
-        HealthHandle { health: self.clone(), id: component_id.to_owned() }
+        let handle = HealthHandle { health: self.clone(), id: component_id.to_owned() };
+        handle.gauge(1.0);
+        handle
+    }
+
+    /// The handle of a component the topology runs, with its metric labels.
+    pub fn handle_labeled(&self, component_id: &str, labels: Vec<Label>) -> HealthHandle {
+        self.lock().labels.insert(component_id.to_owned(), labels);
+        self.handle(component_id)
+    }
+
+    /// The labels of `component_id`'s health series.
+    fn labels(&self, component_id: &str) -> Vec<Label> {
+        self.lock()
+            .labels
+            .get(component_id)
+            .cloned()
+            .unwrap_or_else(|| vec![Label::new("component_id", component_id.to_owned())])
     }
 
     /// Forget what a component reported (it was removed, or replaced by a
@@ -55,7 +75,7 @@ impl Health {
     pub fn forget(&self, component_id: &str) {
         let prefix = format!("{component_id}.");
         self.lock().unhealthy.retain(|k, _| k != component_id && !k.starts_with(&prefix));
-        gauge!("sluice_component_healthy", "component_id" => component_id.to_owned()).set(1.0);
+        gauge!("sluice_component_healthy", self.labels(component_id)).set(1.0);
     }
 
     /// Mark the process as draining: `/health` answers 503 from now on.
@@ -90,12 +110,16 @@ impl HealthHandle {
         &self.id
     }
 
+    fn gauge(&self, value: f64) {
+        gauge!("sluice_component_healthy", self.health.labels(&self.id)).set(value);
+    }
+
     /// Report a problem (a revoked token, a sink refusing credentials).
     /// `key` tells apart several problems of one component (e.g. per stream).
     pub fn set_unhealthy(&self, key: &str, reason: impl Into<String>) {
         let name = if key.is_empty() { self.id.clone() } else { format!("{}.{key}", self.id) };
         self.health.lock().unhealthy.insert(name, reason.into());
-        gauge!("sluice_component_healthy", "component_id" => self.id.clone()).set(0.0);
+        self.gauge(0.0);
     }
 
     /// Clear a problem reported with the same `key`.
@@ -107,7 +131,7 @@ impl HealthHandle {
         let still = state.unhealthy.keys().any(|k| *k == self.id || k.starts_with(&prefix));
         drop(state);
         if !still {
-            gauge!("sluice_component_healthy", "component_id" => self.id.clone()).set(1.0);
+            self.gauge(1.0);
         }
     }
 }

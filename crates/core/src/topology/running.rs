@@ -196,7 +196,7 @@ impl RunningTopology {
                     out,
                     shutdown,
                     data_dir: options.data_dir.clone(),
-                    health: options.health.handle(&id),
+                    health: options.health.handle_labeled(&id, metrics.labels()),
                     metrics,
                     id,
                 };
@@ -226,7 +226,7 @@ impl RunningTopology {
                 let cx = SinkContext {
                     input: EventReceiver::new(rx, metrics.clone()),
                     data_dir: options.data_dir.clone(),
-                    health: health.handle(&id),
+                    health: health.handle_labeled(&id, metrics.labels()),
                     metrics,
                     id,
                 };
