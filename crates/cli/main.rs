@@ -28,6 +28,7 @@ mod api;
 mod checkpoint;
 mod demo;
 mod error;
+mod graph;
 mod lock;
 mod logging;
 mod plan;
@@ -115,6 +116,17 @@ enum Command {
     /// See or rewind where the onepassword sources stand.
     #[command(subcommand)]
     Checkpoint(checkpoint::CheckpointCommand),
+    /// Print the topology of config files as a DOT graph (sources, transforms,
+    /// sinks and the edges between them; named outputs label their edges),
+    /// e.g. `sluice graph pipelines/demo.yaml | dot -Tsvg > demo.svg`.
+    /// Token files are not read.
+    Graph {
+        /// Config files, merged in order (at least one).
+        #[arg(required = true, value_name = "CONFIG")]
+        configs: Vec<PathBuf>,
+    },
+    /// List every component type, what it does and the settings it takes.
+    List,
     /// Print the events leaving a running sluice's source or transform
     /// output as JSON lines, live, through its API server (`--limit N` to stop).
     Tap(tap::TapArgs),
@@ -150,6 +162,8 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo::run(&args),
         Command::Checkpoint(command) => checkpoint::run(&command),
         Command::Tap(args) => tap::run(&args),
+        Command::Graph { configs } => graph::graph(&configs),
+        Command::List => graph::list(),
     };
     match result {
         Ok(code) => code,

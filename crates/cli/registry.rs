@@ -164,3 +164,82 @@ pub fn describe_metrics() {
     sluice_sink_splunk_hec::describe_metrics();
     sluice_grpc::source::describe_metrics();
 }
+
+/// Every component type, for `sluice list`: kind, type, what it does. A
+/// test checks each one is a variant of its kind's enum.
+pub const TYPES: &[(&str, &str, &str)] = &[
+    (
+        "source",
+        "onepassword",
+        "The 1Password Events API: sign-in attempts, item usages, audit events",
+    ),
+    ("source", "file", "An NDJSON file of raw 1Password items (replays, backfills, tests)"),
+    ("source", "sluice", "Events pushed by other sluice instances over gRPC (an aggregator)"),
+    (
+        "transform",
+        "vrl",
+        "A VRL program (pipelines/vrl/ecs.vrl maps events onto ECS); failures go to <id>.dropped",
+    ),
+    (
+        "sink",
+        "elasticsearch",
+        "The Elasticsearch bulk API, into logs-1password.<stream>-<namespace> data streams",
+    ),
+    ("sink", "splunk_hec", "Splunk's HTTP Event Collector, with indexer acknowledgements"),
+    ("sink", "sluice", "Another sluice instance's `sluice` source over gRPC (an edge forwarding)"),
+    ("sink", "console", "JSON lines on standard output"),
+    ("sink", "file", "NDJSON appended to a file, fsynced before acknowledging"),
+    ("sink", "blackhole", "Counts and acknowledges (benchmarks)"),
+];
+
+/// The settings a component type takes besides `type` and `inputs`, as
+/// its config struct declares them (serde names every field it expects
+/// when it meets one it does not).
+pub fn settings(kind: &str, type_name: &str) -> Vec<String> {
+    let probe = format!("type: {type_name}\n__sluice_list__: 0\n");
+    let error = match kind {
+        "source" => serde_yaml_ng::from_str::<SourceConfig>(&probe).err(),
+        "transform" => serde_yaml_ng::from_str::<TransformConfig>(&probe).err(),
+        _ => serde_yaml_ng::from_str::<SinkConfig>(&probe).err(),
+    }
+    .map(|e| e.to_string())
+    .unwrap_or_default();
+    // "expected one of `a`, `b`", or "expected `a`" for a single field.
+    let Some((_, expected)) = error.split_once("expected ") else { return Vec::new() };
+    let expected = expected.trim_start_matches("one of ");
+    expected
+        .split(", ")
+        .map(|name| name.trim_matches(|c| c == '`' || c == ' ').to_owned())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_listed_type_is_registered_and_names_its_settings() {
+        for (kind, type_name, _) in TYPES {
+            let probe = format!("type: {type_name}\n");
+            let error = match *kind {
+                "source" => serde_yaml_ng::from_str::<SourceConfig>(&probe).err(),
+                "transform" => serde_yaml_ng::from_str::<TransformConfig>(&probe).err(),
+                _ => serde_yaml_ng::from_str::<SinkConfig>(&probe).err(),
+            }
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+            assert!(!error.contains("unknown variant"), "{kind} {type_name}: {error}");
+        }
+        assert!(settings("sink", "elasticsearch").contains(&"endpoints".to_owned()));
+        assert!(settings("source", "onepassword").contains(&"token_file".to_owned()));
+        assert_eq!(settings("sink", "console"), Vec::<String>::new());
+        assert_eq!(settings("sink", "file"), ["path"], "one field: serde says `expected`");
+        // And no variant is missing from the list.
+        let unknown = serde_yaml_ng::from_str::<SinkConfig>("type: nope\n").expect_err("unknown");
+        for listed in TYPES.iter().filter(|(k, _, _)| *k == "sink").map(|(_, t, _)| *t) {
+            assert!(unknown.to_string().contains(&format!("`{listed}`")), "{unknown}");
+        }
+        let variants = unknown.to_string().matches('`').count() / 2 - 1;
+        assert_eq!(variants, TYPES.iter().filter(|(k, _, _)| *k == "sink").count(), "{unknown}");
+    }
+}

@@ -385,3 +385,63 @@ fn a_vrl_program_nested_too_deeply_is_an_error_not_a_crash() {
         assert!(stderr.contains("nests too deeply at 1:"), "{stderr}");
     }
 }
+
+/// `sluice graph` prints the demo's topology as DOT, with the shipped
+/// pipelines' edges (a named output labels its edge), needing no secrets.
+#[test]
+fn graph_prints_the_topology_as_dot() {
+    let demo = run(&["graph", "pipelines/demo.yaml"], &repo());
+    assert!(demo.status.success(), "{}", String::from_utf8_lossy(&demo.stderr));
+    let dot = String::from_utf8_lossy(&demo.stdout);
+    assert!(dot.starts_with("digraph {\n") && dot.trim_end().ends_with('}'), "{dot}");
+    for line in [
+        r#""op" [shape="trapezium" comment="onepassword"]"#,
+        r#""ecs" [shape="diamond" comment="vrl"]"#,
+        r#""console" [shape="invtrapezium" comment="console"]"#,
+        r#""op" -> "ecs""#,
+        r#""ecs" -> "console""#,
+    ] {
+        assert!(dot.lines().any(|l| l.trim() == line), "no {line} in {dot}");
+    }
+    assert_eq!(dot.matches("->").count(), 2, "{dot}");
+    let aggregator = run(&["graph", "pipelines/aggregator.yaml"], &repo());
+    let dot = String::from_utf8_lossy(&aggregator.stdout);
+    assert!(dot.contains(r#""ecs" -> "mapping_failures" [label="dropped"]"#), "{dot}");
+    // A config with an error is refused as validate refuses it.
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("bad.yaml"),
+        "sinks:\n  out: {type: console, inputs: [nowhere]}\n",
+    )
+    .expect("write");
+    let bad = run(&["graph", "bad.yaml"], dir.path());
+    assert_eq!(bad.status.code(), Some(2), "{}", String::from_utf8_lossy(&bad.stderr));
+}
+
+/// `sluice list` names every component type with its settings, and a
+/// reader that stops early (`| head`) is not a crash.
+#[test]
+fn list_names_every_component_type_and_its_settings() {
+    let out = run(&["list"], &repo());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for kind in ["sources:", "transforms:", "sinks:"] {
+        assert!(text.lines().any(|l| l == kind), "{text}");
+    }
+    assert!(text.contains("  elasticsearch "), "{text}");
+    assert!(text.contains("settings: inputs, endpoints, auth"), "{text}");
+    assert!(text.contains("settings: token, token_file, url"), "{text}");
+    let mut child = super::util::sluice()
+        .arg("list")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    drop(child.stdout.take());
+    let status = child.wait().expect("wait");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
+        .expect("read");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(status.success(), "{stderr}");
+}
