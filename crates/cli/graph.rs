@@ -41,39 +41,24 @@ pub fn dot(plan: &Plan) -> String {
         .chain(plan.transforms.iter().map(|p| p.id.clone()))
         .chain(plan.sinks.iter().map(|p| p.id.clone()))
         .collect();
+    let nodes = plan
+        .sources
+        .iter()
+        .map(|p| (&p.id, p.type_name, "trapezium"))
+        .chain(plan.transforms.iter().map(|p| (&p.id, p.type_name, "diamond")))
+        .chain(plan.sinks.iter().map(|p| (&p.id, p.type_name, "invtrapezium")));
     let mut out = String::from("digraph {\n");
-    for piece in &plan.sources {
-        let _ = writeln!(
-            out,
-            "  {} [shape=\"trapezium\" comment={}]",
-            quoted(&piece.id),
-            quoted(piece.type_name)
-        );
+    for (id, type_name, shape) in nodes {
+        let _ = writeln!(out, "  {} [shape=\"{shape}\" comment={}]", quoted(id), quoted(type_name));
     }
-    for piece in &plan.transforms {
-        let _ = writeln!(
-            out,
-            "  {} [shape=\"diamond\" comment={}]",
-            quoted(&piece.id),
-            quoted(piece.type_name)
-        );
-    }
-    for piece in &plan.sinks {
-        let _ = writeln!(
-            out,
-            "  {} [shape=\"invtrapezium\" comment={}]",
-            quoted(&piece.id),
-            quoted(piece.type_name)
-        );
-    }
-    for piece in &plan.transforms {
-        for input in &piece.inputs {
-            edge(&ids, input, &piece.id, &mut out);
-        }
-    }
-    for piece in &plan.sinks {
-        for input in &piece.inputs {
-            edge(&ids, input, &piece.id, &mut out);
+    let consumers = plan
+        .transforms
+        .iter()
+        .map(|p| (&p.id, &p.inputs))
+        .chain(plan.sinks.iter().map(|p| (&p.id, &p.inputs)));
+    for (id, inputs) in consumers {
+        for input in inputs {
+            edge(&ids, input, id, &mut out);
         }
     }
     out.push_str("}\n");
