@@ -251,6 +251,78 @@ fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
+/// Pinned images, spread aggregators, and the Prometheus Operator overlay:
+/// a ServiceMonitor whose job label the alerts expect and a PrometheusRule
+/// that holds sluice-alerts.yml unchanged; the overlay validates with the
+/// Operator's two kinds (CRDs) left out.
+fn kubernetes_as_operators_run_it(docs: &[serde_json::Value], dir: &Path) {
+    let pods = named(docs, "StatefulSet").into_iter().chain(named(docs, "Deployment"));
+    for workload in pods {
+        let image =
+            workload["spec"]["template"]["spec"]["containers"][0]["image"].as_str().expect("image");
+        assert_eq!(
+            image,
+            format!("ghcr.io/sluice-dev/sluice:{}", env!("CARGO_PKG_VERSION")),
+            "pinned to the release"
+        );
+    }
+    let aggregator = named(docs, "Deployment")[0];
+    let spread = aggregator["spec"]["template"]["spec"]["topologySpreadConstraints"]
+        .as_array()
+        .expect("topologySpreadConstraints");
+    assert!(spread.iter().any(|c| c["topologyKey"] == "kubernetes.io/hostname"), "{spread:?}");
+
+    copy_tree(
+        &repo().join("deploy/kubernetes-prometheus-operator"),
+        &dir.join("kubernetes-prometheus-operator"),
+    );
+    let with_operator = render(&dir.join("kubernetes-prometheus-operator"));
+    let monitor = named(&with_operator, "ServiceMonitor");
+    assert_eq!(monitor.len(), 1);
+    let monitor = monitor[0];
+    assert_eq!(monitor["metadata"]["namespace"], "sluice");
+    assert_eq!(monitor["spec"]["endpoints"][0]["port"], "api");
+    let job_label = monitor["spec"]["jobLabel"].as_str().expect("jobLabel");
+    for service in named(&with_operator, "Service") {
+        let labels = &service["metadata"]["labels"];
+        for (key, value) in monitor["spec"]["selector"]["matchLabels"].as_object().expect("labels")
+        {
+            assert_eq!(&labels[key], value, "the ServiceMonitor selects {service}");
+        }
+        assert_eq!(labels[job_label], "sluice", "SluiceDown watches job=\"sluice\"");
+        assert!(
+            service["spec"]["ports"].as_array().expect("ports").iter().any(|p| p["name"] == "api")
+        );
+    }
+    let rule = named(&with_operator, "PrometheusRule");
+    assert_eq!(rule.len(), 1);
+    let alerts: serde_json::Value = serde_yaml_ng::from_str(
+        &std::fs::read_to_string(repo().join("deploy/prometheus/sluice-alerts.yml"))
+            .expect("alerts"),
+    )
+    .expect("alerts YAML");
+    assert_eq!(
+        rule[0]["spec"]["groups"], alerts["groups"],
+        "run deploy/kubernetes/monitoring/generate-rules.sh after editing the alerts"
+    );
+    let plain: Vec<&serde_json::Value> = with_operator
+        .iter()
+        .filter(|d| d["kind"] != "ServiceMonitor" && d["kind"] != "PrometheusRule")
+        .collect();
+    let text: String = plain
+        .iter()
+        .map(|d| format!("---\n{}", serde_yaml_ng::to_string(d).expect("YAML")))
+        .collect();
+    std::fs::write(dir.join("with-operator.yaml"), text).expect("write");
+    let validate = Command::new("python3")
+        .args(["-m", "kubernetes_validate", "--strict", "with-operator.yaml"])
+        .current_dir(dir)
+        .output()
+        .expect("kubernetes-validate");
+    let report = ok(&validate);
+    assert!(!report.contains("ERROR") && !report.contains("WARN"), "{report}");
+}
+
 #[test]
 fn the_kubernetes_manifests_render_an_edge_per_account_and_validate_offline() {
     let required = "SLUICE_REQUIRE_KUBERNETES";
@@ -300,6 +372,7 @@ fn the_kubernetes_manifests_render_an_edge_per_account_and_validate_offline() {
     let report = ok(&validate);
     assert!(!report.contains("ERROR") && !report.contains("WARN"), "{report}");
     validate_pipelines(&docs, dir.path());
+    kubernetes_as_operators_run_it(&docs, dir.path());
 
     // A fourth account, as the README says to add one.
     let added = Command::new("bash")
