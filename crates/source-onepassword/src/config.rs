@@ -318,7 +318,14 @@ impl OnePasswordSourceConfig {
         let token = SecretSource::from_config(self.token, self.token_file, dir, "a token")
             .map_err(|error| errors.push(error))
             .ok();
-        let url = match self.url.as_deref().map(reqwest::Url::parse) {
+        // An empty `url` (an unset `${OP_EVENTS_URL:-}`) means: from the token.
+        let url = match self
+            .url
+            .as_deref()
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(reqwest::Url::parse)
+        {
             None => None,
             Some(Ok(url)) if !matches!(url.scheme(), "http" | "https") => {
                 errors.push(FieldError::new("url", format!("url `{url}` must be http or https")));

@@ -148,3 +148,17 @@ fn an_expired_token_is_refused_offline() {
     assert_eq!(checks.errors.len(), 1, "{:?}", checks.errors);
     assert!(checks.errors[0].message.contains("the token expired at"), "{:?}", checks.errors);
 }
+
+#[test]
+fn an_empty_url_means_the_host_comes_from_the_token() {
+    // The shipped pipelines write `url: ${OP_EVENTS_URL:-}`: unset, the
+    // token decides (.com, .ca, .eu, enterprise).
+    for yaml in [
+        format!("token: {}\nurl: ''\n", token("events.1password.eu")),
+        format!("token: {}\nurl: '  '\n", token("events.1password.eu")),
+        format!("token: {}\nurl:\n", token("events.1password.ca")),
+    ] {
+        let settings = config(&yaml).validate(Path::new("/etc/sluice")).expect("valid");
+        assert_eq!(settings.url, None, "{yaml}");
+    }
+}
