@@ -309,7 +309,15 @@ impl Reader {
                 Err(err) => {
                     self.cx.metrics.error(Stage::Receiving, "parse_failed");
                     let path = self.config.path.display();
-                    tracing::error!(%path, offset, error = %err, "line is not valid JSON; sent to `{}.dropped`", self.cx.id);
+                    let to = if self.cx.out.is_consumed(sluice_core::component::DROPPED) {
+                        format!("sent to `{}.dropped`", self.cx.id)
+                    } else {
+                        format!(
+                            "nothing reads `{}.dropped`, so it goes down the default output as a pipeline_error event",
+                            self.cx.id
+                        )
+                    };
+                    tracing::error!(%path, offset, error = %err, "line is not valid JSON; {to}");
                     dropped.push(self.invalid_line(offset, raw, &format!("invalid JSON: {err}")));
                     continue;
                 }
@@ -337,7 +345,12 @@ impl Reader {
         let mut file = ObjectMap::new();
         file.insert("path".into(), Value::from(self.config.path.display().to_string()));
         file.insert("offset".into(), Value::from(offset as i64));
+        // `event.kind: pipeline_error` tells later transforms it already failed
+        // (the vrl transform passes it on untouched instead of mapping it).
+        let mut kind = ObjectMap::new();
+        kind.insert("kind".into(), Value::from("pipeline_error"));
         let mut root = ObjectMap::new();
+        root.insert("event".into(), Value::Object(kind));
         root.insert("message".into(), Value::from(String::from_utf8_lossy(&raw).into_owned()));
         root.insert("error".into(), Value::Object(error));
         root.insert("file".into(), Value::Object(file));

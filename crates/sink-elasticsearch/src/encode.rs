@@ -105,7 +105,7 @@ fn event_original(document: &mut ObjectMap, what: EventOriginal) {
     const TAG: &str = "preserve_original_event";
     match document.get_mut("tags") {
         Some(Value::Array(tags)) => {
-            if !tags.iter().any(|t| matches!(t, Value::Bytes(b) if &b[..] == TAG.as_bytes())) {
+            if !tags.iter().any(|t| t.as_str().is_some_and(|t| t == TAG)) {
                 tags.push(Value::from(TAG));
             }
         }
@@ -210,6 +210,36 @@ mod tests {
         let mut event = Event::from_json(bytes::Bytes::from_static(br#"{"@timestamp":"2026-11-20T08:14:03.250Z","onepassword":{"uuid":"56YE2TYN2VFYRLNSHKPW5NVT5E"}}"#)).expect("json");
         event.meta.stream = Some(Stream::SigninAttempts);
         event
+    }
+
+    fn tags_after(json: serde_json::Value, what: EventOriginal) -> serde_json::Value {
+        let Value::Object(mut map) = Value::from(json) else { panic!("object") };
+        event_original(&mut map, what);
+        serde_json::to_value(Value::Object(map)).expect("json")
+    }
+
+    #[test]
+    fn event_original_is_tagged_once_kept_or_dropped() {
+        let kept =
+            tags_after(serde_json::json!({"event": {"original": "{}"}}), EventOriginal::Keep);
+        assert_eq!(kept["tags"], serde_json::json!(["preserve_original_event"]));
+        // A pipeline_error document already carries the tag: not twice.
+        let failed =
+            serde_json::json!({"event": {"original": "{}"}, "tags": ["preserve_original_event"]});
+        assert_eq!(
+            tags_after(failed, EventOriginal::Keep)["tags"],
+            serde_json::json!(["preserve_original_event"])
+        );
+        let other = serde_json::json!({"event": {"original": "{}"}, "tags": ["mine"]});
+        assert_eq!(
+            tags_after(other, EventOriginal::Keep)["tags"],
+            serde_json::json!(["mine", "preserve_original_event"])
+        );
+        let none = tags_after(serde_json::json!({"event": {"kind": "event"}}), EventOriginal::Keep);
+        assert!(none.get("tags").is_none(), "nothing to keep, nothing tagged");
+        let dropped =
+            tags_after(serde_json::json!({"event": {"original": "{}"}}), EventOriginal::Drop);
+        assert_eq!(dropped, serde_json::json!({"event": {}}));
     }
 
     #[test]

@@ -207,6 +207,13 @@ impl FunctionTransform for VrlTransform {
     }
 
     fn transform(&mut self, event: Event, out: &mut TransformOutput) {
+        // An event that already failed upstream (a file source's invalid
+        // line) keeps its own error: mapping it would replace that error
+        // with "no timestamp".
+        if already_failed(&event.value) {
+            out.push_failed(event);
+            return;
+        }
         let Event { value, meta } = event;
         let mut metadata = self.spare_metadata.take().unwrap_or(Value::Null);
         fill_metadata(&mut metadata, &meta);
@@ -222,6 +229,13 @@ impl FunctionTransform for VrlTransform {
             }
         }
     }
+}
+
+/// Whether `value` is a `pipeline_error` document.
+fn already_failed(value: &Value) -> bool {
+    let Value::Object(root) = value else { return false };
+    let Some(Value::Object(event)) = root.get("event") else { return false };
+    event.get("kind").and_then(Value::as_str).is_some_and(|kind| kind == "pipeline_error")
 }
 
 #[cfg(test)]

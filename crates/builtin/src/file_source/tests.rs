@@ -235,6 +235,9 @@ async fn invalid_lines_go_down_the_default_output_when_nothing_reads_dropped() {
     assert_eq!(values.len(), 2, "the unreadable line is not discarded: {values:?}");
     let Value::Object(failed) = &values[1] else { panic!("object") };
     assert_eq!(failed["message"], Value::from("{not json"));
+    // Marked as failed, so a vrl transform downstream keeps its error.
+    let Value::Object(event) = &failed["event"] else { panic!("event") };
+    assert_eq!(event["kind"], Value::from("pipeline_error"));
 }
 
 #[tokio::test]

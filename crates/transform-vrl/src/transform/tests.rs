@@ -161,3 +161,21 @@ fn a_compile_error_renders_the_diagnostic_with_its_line() {
     );
     assert!(message.contains("2 │ .b = no_such_function(.c)"), "{message}");
 }
+
+#[test]
+fn an_event_that_failed_upstream_is_passed_on_with_its_own_error() {
+    // A file source's invalid line: mapping it would say "no timestamp"
+    // and lose "invalid JSON".
+    let mut t = transform(".mapped = true");
+    let mut out = TransformOutput::default();
+    let failed = r#"{"event":{"kind":"pipeline_error"},"message":"{not json","error":{"message":"invalid JSON: key must be a string"}}"#;
+    t.transform(event(failed, Stream::ItemUsages), &mut out);
+    t.transform(event(r#"{"event":{"kind":"event"}}"#, Stream::ItemUsages), &mut out);
+    let (ok, failed_out) = out.take_for_test();
+    assert_eq!(failed_out.len(), 1);
+    let passed = json(&failed_out[0].value);
+    assert_eq!(passed["error"]["message"], "invalid JSON: key must be a string");
+    assert!(passed.get("mapped").is_none(), "not run through the program");
+    assert_eq!(ok.len(), 1);
+    assert_eq!(json(&ok[0].value)["mapped"], true);
+}
