@@ -105,7 +105,7 @@ fn event_original(document: &mut ObjectMap, what: EventOriginal) {
     const TAG: &str = "preserve_original_event";
     match document.get_mut("tags") {
         Some(Value::Array(tags)) => {
-            if !tags.iter().any(|t| t.as_str().is_some_and(|t| t == TAG)) {
+            if !tags.iter().any(|t| t.to_str_lossy().is_some_and(|t| t == TAG)) {
                 tags.push(Value::from(TAG));
             }
         }

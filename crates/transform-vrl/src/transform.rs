@@ -235,7 +235,7 @@ impl FunctionTransform for VrlTransform {
 fn already_failed(value: &Value) -> bool {
     let Value::Object(root) = value else { return false };
     let Some(Value::Object(event)) = root.get("event") else { return false };
-    event.get("kind").and_then(Value::as_str).is_some_and(|kind| kind == "pipeline_error")
+    event.get("kind").and_then(Value::to_str_lossy).is_some_and(|kind| kind == "pipeline_error")
 }
 
 #[cfg(test)]
