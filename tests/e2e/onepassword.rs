@@ -429,3 +429,37 @@ fn no_lag_is_shown_before_a_delivery_and_a_429_pause_is_logged_at_info() {
     assert_eq!(lines.len(), 1, "{log}");
     assert!(lines[0].contains(" INFO "), "{}", lines[0]);
 }
+
+/// Newcomer row 26: while the sink cannot deliver and the source is held
+/// back (its pages in flight all waiting), the checkpoint age keeps
+/// growing, so SluiceCheckpointStale can fire; it froze at a few seconds.
+#[test]
+fn checkpoint_age_keeps_growing_while_the_source_is_held_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sim = start_sim(dir.path(), 3_000, &["--no-rate-limit"]);
+    let api = free_port();
+    // Nothing listens there: nothing is ever acknowledged.
+    let closed = free_port();
+    super::elasticsearch::write_config_for(
+        dir.path(),
+        &sim,
+        &format!("http://127.0.0.1:{closed}"),
+        api,
+        "",
+    );
+    let mut sluice = spawn(Path::new("sluice.yaml"), dir.path(), &[]);
+    let age = || -> Option<f64> {
+        let (_, body) = http_get(api, "/metrics")?;
+        body.lines()
+            .filter(|l| l.starts_with("sluice_onepassword_checkpoint_age_seconds{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .reduce(f64::min)
+    };
+    // Well past the moment every stream's pages in flight are taken.
+    let grew = wait_for(Duration::from_secs(120), || age().filter(|a| *a >= 25.0));
+    let last = age();
+    let _ = sluice.kill();
+    let _ = sluice.wait();
+    let logs = stderr_of(&mut sluice);
+    assert!(grew.is_some(), "the checkpoint age stopped at {last:?}: {logs}");
+}

@@ -211,9 +211,19 @@ impl StreamPoller {
                 continue;
             }
             if state.acks.len() >= self.settings.max_pages_in_flight {
-                tokio::select! {
-                    (position, status) = state.acks.next() => self.on_ack(state, metrics, position, status).await?,
-                    () = self.shutdown.cancelled() => return Ok(()),
+                // Held back by the sinks: the checkpoint age and lag keep
+                // moving meanwhile, or the stale and lagging alerts could
+                // never fire during an outage.
+                let mut gauges = tokio::time::interval(GAUGES_EVERY);
+                loop {
+                    tokio::select! {
+                        (position, status) = state.acks.next() => {
+                            self.on_ack(state, metrics, position, status).await?;
+                            break;
+                        }
+                        _ = gauges.tick() => self.update_gauges(state, metrics),
+                        () = self.shutdown.cancelled() => return Ok(()),
+                    }
                 }
                 continue;
             }
@@ -331,8 +341,22 @@ impl StreamPoller {
                 Position { cursor: page.cursor.clone(), newest, events: count as u64 },
                 receiver,
             );
-            // Not cancelled by shutdown: a page half sent would count as delivered.
-            self.out.send(events).await?;
+            // Not cancelled by shutdown: a page half sent would count as
+            // delivered. A full channel (the sinks held back) can take long:
+            // the gauges keep moving meanwhile.
+            let send = self.out.send(events);
+            tokio::pin!(send);
+            let mut gauges =
+                tokio::time::interval_at(tokio::time::Instant::now() + GAUGES_EVERY, GAUGES_EVERY);
+            loop {
+                tokio::select! {
+                    sent = &mut send => {
+                        sent?;
+                        break;
+                    }
+                    _ = gauges.tick() => self.update_gauges(state, metrics),
+                }
+            }
         }
         let cycle = moved && state.recent.contains(&page.cursor);
         if state.recent.len() == RECENT_CURSORS {
