@@ -28,6 +28,21 @@ fn config(sim: &Sim, api_port: u16) -> String {
     )
 }
 
+/// `sluice run` from `sim` into an Elasticsearch sink nothing listens for:
+/// nothing is delivered, so nothing is acknowledged. Its API port and process.
+fn run_without_a_reachable_sink(dir: &Path, sim: &Sim) -> (u16, std::process::Child) {
+    let api = free_port();
+    let closed = free_port();
+    super::elasticsearch::write_config_for(
+        dir,
+        sim,
+        &format!("http://127.0.0.1:{closed}"),
+        api,
+        "",
+    );
+    (api, spawn(Path::new("sluice.yaml"), dir, &[]))
+}
+
 fn stream_of(event: &serde_json::Value) -> &'static str {
     if event.get("category").is_some() {
         "signin_attempts"
@@ -396,17 +411,7 @@ fn no_lag_is_shown_before_a_delivery_and_a_429_pause_is_logged_at_info() {
             .and_then(reqwest::Response::error_for_status)
             .expect("the 429 is queued");
     });
-    let api = free_port();
-    // Nothing listens there: the sink cannot deliver, so nothing is acknowledged.
-    let closed = free_port();
-    super::elasticsearch::write_config_for(
-        dir.path(),
-        &sim,
-        &format!("http://127.0.0.1:{closed}"),
-        api,
-        "",
-    );
-    let mut sluice = spawn(Path::new("sluice.yaml"), dir.path(), &[]);
+    let (api, mut sluice) = run_without_a_reachable_sink(dir.path(), &sim);
     let pages_fetched = |metrics: &str| {
         metrics
             .lines()
@@ -437,17 +442,7 @@ fn no_lag_is_shown_before_a_delivery_and_a_429_pause_is_logged_at_info() {
 fn checkpoint_age_keeps_growing_while_the_source_is_held_back() {
     let dir = tempfile::tempdir().expect("tempdir");
     let sim = start_sim(dir.path(), 3_000, &["--no-rate-limit"]);
-    let api = free_port();
-    // Nothing listens there: nothing is ever acknowledged.
-    let closed = free_port();
-    super::elasticsearch::write_config_for(
-        dir.path(),
-        &sim,
-        &format!("http://127.0.0.1:{closed}"),
-        api,
-        "",
-    );
-    let mut sluice = spawn(Path::new("sluice.yaml"), dir.path(), &[]);
+    let (api, mut sluice) = run_without_a_reachable_sink(dir.path(), &sim);
     let age = || -> Option<f64> {
         let (_, body) = http_get(api, "/metrics")?;
         body.lines()

@@ -32,7 +32,6 @@ const STUCK_PAGES: u32 = 5;
 /// Cursors remembered: one the API hands out again is a cycle, and the
 /// stream waits an interval instead of going round it at the rate limit.
 const RECENT_CURSORS: usize = 16;
-const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 /// How often the lag and checkpoint age gauges move while a stream waits.
 const GAUGES_EVERY: Duration = Duration::from_secs(5);
 
@@ -555,39 +554,6 @@ impl StreamPoller {
             }
         }
     }
-
-    fn update_gauges(&self, state: &State, metrics: &StreamMetrics) {
-        metrics.checkpoint_age.set(state.committed_at.elapsed().as_secs_f64());
-        if let Some(lag) = lag(&state.checkpoint) {
-            metrics.set_lag(lag);
-        }
-        // A backfill waiting (a rate-limit pause, retries) still says where it stands.
-        if state.backfilling {
-            self.log_progress(state);
-        }
-    }
-
-    /// At most every [`PROGRESS_EVERY`]: events so far, newest delivered, lag.
-    fn log_progress(&self, state: &State) {
-        {
-            let mut at = state.progress_at.lock().unwrap_or_else(|p| p.into_inner());
-            if at.elapsed() < PROGRESS_EVERY {
-                return;
-            }
-            *at = Instant::now();
-        }
-        let newest = state.checkpoint.newest_timestamp.clone().unwrap_or_else(|| "-".into());
-        let lag = lag(&state.checkpoint)
-            .map(|lag| humantime::format_duration(Duration::from_secs(lag.as_secs())).to_string())
-            .unwrap_or_else(|| "-".into());
-        tracing::info!(stream = %self.stream, events = state.events_this_run, newest_delivered = %newest, %lag, "backfill progress");
-    }
-}
-
-/// Now minus the newest event timestamp delivered, if any.
-fn lag(checkpoint: &StreamCheckpoint) -> Option<Duration> {
-    let newest = DateTime::parse_from_rfc3339(checkpoint.newest_timestamp.as_deref()?).ok()?;
-    Some((Utc::now() - newest.with_timezone(&Utc)).to_std().unwrap_or(Duration::ZERO))
 }
 
 /// The event's `timestamp`, when it is RFC 3339.

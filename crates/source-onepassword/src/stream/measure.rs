@@ -1,8 +1,14 @@
 //! A stream's metrics: counters and gauges labelled with the component and
-//! the stream.
+//! the stream, and how the poller keeps its gauges and progress log current.
 
 use std::sync::OnceLock;
 use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::time::Instant;
+
+use super::{State, StreamPoller};
+use crate::checkpoint::StreamCheckpoint;
 
 use metrics::{Counter, Gauge, Histogram, Label, counter, gauge, histogram};
 use sluice_core::Stream;
@@ -101,4 +107,43 @@ pub fn describe() {
         "sluice_onepassword_stream_up",
         "1 while the API accepts the stream's requests."
     );
+}
+
+/// How often a backfill logs where it stands.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
+impl StreamPoller {
+    /// Checkpoint age and lag now, and the backfill's progress line.
+    pub(super) fn update_gauges(&self, state: &State, metrics: &StreamMetrics) {
+        metrics.checkpoint_age.set(state.committed_at.elapsed().as_secs_f64());
+        if let Some(lag) = lag(&state.checkpoint) {
+            metrics.set_lag(lag);
+        }
+        // A backfill waiting (a rate-limit pause, retries) still says where it stands.
+        if state.backfilling {
+            self.log_progress(state);
+        }
+    }
+
+    /// At most every [`PROGRESS_EVERY`]: events so far, newest delivered, lag.
+    fn log_progress(&self, state: &State) {
+        {
+            let mut at = state.progress_at.lock().unwrap_or_else(|p| p.into_inner());
+            if at.elapsed() < PROGRESS_EVERY {
+                return;
+            }
+            *at = Instant::now();
+        }
+        let newest = state.checkpoint.newest_timestamp.clone().unwrap_or_else(|| "-".into());
+        let lag = lag(&state.checkpoint)
+            .map(|lag| humantime::format_duration(Duration::from_secs(lag.as_secs())).to_string())
+            .unwrap_or_else(|| "-".into());
+        tracing::info!(stream = %self.stream, events = state.events_this_run, newest_delivered = %newest, %lag, "backfill progress");
+    }
+}
+
+/// Now minus the newest event timestamp delivered, if any.
+fn lag(checkpoint: &StreamCheckpoint) -> Option<Duration> {
+    let newest = DateTime::parse_from_rfc3339(checkpoint.newest_timestamp.as_deref()?).ok()?;
+    Some((Utc::now() - newest.with_timezone(&Utc)).to_std().unwrap_or(Duration::ZERO))
 }
