@@ -16,6 +16,7 @@ mod e2e {
     mod operations;
     mod operator;
     mod reload;
+    mod replay;
     mod sim;
     mod splunk;
     mod validate;

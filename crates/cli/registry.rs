@@ -173,7 +173,11 @@ pub const TYPES: &[(&str, &str, &str)] = &[
         "onepassword",
         "The 1Password Events API: sign-in attempts, item usages, audit events",
     ),
-    ("source", "file", "An NDJSON file of raw 1Password items (replays, backfills, tests)"),
+    (
+        "source",
+        "file",
+        "An NDJSON file of raw 1Password items, or a sink's dead letter (replays, backfills, tests)",
+    ),
     ("source", "sluice", "Events pushed by other sluice instances over gRPC (an aggregator)"),
     (
         "transform",

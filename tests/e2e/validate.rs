@@ -127,35 +127,6 @@ fn help_documents_every_flag() {
 }
 
 #[test]
-fn the_shipped_replay_pipeline_prints_its_sample_and_resumes() {
-    let state = tempfile::tempdir().expect("tempdir");
-    let run_once = || {
-        super::util::sluice()
-            .args(["run", "pipelines/replay.yaml"])
-            .current_dir(repo())
-            .env("SLUICE_DATA_DIR", state.path())
-            .env("SLUICE_API_ADDRESS", format!("127.0.0.1:{}", super::util::free_port()))
-            .output()
-            .expect("runs")
-    };
-    let output = run_once();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let stdout = String::from_utf8(output.stdout).expect("utf-8");
-    let uuids: Vec<String> = stdout
-        .lines()
-        .map(|line| {
-            let value: serde_json::Value = serde_json::from_str(line).expect("JSON line");
-            value["uuid"].as_str().expect("uuid").to_owned()
-        })
-        .collect();
-    assert_eq!(uuids.len(), 5, "{stdout}");
-    assert_eq!(uuids[0], "56YE2TYN2VFYRLNSHKPW5NVT5E");
-    let again = run_once();
-    assert!(again.status.success());
-    assert!(again.stdout.is_empty(), "a second run resumes at the checkpoint and prints nothing");
-}
-
-#[test]
 fn log_format_json_writes_one_json_object_per_line() {
     let dir = tempfile::tempdir().expect("tempdir");
     let text = "sources:\n  in: {type: file, path: x, stream: audit_events}\n  other: {type: file, path: y, stream: audit_events}\nsinks:\n  out: {type: blackhole, inputs: [in]}\n";

@@ -1,6 +1,7 @@
-//! The `file` source: reads NDJSON, one raw 1Password item per line, and
-//! checkpoints its byte offset only once the lines before it are final.
-//! Its use is replaying an export or a dead-letter file through a pipeline.
+//! The `file` source: reads NDJSON, one raw 1Password item per line (or a
+//! sink's dead letter, `format: dead_letter`), and checkpoints its byte
+//! offset only once the lines before it are final. Its use is replaying an
+//! export or a dead letter through a pipeline.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -29,14 +30,32 @@ pub enum ReadMode {
     Follow,
 }
 
+/// What each line holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LineFormat {
+    /// One raw 1Password item (an export).
+    #[default]
+    Ndjson,
+    /// One dead-letter record of a sink: its raw item is replayed, with the
+    /// stream the record names.
+    DeadLetter,
+}
+
 /// `type: file` under `sources`.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileSourceConfig {
     /// The NDJSON file, relative to the config file's folder.
     pub path: PathBuf,
-    /// The stream its events belong to: `signin_attempts`, `item_usages` or `audit_events`.
-    pub stream: Stream,
+    /// The stream its events belong to: `signin_attempts`, `item_usages` or
+    /// `audit_events`. Required for `ndjson`; with `dead_letter` it
+    /// overrides the stream each record names.
+    #[serde(default)]
+    pub stream: Option<Stream>,
+    /// `ndjson` (default: raw items) or `dead_letter` (a sink's dead letter).
+    #[serde(default)]
+    pub format: LineFormat,
     /// `once` (default) or `follow`.
     #[serde(default)]
     pub mode: ReadMode,
@@ -113,6 +132,12 @@ impl FileSourceConfig {
             errors.push(FieldError::new(
                 "max_line_bytes",
                 "max_line_bytes must be from 1024 (1 KiB) to 67108864 (64 MiB)",
+            ));
+        }
+        if self.format == LineFormat::Ndjson && self.stream.is_none() {
+            errors.push(FieldError::new(
+                "stream",
+                "a file of raw items needs its `stream`: signin_attempts, item_usages or audit_events (or `format: dead_letter` for a sink's dead letter, whose records name theirs)",
             ));
         }
         if self.poll_interval_ms == 0 {
@@ -304,26 +329,33 @@ impl Reader {
             if raw.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            let mut event = match Event::from_json(raw.clone()) {
+            let (item, stream) = match self.config.format {
+                LineFormat::Ndjson => (raw.clone(), self.config.stream),
+                LineFormat::DeadLetter => match dead_letter::unwrap(&raw, self.config.stream) {
+                    Ok((item, stream)) => (item, Some(stream)),
+                    Err(message) => {
+                        self.cx.metrics.error(Stage::Receiving, "parse_failed");
+                        let path = self.config.path.display();
+                        let to = self.invalid_goes_to();
+                        tracing::error!(%path, offset, error = %message, "dead-letter line cannot be replayed; {to}");
+                        dropped.push(self.invalid_line(offset, raw, &message));
+                        continue;
+                    }
+                },
+            };
+            let mut event = match Event::from_json(item) {
                 Ok(event) => event,
                 Err(err) => {
                     self.cx.metrics.error(Stage::Receiving, "parse_failed");
                     let path = self.config.path.display();
-                    let to = if self.cx.out.is_consumed(sluice_core::component::DROPPED) {
-                        format!("sent to `{}.dropped`", self.cx.id)
-                    } else {
-                        format!(
-                            "nothing reads `{}.dropped`, so it goes down the default output as a pipeline_error event",
-                            self.cx.id
-                        )
-                    };
+                    let to = self.invalid_goes_to();
                     tracing::error!(%path, offset, error = %err, "line is not valid JSON; {to}");
                     dropped.push(self.invalid_line(offset, raw, &format!("invalid JSON: {err}")));
                     continue;
                 }
             };
             event.meta.source_id = Some(source_id.clone());
-            event.meta.stream = Some(self.config.stream);
+            event.meta.stream = stream;
             event.meta.finalizers = EventFinalizers::new(notifier.finalizer());
             events.push(event);
         }
@@ -336,6 +368,18 @@ impl Reader {
         self.cx.out.send(events).await?;
         self.cx.out.send_failed(dropped).await?;
         Ok(())
+    }
+
+    /// Where a line that cannot be read goes, for its log line.
+    fn invalid_goes_to(&self) -> String {
+        if self.cx.out.is_consumed(sluice_core::component::DROPPED) {
+            format!("sent to `{}.dropped`", self.cx.id)
+        } else {
+            format!(
+                "nothing reads `{}.dropped`, so it goes down the default output as a pipeline_error event",
+                self.cx.id
+            )
+        }
     }
 
     fn invalid_line(&self, offset: u64, raw: Bytes, message: &str) -> Event {
@@ -357,7 +401,7 @@ impl Reader {
         let mut event = Event::new(Value::Object(root));
         event.meta.raw = Some(raw);
         event.meta.source_id = Some(self.cx.id.as_str().into());
-        event.meta.stream = Some(self.config.stream);
+        event.meta.stream = self.config.stream;
         event
     }
 
@@ -431,6 +475,7 @@ impl Reader {
     }
 }
 
+mod dead_letter;
 mod lines;
 #[cfg(test)]
 mod tests;

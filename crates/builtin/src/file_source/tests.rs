@@ -13,7 +13,8 @@ use sluice_core::topology::{SinkPiece, SourcePiece, TopologyOptions, start};
 fn config(path: &Path, mode: ReadMode, batch: usize) -> FileSourceConfig {
     FileSourceConfig {
         path: path.to_owned(),
-        stream: Stream::ItemUsages,
+        stream: Some(Stream::ItemUsages),
+        format: LineFormat::Ndjson,
         mode,
         batch_max_events: batch,
         max_pending_batches: 2,
@@ -304,4 +305,47 @@ fn validate_checks_ranges_and_resolves_the_path() {
         .validate(Path::new("/etc/sluice"))
         .expect("valid");
     assert_eq!(good.config.path, Path::new("/etc/sluice/in.ndjson"));
+}
+
+#[tokio::test]
+async fn a_dead_letter_is_read_back_as_the_raw_items_it_was_made_from() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("dead-letter.ndjson");
+    let record = |document: serde_json::Value| {
+        serde_json::json!({"@timestamp": "2026-12-03T10:00:00Z", "destination": "d",
+            "error": {"type": "mapper_parsing_exception", "reason": "x"},
+            "sluice": {"component_id": "es"}, "document": document})
+        .to_string()
+    };
+    let text = [
+        record(serde_json::json!({"event": {"original": "{\"uuid\":\"a\"}",
+            "dataset": "1password.audit_events"}})),
+        record(serde_json::json!({"event": {"dataset": "1password.audit_events"},
+            "data_stream": {"dataset": "1password.audit_events"}})),
+        record(serde_json::json!({"sourcetype": "1password:insights:item_usages",
+            "event": {"uuid": "b"}})),
+    ]
+    .join("\n");
+    std::fs::write(&input, text).expect("write");
+    let mut config = config(&input, ReadMode::Once, 10);
+    config.format = LineFormat::DeadLetter;
+    config.stream = None;
+    let done = finish(run(config, dir.path(), RecordingSink::new(AckStatus::Delivered))).await;
+    assert_eq!(uuids(&done.sink), ["a", "b"], "the raw items, not the records");
+    let dropped = done.dropped.values();
+    assert_eq!(dropped.len(), 1, "{dropped:?}");
+    let Value::Object(map) = &dropped[0] else { panic!("an object: {dropped:?}") };
+    let error = map.get("error").expect("error").to_string();
+    assert!(error.contains("event_original: drop"), "{error}");
+}
+
+#[test]
+fn raw_items_need_their_stream_and_a_dead_letter_does_not() {
+    let mut raw = config(Path::new("in.ndjson"), ReadMode::Once, 10);
+    raw.stream = None;
+    let errors = raw.clone().validate(Path::new("/")).expect_err("no stream");
+    assert_eq!(errors[0].field, Some("stream"));
+    assert!(errors[0].message.contains("format: dead_letter"), "{}", errors[0].message);
+    raw.format = LineFormat::DeadLetter;
+    assert!(raw.validate(Path::new("/")).is_ok());
 }

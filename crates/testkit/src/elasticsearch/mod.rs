@@ -324,6 +324,11 @@ impl EsEmulator {
         self.state.lock().rejects.push(RejectRule { pointer: pointer.into(), value });
     }
 
+    /// Forget every `reject_documents` rule (the cause was fixed).
+    pub fn accept_all_documents(&self) {
+        self.state.lock().rejects.clear();
+    }
+
     /// Fail every bulk item this way (`None`: stop). Models an API key
     /// without `create_doc`, a missing index, a read-only block.
     pub fn fail_items(&self, failure: Option<ItemFailure>) {
