@@ -12,9 +12,14 @@ pub enum Format {
     Json,
 }
 
+/// The default filter turns off rustls_platform_verifier, whose ERROR line
+/// repeats the certificate refusal the component itself reports.
 pub fn init(format: Format) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,vrl::compiler::unused_expression_checker=error"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new(
+            "info,vrl::compiler::unused_expression_checker=error,rustls_platform_verifier=off",
+        )
+    });
     let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -1,6 +1,7 @@
 //! HTTP plumbing shared by the 1Password source and every HTTP sink, behind
 //! core's `http` feature (only crates that speak HTTP pull in reqwest): one
-//! client builder (timeouts, proxy, TLS `ca_file` and `verify`, no redirects),
+//! client builder (timeouts, proxy, TLS `ca_file`, `verify`, `server_name`
+//! and `verify_hostname`, no redirects),
 //! the sensitive `Authorization` header, bodies read with a size cap, and
 //! error descriptions that carry neither credentials nor URLs.
 
@@ -13,6 +14,8 @@ use serde::Deserialize;
 
 use crate::secret::Secret;
 
+mod tls;
+
 /// `tls` settings of an HTTP client.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -22,8 +25,19 @@ pub struct TlsConfig {
     pub ca_file: Option<PathBuf>,
     /// Verify the server's certificate (default true). `false` is for tests
     /// only: anyone on the path can then read the credentials.
-    #[serde(default = "yes")]
+    /// `verify_certificate` (Vector's name) is accepted for it.
+    #[serde(default = "yes", alias = "verify_certificate")]
     pub verify: bool,
+    /// The name the server's certificate must carry in its subjectAltName,
+    /// when it is not the URL's host (an address, a load balancer's name).
+    #[serde(default)]
+    pub server_name: Option<String>,
+    /// Check that the certificate names the server (default true). `false`
+    /// still checks its chain against `ca_file`, but not its name: for a
+    /// certificate that names no host, such as Splunk's default
+    /// `SplunkServerDefaultCert` (a subject CN and no subjectAltName).
+    #[serde(default = "yes")]
+    pub verify_hostname: bool,
 }
 
 fn yes() -> bool {
@@ -32,7 +46,40 @@ fn yes() -> bool {
 
 impl Default for TlsConfig {
     fn default() -> Self {
-        Self { ca_file: None, verify: true }
+        Self { ca_file: None, verify: true, server_name: None, verify_hostname: true }
+    }
+}
+
+impl TlsConfig {
+    /// The settings as a component uses them: an empty `ca_file` or
+    /// `server_name` (an unset `${VAR:-}`) is none, `ca_file` is resolved
+    /// against the config's folder `dir`, and contradictions are errors at
+    /// their `tls.*` keys (pure: no file is read).
+    pub fn resolve(
+        mut self,
+        dir: &std::path::Path,
+    ) -> Result<Self, Vec<crate::config::FieldError>> {
+        self.ca_file = self.ca_file.filter(|f| !f.as_os_str().is_empty()).map(|f| dir.join(f));
+        self.server_name = self.server_name.filter(|name| !name.is_empty());
+        let errors = self.validate();
+        if errors.is_empty() { Ok(self) } else { Err(errors) }
+    }
+
+    fn validate(&self) -> Vec<crate::config::FieldError> {
+        use crate::config::FieldError;
+        let mut errors = Vec::new();
+        if let Some(name) = &self.server_name {
+            if let Err(err) = tls::server_name(name) {
+                errors.push(FieldError::new("tls.server_name", err));
+            }
+            if !self.verify_hostname {
+                errors.push(FieldError::new("tls.server_name", "tls.server_name names the host to check, and tls.verify_hostname: false checks none; keep one"));
+            }
+        }
+        if !self.verify_hostname && self.ca_file.is_none() {
+            errors.push(FieldError::new("tls.verify_hostname", "tls.verify_hostname: false needs tls.ca_file, the CA the certificate must chain to (without it, any public certificate would do)"));
+        }
+        errors
     }
 }
 
@@ -83,10 +130,26 @@ pub fn build_client(settings: &ClientSettings) -> Result<reqwest::Client, HttpEr
             reqwest::Proxy::all(proxy.expose()).map_err(|e| HttpError::Proxy(describe(&e)))?;
         builder = builder.proxy(proxy);
     }
-    if let Some(path) = &settings.tls.ca_file {
-        for certificate in ca_certificates(path)? {
-            builder = builder.add_root_certificate(certificate);
-        }
+    let tls_settings = &settings.tls;
+    let ca = match &tls_settings.ca_file {
+        Some(path) => ca_certificates(path)?,
+        None => Vec::new(),
+    };
+    if !tls_settings.verify {
+        // Nothing is checked; the warning says so.
+    } else if let Some(name) = &tls_settings.server_name {
+        let pem = match &tls_settings.ca_file {
+            Some(path) => std::fs::read(path).map_err(|e| HttpError::CaFile {
+                path: path.clone(),
+                message: format!("cannot read it: {e}"),
+            })?,
+            None => Vec::new(),
+        };
+        builder = builder.tls_backend_preconfigured(tls::named_config(&pem, name)?);
+    } else if !tls_settings.verify_hostname {
+        builder = builder.tls_certs_only(ca).tls_danger_accept_invalid_hostnames(true);
+    } else {
+        builder = builder.tls_certs_merge(ca);
     }
     builder.build().map_err(|e| HttpError::Build(describe(&e)))
 }
@@ -299,6 +362,32 @@ pub fn excerpt(body: &[u8]) -> String {
 mod tests {
     use super::*;
     use http_body::Body as _;
+
+    fn tls(yaml: &str) -> Result<TlsConfig, Vec<crate::config::FieldError>> {
+        serde_yaml_ng::from_str::<TlsConfig>(yaml)
+            .expect("tls")
+            .resolve(std::path::Path::new("/etc/sluice"))
+    }
+
+    #[test]
+    fn tls_settings_resolve_and_refuse_their_contradictions() {
+        let ok =
+            tls("{ca_file: ca.pem, verify_certificate: false, server_name: ''}").expect("valid");
+        assert_eq!(ok.ca_file.as_deref(), Some(std::path::Path::new("/etc/sluice/ca.pem")));
+        assert!(!ok.verify, "verify_certificate is verify");
+        assert_eq!(ok.server_name, None, "an empty server_name is none");
+        assert!(tls("{ca_file: '', server_name: hec.internal}").expect("valid").ca_file.is_none());
+        let fields = |yaml| -> Vec<_> {
+            tls(yaml).expect_err("invalid").into_iter().map(|e| (e.field, e.message)).collect()
+        };
+        let no_ca = fields("{verify_hostname: false}");
+        assert_eq!(no_ca[0].0, Some("tls.verify_hostname"));
+        assert!(no_ca[0].1.contains("needs tls.ca_file"), "{no_ca:?}");
+        let both = fields("{ca_file: ca.pem, verify_hostname: false, server_name: a.b}");
+        assert_eq!(both[0].0, Some("tls.server_name"));
+        let bad = fields("{server_name: 'not a name'}");
+        assert!(bad[0].1.contains("not a DNS name or an IP address"), "{bad:?}");
+    }
 
     #[test]
     fn a_parts_body_sends_every_byte_in_order_with_its_exact_length() {

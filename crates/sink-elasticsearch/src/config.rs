@@ -311,20 +311,23 @@ impl ElasticsearchSinkConfig {
         let delivery = validate_delivery(&self.batch, &self.request, &self.dead_letter, dir)
             .map_err(|problems| errors.extend(problems))
             .ok();
-        let Some(delivery) = delivery.filter(|_| errors.is_empty()) else {
+        let tls = self.tls.resolve(dir).map_err(|problems| errors.extend(problems)).ok();
+        let (Some(delivery), Some(tls)) = (delivery, tls) else {
             return Err(errors);
         };
+        if !errors.is_empty() {
+            return Err(errors);
+        }
         // An empty secret (an unset `${ES_API_KEY:-}`) means: send no credentials.
         let auth = match self.auth {
             Some(AuthConfig::ApiKey { api_key }) if api_key.expose().is_empty() => None,
             Some(AuthConfig::Bearer { token }) if token.expose().is_empty() => None,
             other => other,
         };
-        let ca_file = self.tls.ca_file.filter(|f| !f.as_os_str().is_empty()).map(|f| dir.join(f));
         Ok(Settings {
             endpoints,
             auth,
-            tls: TlsConfig { ca_file, verify: self.tls.verify },
+            tls,
             compression: self.compression,
             delivery,
             ingest: self.ingest,

@@ -58,6 +58,11 @@ impl Sink for ElasticsearchSink {
                     Err(format!("Elasticsearch refused the credentials ({failure}); check `auth`")
                         .into())
                 }
+                Err(err) if err.failure().kind == "tls_certificate" => Err(format!(
+                    "sluice refused Elasticsearch's TLS certificate ({}); give the CA that signed it in `tls.ca_file` (e.g. the cluster's http_ca.crt), or set `tls.server_name` to a name the certificate holds",
+                    err.failure()
+                )
+                .into()),
                 Err(err) => {
                     Err(Unreachable(format!("Elasticsearch cannot be reached: {}", err.failure()))
                         .into())

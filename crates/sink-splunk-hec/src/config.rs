@@ -273,7 +273,10 @@ impl SplunkHecSinkConfig {
         let delivery = validate_delivery(&self.batch, &self.request, &self.dead_letter, dir)
             .map_err(|problems| errors.extend(problems))
             .ok();
-        let (Some(endpoint), Some(token), Some(mut delivery)) = (endpoint, token, delivery) else {
+        let tls = self.tls.resolve(dir).map_err(|problems| errors.extend(problems)).ok();
+        let (Some(endpoint), Some(token), Some(mut delivery), Some(tls)) =
+            (endpoint, token, delivery, tls)
+        else {
             return Err(errors);
         };
         if !errors.is_empty() {
@@ -289,11 +292,10 @@ impl SplunkHecSinkConfig {
             delivery.concurrency = acks.max_pending.max(requests_in_flight);
             delivery.adaptive = false;
         }
-        let ca_file = self.tls.ca_file.filter(|f| !f.as_os_str().is_empty()).map(|f| dir.join(f));
         Ok(Settings {
             endpoint,
             token,
-            tls: TlsConfig { ca_file, verify: self.tls.verify },
+            tls,
             compression: self.compression,
             encoding: self.encoding,
             index: self.index,

@@ -9,7 +9,7 @@ use sluice_core::component::{
 use sluice_core::sink::BatchSink;
 use tokio_util::task::AbortOnDropHandle;
 
-use crate::client::{HecClient, HecService};
+use crate::client::{CheckError, HecClient, HecService};
 use crate::config::Settings;
 use crate::encode::encode;
 
@@ -27,6 +27,13 @@ impl SplunkHecSink {
     pub fn new(settings: Settings, id: &str) -> Self {
         Self { settings, id: id.to_owned(), acks_on: None }
     }
+}
+
+/// What to do when this side refuses Splunk's certificate: a setting.
+fn certificate_refused(failure: &str) -> String {
+    format!(
+        "sluice refused Splunk HEC's TLS certificate ({failure}); give the CA that signed it in `tls.ca_file`, set `tls.server_name` to a name the certificate holds, or for a certificate that names no host (Splunk's default SplunkServerDefaultCert) `tls.verify_hostname: false` with that `tls.ca_file`"
+    )
 }
 
 impl Sink for SplunkHecSink {
@@ -51,8 +58,11 @@ impl Sink for SplunkHecSink {
                     self.acks_on = (acks == "on").then_some(true);
                     Ok(())
                 }
-                Err(message) if message.starts_with("Splunk refused") => Err(message.into()),
-                Err(message) => {
+                Err(CheckError::Token(answer)) => {
+                    Err(format!("Splunk refused the HEC token: {answer}").into())
+                }
+                Err(CheckError::Certificate(failure)) => Err(certificate_refused(&failure).into()),
+                Err(CheckError::Unreachable(message)) => {
                     Err(Unreachable(format!("Splunk HEC cannot be reached: {message}")).into())
                 }
             }

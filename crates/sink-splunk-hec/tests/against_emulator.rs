@@ -34,9 +34,12 @@ fn items(batches: usize, per_batch: usize) -> Vec<Vec<Bytes>> {
 }
 
 fn sink(hec: &HecEmulator, extra: &str) -> Box<dyn Sink> {
+    sink_at(&hec.url(), extra)
+}
+
+fn sink_at(url: &str, extra: &str) -> Box<dyn Sink> {
     let yaml = format!(
-        "endpoint: '{}'\ntoken: '{TOKEN}'\nbatch: {{max_events: 10, timeout_secs: 0.02}}\nrequest: {{retry_max_backoff_secs: 1, refused_retry_secs: 1}}\n{extra}",
-        hec.url()
+        "endpoint: '{url}'\ntoken: '{TOKEN}'\nbatch: {{max_events: 10, timeout_secs: 0.02}}\nrequest: {{retry_max_backoff_secs: 1, refused_retry_secs: 1}}\n{extra}"
     );
     let config: SplunkHecSinkConfig = serde_yaml_ng::from_str(&yaml).expect("config");
     Box::new(SplunkHecSink::new(
@@ -431,4 +434,73 @@ async fn a_timed_out_ack_is_asked_once_more_before_the_batch_is_resent() {
     let indexed = uuids(&hec);
     assert_eq!(indexed.len(), 30, "each batch indexed once: the last ask found it");
     assert_eq!(distinct(&indexed), 30);
+}
+
+/// Newcomer review row 40: Splunk's default certificate names no host (a
+/// subject CN, no subjectAltName), and a certificate may name a host other
+/// than the address in `endpoint`. `tls.verify_hostname: false` checks the
+/// chain against `ca_file` but not the name; `tls.server_name` checks
+/// against that name. Without them both are refused, and said to be.
+#[tokio::test]
+async fn certificates_that_do_not_name_the_address_are_checked_as_configured() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = sluice_testkit::pki::write(dir.path());
+    let hec = HecEmulator::start(HecEmulatorConfig {
+        tokens: vec![HecToken::with_acks(TOKEN)],
+        ..HecEmulatorConfig::default()
+    })
+    .await;
+    let backend = hec.url().trim_start_matches("http://").parse().expect("address");
+    let splunk_default =
+        sluice_testkit::pki::tls_proxy(&pki.splunk_default_crt, &pki.splunk_default_key, backend)
+            .await;
+    let named = sluice_testkit::pki::tls_proxy(&pki.named_crt, &pki.named_key, backend).await;
+    let ca = pki.ca.display().to_string();
+    let refused = |address: std::net::SocketAddr, tls: String| {
+        let dir = dir.path().to_owned();
+        async move {
+            let health = Health::new();
+            let url = format!("https://127.0.0.1:{}", address.port());
+            let running = run(&dir, sink_at(&url, &tls), items(1, 3), &health);
+            let named = wait_for(Duration::from_secs(30), || {
+                health.report().unhealthy.values().any(|reason| reason.contains("tls_certificate"))
+            })
+            .await;
+            running.task.abort();
+            named
+        }
+    };
+    let delivered = |address: std::net::SocketAddr, tls: String| {
+        let dir = dir.path().to_owned();
+        async move {
+            let url = format!("https://127.0.0.1:{}", address.port());
+            run(&dir, sink_at(&url, &format!("{tls}{FAST_ACKS}")), items(1, 3), &Health::new())
+                .finish()
+                .await
+        }
+    };
+    assert!(refused(splunk_default, format!("tls: {{ca_file: '{ca}'}}\n")).await);
+    // At start, the check says it is the certificate, and what to set.
+    let url = format!("https://127.0.0.1:{}", splunk_default.port());
+    let error = sink_at(&url, &format!("tls: {{ca_file: '{ca}'}}\n"))
+        .preflight()
+        .await
+        .expect_err("refused")
+        .to_string();
+    assert!(error.starts_with("sluice refused Splunk HEC's TLS certificate"), "{error}");
+    assert!(error.contains("tls.verify_hostname: false") && !error.contains("cannot be reached"));
+    assert_eq!(
+        delivered(splunk_default, format!("tls: {{ca_file: '{ca}', verify_hostname: false}}\n"))
+            .await,
+        [(0, BatchStatus::Delivered)]
+    );
+    assert!(refused(named, format!("tls: {{ca_file: '{ca}'}}\n")).await);
+    assert!(
+        refused(named, format!("tls: {{ca_file: '{ca}', server_name: other.internal}}\n")).await
+    );
+    assert_eq!(
+        delivered(named, format!("tls: {{ca_file: '{ca}', server_name: hec.internal}}\n")).await,
+        [(0, BatchStatus::Delivered)]
+    );
+    assert_eq!(hec.event_count(), 6, "both deliveries indexed, nothing from the refused ones");
 }

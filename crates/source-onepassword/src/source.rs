@@ -48,7 +48,7 @@ impl OnePasswordSource {
     fn http(&self) -> Result<reqwest::Client, Error> {
         build_client(&ClientSettings {
             timeout: self.settings.request_timeout,
-            tls: TlsConfig { ca_file: self.settings.ca_file.clone(), verify: true },
+            tls: TlsConfig { ca_file: self.settings.ca_file.clone(), ..TlsConfig::default() },
             proxy: self.settings.proxy.clone(),
         })
         .map_err(|e| Error::Preflight(e.to_string()))

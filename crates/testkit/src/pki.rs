@@ -1,6 +1,9 @@
 //! A throwaway PKI written as PEM files: a CA, a server certificate for
-//! `localhost` and 127.0.0.1, a client certificate it signed, and a second
-//! CA with its own client certificate (one the server must not trust).
+//! `localhost` and 127.0.0.1, two server certificates that do not name the
+//! address (one shaped like Splunk's default, one for another name), a
+//! client certificate it signed, and a second CA with its own client
+//! certificate (one the server must not trust). [`tls_proxy`] puts any
+//! emulator behind TLS with one of them.
 
 use std::path::{Path, PathBuf};
 
@@ -22,6 +25,17 @@ pub struct Pki {
     pub client_crt: PathBuf,
     /// Its key.
     pub client_key: PathBuf,
+    /// A server certificate shaped like Splunk's default one: subject
+    /// `CN=SplunkServerDefaultCert`, no subjectAltName, so it names no host
+    /// a verifier can match (what ../shared/reviews/newcomer-2026-12.md row
+    /// 40 met: "certificate is not valid for any names").
+    pub splunk_default_crt: PathBuf,
+    /// Its key.
+    pub splunk_default_key: PathBuf,
+    /// A server certificate for `hec.internal` only (not the address).
+    pub named_crt: PathBuf,
+    /// Its key.
+    pub named_key: PathBuf,
     /// A client certificate signed by another CA.
     pub stranger_crt: PathBuf,
     /// Its key.
@@ -64,11 +78,27 @@ pub fn write(dir: &Path) -> Pki {
     std::fs::write(&ca_path, ca.pem()).expect("write CA");
     let (server_crt, server_key) =
         leaf(dir, "server", &["localhost", "127.0.0.1"], ExtendedKeyUsagePurpose::ServerAuth, &ca);
+    let (splunk_default_crt, splunk_default_key) =
+        leaf(dir, "SplunkServerDefaultCert", &[], ExtendedKeyUsagePurpose::ServerAuth, &ca);
+    let (named_crt, named_key) =
+        leaf(dir, "hec.internal", &["hec.internal"], ExtendedKeyUsagePurpose::ServerAuth, &ca);
     let (client_crt, client_key) =
         leaf(dir, "edge", &["edge"], ExtendedKeyUsagePurpose::ClientAuth, &ca);
     let (stranger_crt, stranger_key) =
         leaf(dir, "stranger", &["stranger"], ExtendedKeyUsagePurpose::ClientAuth, &stranger_ca);
-    Pki { ca: ca_path, server_crt, server_key, client_crt, client_key, stranger_crt, stranger_key }
+    Pki {
+        ca: ca_path,
+        server_crt,
+        server_key,
+        splunk_default_crt,
+        splunk_default_key,
+        named_crt,
+        named_key,
+        client_crt,
+        client_key,
+        stranger_crt,
+        stranger_key,
+    }
 }
 
 /// A TLS listener on a free loopback port that presents the PKI's server
@@ -77,21 +107,7 @@ pub fn write(dir: &Path) -> Pki {
 /// peer certificate", as it would against a real server with that
 /// certificate.
 pub async fn tls_listener(pki: &Pki) -> std::net::SocketAddr {
-    use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&pki.server_crt)
-        .expect("certificate file")
-        .collect::<Result<_, _>>()
-        .expect("certificates");
-    let key = PrivateKeyDer::from_pem_file(&pki.server_key).expect("key");
-    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("protocols")
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .expect("server config");
-    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let acceptor = acceptor(&pki.server_crt, &pki.server_key);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let address = listener.local_addr().expect("address");
     tokio::spawn(async move {
@@ -103,4 +119,46 @@ pub async fn tls_listener(pki: &Pki) -> std::net::SocketAddr {
         }
     });
     address
+}
+
+/// A TLS listener on a free loopback port that presents `crt` (with `key`)
+/// and relays each connection's plaintext to `backend`: an emulator behind
+/// TLS, as Splunk's HEC port or an Elasticsearch cluster serves it.
+pub async fn tls_proxy(
+    crt: &Path,
+    key: &Path,
+    backend: std::net::SocketAddr,
+) -> std::net::SocketAddr {
+    let acceptor = acceptor(crt, key);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("address");
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(stream).await else { return };
+                let Ok(mut plain) = tokio::net::TcpStream::connect(backend).await else { return };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+            });
+        }
+    });
+    address
+}
+
+fn acceptor(crt: &Path, key: &Path) -> tokio_rustls::TlsAcceptor {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(crt)
+        .expect("certificate file")
+        .collect::<Result<_, _>>()
+        .expect("certificates");
+    let key = PrivateKeyDer::from_pem_file(key).expect("key");
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocols")
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .expect("server config");
+    tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config))
 }
