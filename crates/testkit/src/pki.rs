@@ -107,18 +107,7 @@ pub fn write(dir: &Path) -> Pki {
 /// peer certificate", as it would against a real server with that
 /// certificate.
 pub async fn tls_listener(pki: &Pki) -> std::net::SocketAddr {
-    let acceptor = acceptor(&pki.server_crt, &pki.server_key);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let address = listener.local_addr().expect("address");
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                let _ = acceptor.accept(stream).await;
-            });
-        }
-    });
-    address
+    serve(&pki.server_crt, &pki.server_key, None).await
 }
 
 /// A TLS listener on a free loopback port that presents `crt` (with `key`)
@@ -129,6 +118,15 @@ pub async fn tls_proxy(
     key: &Path,
     backend: std::net::SocketAddr,
 ) -> std::net::SocketAddr {
+    serve(crt, key, Some(backend)).await
+}
+
+/// Accept TLS with `crt` on a free port; relay to `backend`, or drop.
+async fn serve(
+    crt: &Path,
+    key: &Path,
+    backend: Option<std::net::SocketAddr>,
+) -> std::net::SocketAddr {
     let acceptor = acceptor(crt, key);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let address = listener.local_addr().expect("address");
@@ -137,6 +135,7 @@ pub async fn tls_proxy(
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
                 let Ok(mut tls) = acceptor.accept(stream).await else { return };
+                let Some(backend) = backend else { return };
                 let Ok(mut plain) = tokio::net::TcpStream::connect(backend).await else { return };
                 let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
             });
