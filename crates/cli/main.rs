@@ -37,6 +37,7 @@ mod reload;
 mod run;
 mod sim;
 mod tap;
+mod top;
 mod unit_test;
 
 use std::path::PathBuf;
@@ -130,6 +131,10 @@ enum Command {
     /// Print the events leaving a running sluice's source or transform
     /// output as JSON lines, live, through its API server (`--limit N` to stop).
     Tap(tap::TapArgs),
+    /// A live table of a running sluice's components, through its API:
+    /// events in and out with their rates, errors, rejections, input queue
+    /// fill and health (as `vector top`). `--count N` stops after N refreshes.
+    Top(top::TopArgs),
 }
 
 /// The longest `--shutdown-timeout`: a day (a larger one would overflow the clock).
@@ -162,6 +167,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo::run(&args),
         Command::Checkpoint(command) => checkpoint::run(&command),
         Command::Tap(args) => tap::run(&args),
+        Command::Top(args) => top::run(&args),
         Command::Graph { configs } => graph::graph(&configs),
         Command::List => graph::list(),
     };

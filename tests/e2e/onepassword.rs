@@ -383,6 +383,31 @@ fn demo_prints_events_sluice_tap_sees_them_and_it_stops_cleanly() {
         .then_some(())
     });
     assert!(all_printed.is_some(), "the console did not print the tapped events");
+    // `sluice top` shows the demo's components, non-interactively: two refreshes.
+    let top = sluice()
+        .args(["top", "--url", &url, "--count", "2", "--interval-secs", "0.5"])
+        .output()
+        .expect("top");
+    let table = String::from_utf8_lossy(&top.stdout);
+    assert!(top.status.success(), "{}", String::from_utf8_lossy(&top.stderr));
+    assert_eq!(table.matches("sluice top: ").count(), 2, "{table}");
+    let last = table.rsplit("sluice top: ").next().expect("the second table");
+    let row = |id: &str| -> Vec<String> {
+        let line = last.lines().find(|l| l.starts_with(&format!("{id} "))).unwrap_or_default();
+        line.split("  ").map(str::trim).filter(|c| !c.is_empty()).map(str::to_owned).collect()
+    };
+    assert_eq!(row("op")[..3], ["op", "source", "onepassword"], "{table}");
+    let ecs = row("ecs");
+    assert_eq!(ecs[..3], ["ecs", "transform", "vrl"], "{table}");
+    let received: u64 = ecs[3].split(' ').next().and_then(|n| n.parse().ok()).expect("a count");
+    assert!(received >= 30 && ecs[3].ends_with("/s)"), "events in with a rate: {table}");
+    let console = row("console");
+    assert_eq!(console[..3], ["console", "sink", "console"], "{table}");
+    assert!(console[7].ends_with('%') && console[8] == "ok", "queue fill and health: {table}");
+    let nowhere = format!("http://127.0.0.1:{}", free_port());
+    let refused = sluice().args(["top", "--url", &nowhere, "--count", "1"]).output().expect("top");
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("cannot reach sluice's API"));
     signal(&demo, libc::SIGINT);
     let status = wait_exit(&mut demo, Duration::from_secs(30));
     let stderr = stderr_of(&mut demo);

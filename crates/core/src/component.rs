@@ -411,7 +411,7 @@ mod tests {
 
     #[tokio::test]
     async fn closed_outputs_end_their_consumers_and_refuse_more() {
-        let (tx, mut rx) = crate::queue::queue(crate::queue::BufferConfig::default());
+        let (tx, mut rx) = crate::queue::queue(crate::queue::BufferConfig::default(), Vec::new());
         let default = Fanout::default();
         default.set_consumers(vec![tx]);
         let metrics = ComponentMetrics::new("src", "source", "test");

@@ -187,6 +187,20 @@ pub fn describe() {
         "Event copies a `sluice tap` watcher could not take."
     );
     describe_gauge!(
+        "sluice_component_buffer_events",
+        "Events waiting in the component's input queue."
+    );
+    describe_gauge!(
+        "sluice_component_buffer_bytes",
+        Unit::Bytes,
+        "Bytes of events (as decoded in memory) waiting in the component's input queue."
+    );
+    describe_gauge!(
+        "sluice_component_buffer_max_bytes",
+        Unit::Bytes,
+        "The byte bound of the component's input queue (buffer.max_bytes): a sender waits past it."
+    );
+    describe_gauge!(
         "sluice_sink_concurrency_limit",
         "Requests a sink may have in flight now (adaptive, or fixed)."
     );

@@ -9,7 +9,9 @@
 //! through alone, so that one large batch cannot wedge a topology.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
+use metrics::{Gauge, Label};
 use serde::Deserialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
@@ -62,11 +64,40 @@ struct Queued {
     _room: Option<OwnedSemaphorePermit>,
 }
 
-/// The byte budget of a queue, shared by its senders.
+/// The byte budget of a queue, shared by its senders and its receiver.
 #[derive(Clone, Debug)]
 struct Room {
     bytes: Arc<Semaphore>,
     max: u32,
+    fill: Fill,
+}
+
+/// What a queue holds, shown as `sluice_component_buffer_events` and
+/// `sluice_component_buffer_bytes` of its consumer (set as arrays go in and
+/// out: a stuck consumer's queue shows full, not its last read).
+#[derive(Clone)]
+struct Fill {
+    /// Signed: a receiver may count an array out before its sender counted it in.
+    events: Arc<AtomicI64>,
+    events_gauge: Gauge,
+    bytes_gauge: Gauge,
+}
+
+impl std::fmt::Debug for Fill {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fill").field("events", &self.events).finish_non_exhaustive()
+    }
+}
+
+impl Room {
+    /// Count `added` events in (or `taken` out) and show the fill.
+    fn show(&self, added: usize, taken: usize) {
+        let change = added as i64 - taken as i64;
+        let events = self.fill.events.fetch_add(change, Ordering::Relaxed) + change;
+        self.fill.events_gauge.set(events.max(0) as f64);
+        let used = (self.max as usize).saturating_sub(self.bytes.available_permits());
+        self.fill.bytes_gauge.set(used as f64);
+    }
 }
 
 /// The sending end of a queue.
@@ -87,18 +118,27 @@ pub struct WeakQueueSender {
 #[derive(Debug)]
 pub struct QueueReceiver {
     rx: mpsc::Receiver<Queued>,
+    room: Room,
 }
 
 /// The receiver went away.
 #[derive(Debug)]
 pub struct QueueClosed;
 
-/// A new queue with these bounds.
-pub fn queue(config: BufferConfig) -> (QueueSender, QueueReceiver) {
+/// A new queue with these bounds, in front of the component whose metric
+/// `labels` it carries (its fill gauges, and `sluice_component_buffer_max_bytes`).
+pub fn queue(config: BufferConfig, labels: Vec<Label>) -> (QueueSender, QueueReceiver) {
     let (tx, rx) = mpsc::channel(config.max_arrays.max(1));
     let max = config.max_bytes.clamp(1, MAX_BYTES) as u32;
-    let room = Room { bytes: Arc::new(Semaphore::new(max as usize)), max };
-    (QueueSender { tx, room }, QueueReceiver { rx })
+    metrics::gauge!("sluice_component_buffer_max_bytes", labels.clone()).set(f64::from(max));
+    let fill = Fill {
+        events: Arc::default(),
+        events_gauge: metrics::gauge!("sluice_component_buffer_events", labels.clone()),
+        bytes_gauge: metrics::gauge!("sluice_component_buffer_bytes", labels),
+    };
+    let room = Room { bytes: Arc::new(Semaphore::new(max as usize)), max, fill };
+    room.show(0, 0);
+    (QueueSender { tx, room: room.clone() }, QueueReceiver { rx, room })
 }
 
 impl QueueSender {
@@ -108,8 +148,11 @@ impl QueueSender {
     pub async fn send(&self, events: Vec<Event>, bytes: usize) -> Result<(), QueueClosed> {
         let array = EventArray::new(events);
         let need = u32::try_from(bytes).unwrap_or(u32::MAX).clamp(1, self.room.max);
+        let len = array.len();
         let room = self.room.bytes.clone().acquire_many_owned(need).await.ok();
-        self.tx.send(Queued { array, _room: room }).await.map_err(|_| QueueClosed)
+        self.tx.send(Queued { array, _room: room }).await.map_err(|_| QueueClosed)?;
+        self.room.show(len, 0);
+        Ok(())
     }
 
     /// A handle that does not keep the queue open.
@@ -129,7 +172,9 @@ impl QueueReceiver {
     /// The next array, `None` once every sender is gone and the queue is
     /// empty. Its room is given back here.
     pub async fn recv(&mut self) -> Option<EventArray> {
-        self.rx.recv().await.map(|queued| queued.array)
+        let array = self.rx.recv().await?.array;
+        self.room.show(0, array.len());
+        Some(array)
     }
 
     /// Whether nothing is waiting right now.
@@ -155,7 +200,7 @@ mod tests {
     #[tokio::test]
     async fn a_sender_waits_for_bytes_and_goes_on_when_they_are_taken() {
         let config = BufferConfig { max_arrays: 100, max_bytes: 64 * 1024 };
-        let (tx, mut rx) = queue(config);
+        let (tx, mut rx) = queue(config, Vec::new());
         let one = vec![event(40 * 1024)];
         let size = size_of(&one);
         assert!(size >= 40 * 1024, "{size}");
@@ -179,7 +224,7 @@ mod tests {
     #[tokio::test]
     async fn the_byte_bound_holds_while_the_consumer_is_slow() {
         let config = BufferConfig { max_arrays: 1000, max_bytes: 64 * 1024 };
-        let (tx, mut rx) = queue(config);
+        let (tx, mut rx) = queue(config, Vec::new());
         let sender = tokio::spawn(async move {
             for _ in 0..20 {
                 let events = vec![event(10 * 1024)];
@@ -204,7 +249,7 @@ mod tests {
     #[tokio::test]
     async fn an_array_larger_than_the_budget_passes_alone() {
         let config = BufferConfig { max_arrays: 4, max_bytes: 64 * 1024 };
-        let (tx, mut rx) = queue(config);
+        let (tx, mut rx) = queue(config, Vec::new());
         let big = vec![event(1024 * 1024)];
         let size = size_of(&big);
         tx.send(big, size).await.expect("sent although larger than the budget");

@@ -208,7 +208,7 @@ impl RunningTopology {
             let options = &self.options;
             let metrics = ComponentMetrics::new(&piece.id, "transform", piece.type_name);
             let outputs = self.wiring.producer(&piece.id, &piece.outputs, &options.taps, &metrics);
-            let rx = self.wiring.consumer(&piece.id, &piece.inputs, options.buffer);
+            let rx = self.wiring.consumer(&piece.id, &piece.inputs, options.buffer, &metrics);
             let input = EventReceiver::new(rx, metrics.clone());
             let (id, transform) = (piece.id.clone(), piece.transform);
             let start = move |_| -> ComponentFuture {
@@ -220,7 +220,7 @@ impl RunningTopology {
         for piece in sinks {
             let options = self.options.clone();
             let metrics = ComponentMetrics::new(&piece.id, "sink", piece.type_name);
-            let rx = self.wiring.consumer(&piece.id, &piece.inputs, options.buffer);
+            let rx = self.wiring.consumer(&piece.id, &piece.inputs, options.buffer, &metrics);
             let (id, sink, health) = (piece.id.clone(), piece.sink, options.health.clone());
             let start = move |_| {
                 let cx = SinkContext {

@@ -32,8 +32,9 @@ impl Wiring {
         id: &str,
         inputs: &[String],
         buffer: BufferConfig,
+        metrics: &ComponentMetrics,
     ) -> QueueReceiver {
-        let (tx, rx) = crate::queue::queue(buffer);
+        let (tx, rx) = crate::queue::queue(buffer, metrics.labels());
         self.consumers.insert(id.to_owned(), (inputs.to_vec(), tx.downgrade()));
         self.pending.push(tx);
         rx
