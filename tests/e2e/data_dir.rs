@@ -5,7 +5,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::util::{
-    free_port, http_get, run, signal, spawn, start_sim, stderr_of, wait_exit, wait_for,
+    free_port, http_get, run, signal, spawn, start_sim, stderr_of, stderr_so_far, wait_exit,
+    wait_for,
 };
 
 #[test]
@@ -194,4 +195,61 @@ fn data_dir_is_private_and_a_deleted_one_is_taken_again() {
     assert!(stderr.contains(&format!("is locked by pid {}", first.id())), "{stderr}");
     signal(&first, libc::SIGTERM);
     assert!(wait_exit(&mut first, Duration::from_secs(60)).success(), "{}", stderr_of(&mut first));
+}
+
+/// The cursor trap (newcomer review row 36): a second pipeline resuming the
+/// first one's checkpoints is told which sinks miss the history and how to
+/// get out, once; the checkpoint then records the sinks it serves.
+#[test]
+fn a_pipeline_resuming_another_pipelines_cursor_is_told_what_its_sinks_miss() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sim = start_sim(dir.path(), 40, &["--no-rate-limit"]);
+    let source = format!(
+        "data_dir: state\nsources:\n  op: {{type: onepassword, url: 'http://127.0.0.1:{}', allow_custom_url: true, token_file: op_token, start_time: 1d}}\n",
+        sim.port
+    );
+    let elastic = format!(
+        "{source}api: {{address: '127.0.0.1:{}'}}\nsinks:\n  archive: {{type: file, path: out/archive.ndjson, inputs: [op]}}\n",
+        free_port()
+    );
+    let splunk = |port: u16| {
+        format!(
+            "{source}api: {{address: '127.0.0.1:{port}'}}\ntransforms:\n  map: {{type: vrl, inputs: [op], source: '.'}}\nsinks:\n  splunk: {{type: blackhole, inputs: [map]}}\n"
+        )
+    };
+    std::fs::write(dir.path().join("elastic.yaml"), elastic).expect("config");
+    let checkpoint = dir.path().join("state/op/audit_events.json");
+    let recorded = || -> Option<serde_json::Value> {
+        let value: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&checkpoint).ok()?).ok()?;
+        value.get("cursor").is_some().then(|| value["consumers"].clone())
+    };
+    let run_until_committed = |config: &str, expected: serde_json::Value| {
+        let mut child = spawn(Path::new(config), dir.path(), &[]);
+        // Signals are handled once the API serves.
+        let committed = wait_for(Duration::from_secs(60), || {
+            let serving = stderr_so_far(&child).contains("serving /metrics");
+            recorded().filter(|c| serving && *c == expected).map(|_| ())
+        });
+        signal(&child, libc::SIGTERM);
+        let status = wait_exit(&mut child, Duration::from_secs(60));
+        let logs = stderr_of(&mut child);
+        assert!(committed.is_some() && status.success(), "{:?}\n{logs}", recorded());
+        logs
+    };
+    let first = run_until_committed("elastic.yaml", serde_json::json!(["archive (file)"]));
+    assert!(!first.contains("will not get the events"), "{first}");
+
+    std::fs::write(dir.path().join("splunk.yaml"), splunk(free_port())).expect("config");
+    let second = run_until_committed("splunk.yaml", serde_json::json!(["splunk (blackhole)"]));
+    assert!(second.contains("WARN"), "{second}");
+    assert!(
+        second.contains("delivered to archive (file); it now delivers to splunk (blackhole), so splunk (blackhole) will not get the events before it"),
+        "{second}"
+    );
+    assert!(second.contains("give it its own data_dir"), "{second}");
+
+    std::fs::write(dir.path().join("splunk.yaml"), splunk(free_port())).expect("config");
+    let third = run_until_committed("splunk.yaml", serde_json::json!(["splunk (blackhole)"]));
+    assert!(!third.contains("will not get the events"), "said once: {third}");
 }

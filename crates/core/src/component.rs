@@ -277,6 +277,10 @@ pub struct SourceContext {
     pub health: HealthHandle,
     /// Its metrics.
     pub metrics: ComponentMetrics,
+    /// The sinks its events reach when it starts, as `<id> (<type>)`,
+    /// sorted: a source records them beside its position, so that another
+    /// pipeline resuming that position is noticed.
+    pub consumers: Vec<String>,
 }
 
 /// What a sink runs with.

@@ -59,6 +59,12 @@ impl ComponentMetrics {
         self.labels.clone()
     }
 
+    /// Its `component_kind` and `component_type` labels.
+    pub fn kind_and_type(&self) -> (&str, &str) {
+        let get = |key: &str| self.labels.iter().find(|l| l.key() == key).map_or("", |l| l.value());
+        (get("component_kind"), get("component_type"))
+    }
+
     /// The labels plus extra ones (each with a bounded set of values).
     pub fn labels_with(&self, extra: &[(&'static str, String)]) -> Vec<Label> {
         let mut labels = self.labels.clone();

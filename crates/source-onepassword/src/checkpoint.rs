@@ -37,6 +37,38 @@ pub struct StreamCheckpoint {
     /// The API's base URL the cursor came from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// The sinks the source delivered to when it wrote the cursor, as
+    /// `<id> (<type>)`: another pipeline resuming it is told what it misses.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub consumers: Vec<String>,
+}
+
+/// What to say when the sinks that wrote `checkpoint`'s cursor are not the
+/// ones its source delivers to now (`consumers`): sinks that are new to it
+/// will not get the events before the cursor. `None` when nothing is
+/// missed (the same sinks, fewer, or no cursor or record yet).
+pub fn consumers_missing_history(
+    checkpoint: &StreamCheckpoint,
+    consumers: &[String],
+    source_id: &str,
+) -> Option<String> {
+    if checkpoint.cursor.is_none() || checkpoint.consumers.is_empty() {
+        return None;
+    }
+    let new: Vec<&str> = consumers
+        .iter()
+        .filter(|c| !checkpoint.consumers.contains(c))
+        .map(String::as_str)
+        .collect();
+    if new.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "this cursor was written while source `{source_id}` delivered to {}; it now delivers to {}, so {} will not get the events before it. If this is another pipeline, give it its own data_dir (two pipelines sharing one resume each other's cursors and leave gaps in both); to send the history to the new sink, `sluice checkpoint reset <config> --source {source_id} --start-time 30d` (sinks that already hold those events answer the replays as duplicates)",
+        checkpoint.consumers.join(", "),
+        if consumers.is_empty() { "nothing".to_owned() } else { consumers.join(", ") },
+        new.join(", "),
+    ))
 }
 
 /// The file of `stream` of the source `source_id`.
@@ -179,6 +211,32 @@ pub fn save(path: &Path, checkpoint: &StreamCheckpoint) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cursor_written_for_other_sinks_names_what_the_new_ones_miss() {
+        let es = || vec!["es (elasticsearch)".to_owned()];
+        let written = StreamCheckpoint {
+            cursor: Some("c1".into()),
+            consumers: es(),
+            ..StreamCheckpoint::default()
+        };
+        let splunk = vec!["splunk (splunk_hec)".to_owned()];
+        let warning = consumers_missing_history(&written, &splunk, "op").expect("a warning");
+        assert!(warning.contains("delivered to es (elasticsearch); it now delivers to splunk (splunk_hec), so splunk (splunk_hec) will not get the events before it"), "{warning}");
+        assert!(
+            warning.contains("give it its own data_dir")
+                && warning.contains("--source op --start-time 30d"),
+            "{warning}"
+        );
+        // The same sinks, fewer sinks, no cursor yet, or an older checkpoint
+        // that recorded none: nothing is missed, or nothing can be told.
+        assert_eq!(consumers_missing_history(&written, &es(), "op"), None);
+        assert_eq!(consumers_missing_history(&written, &[], "op"), None);
+        let fresh = StreamCheckpoint { cursor: None, ..written.clone() };
+        assert_eq!(consumers_missing_history(&fresh, &splunk, "op"), None);
+        let old = StreamCheckpoint { consumers: Vec::new(), ..written };
+        assert_eq!(consumers_missing_history(&old, &splunk, "op"), None);
+    }
 
     #[test]
     fn round_trips_and_reports_corruption() {

@@ -202,6 +202,7 @@ impl Source for OnePasswordSource {
             };
             let limiter = Limiter::for_token(&resolved.token, self.settings.rate_limit);
             let out = Arc::new(cx.out);
+            let consumers: Arc<[String]> = cx.consumers.into();
             let mut tasks = tokio::task::JoinSet::new();
             for stream in resolved.streams {
                 let poller = StreamPoller {
@@ -216,6 +217,7 @@ impl Source for OnePasswordSource {
                     metrics: cx.metrics.clone(),
                     checkpoint_path: checkpoint::path(&cx.data_dir, &cx.id, stream),
                     account: resolved.account.clone(),
+                    consumers: consumers.clone(),
                 };
                 tasks.spawn(poller.run());
             }

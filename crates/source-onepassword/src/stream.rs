@@ -60,6 +60,8 @@ pub struct StreamPoller {
     pub checkpoint_path: PathBuf,
     /// The token's account, when the token says.
     pub account: Option<String>,
+    /// The sinks the source's events reach (recorded in the checkpoint).
+    pub consumers: Arc<[String]>,
 }
 
 /// Where a page leaves the stream, kept until the page is final.
@@ -117,6 +119,18 @@ impl StreamPoller {
             )
             .into());
         }
+        if let Some(warning) =
+            checkpoint::consumers_missing_history(&checkpoint, &self.consumers, &self.source_id)
+        {
+            tracing::warn!(stream = %self.stream, path = %self.checkpoint_path.display(), "{warning}");
+        }
+        // Recorded at once (the cursor unchanged), so that it is said once
+        // even while the stream has nothing new to commit.
+        let consumers_changed =
+            checkpoint.cursor.is_some() && checkpoint.consumers[..] != self.consumers[..];
+        if consumers_changed {
+            checkpoint.consumers = self.consumers.to_vec();
+        }
         // A first start fixes its start time, so that a restart before the
         // first commit does not move the window forward.
         let first_start = checkpoint.cursor.is_none() && checkpoint.start_time.is_none();
@@ -142,7 +156,7 @@ impl StreamPoller {
             progress_at: std::sync::Mutex::new(Instant::now()),
             backfilling: false,
             events_this_run: 0,
-            unsaved: first_start,
+            unsaved: first_start || consumers_changed,
             save_failed: false,
             save_backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(5)),
         };
@@ -507,6 +521,7 @@ impl StreamPoller {
         checkpoint.start_time = None;
         checkpoint.events = checkpoint.events.saturating_add(position.events);
         checkpoint.account.clone_from(&self.account);
+        checkpoint.consumers = self.consumers.to_vec();
         checkpoint.url = Some(self.client.base().to_owned());
         if let Some(newest) = position.newest {
             let known = checkpoint

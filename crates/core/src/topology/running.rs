@@ -121,7 +121,9 @@ struct Task {
 /// stops on.
 struct Ready {
     kind: ComponentKind,
-    start: Box<dyn FnOnce(ShutdownSignal) -> ComponentFuture + Send>,
+    /// Started with its stop signal and, for a source, the sinks its
+    /// events reach when it starts.
+    start: Box<dyn FnOnce(ShutdownSignal, Vec<String>) -> ComponentFuture + Send>,
 }
 
 impl std::fmt::Debug for Ready {
@@ -191,10 +193,11 @@ impl RunningTopology {
             let metrics = ComponentMetrics::new(&piece.id, "source", piece.type_name);
             let out = self.wiring.producer(&piece.id, &piece.outputs, &options.taps, &metrics);
             let (id, source) = (piece.id.clone(), piece.source);
-            let start = move |shutdown| {
+            let start = move |shutdown, consumers| {
                 let cx = SourceContext {
                     out,
                     shutdown,
+                    consumers,
                     data_dir: options.data_dir.clone(),
                     health: options.health.handle_labeled(&id, metrics.labels()),
                     metrics,
@@ -211,7 +214,7 @@ impl RunningTopology {
             let rx = self.wiring.consumer(&piece.id, &piece.inputs, options.buffer, &metrics);
             let input = EventReceiver::new(rx, metrics.clone());
             let (id, transform) = (piece.id.clone(), piece.transform);
-            let start = move |_| -> ComponentFuture {
+            let start = move |_, _| -> ComponentFuture {
                 Box::pin(workers::run_transform(transform, input, outputs, metrics, id))
             };
             ready
@@ -222,7 +225,7 @@ impl RunningTopology {
             let metrics = ComponentMetrics::new(&piece.id, "sink", piece.type_name);
             let rx = self.wiring.consumer(&piece.id, &piece.inputs, options.buffer, &metrics);
             let (id, sink, health) = (piece.id.clone(), piece.sink, options.health.clone());
-            let start = move |_| {
+            let start = move |_, _| {
                 let cx = SinkContext {
                     input: EventReceiver::new(rx, metrics.clone()),
                     data_dir: options.data_dir.clone(),
@@ -239,7 +242,11 @@ impl RunningTopology {
 
     fn spawn(&mut self, id: String, ready: Ready) {
         let stop = self.shutdown.child_token();
-        let task = (ready.start)(stop.clone());
+        let consumers = match ready.kind {
+            ComponentKind::Source => self.wiring.sinks_reached_from(&id),
+            _ => Vec::new(),
+        };
+        let task = (ready.start)(stop.clone(), consumers);
         let handle = self.tasks.spawn(task);
         if ready.kind == ComponentKind::Source {
             self.source_stops.insert(id.clone(), stop);

@@ -17,6 +17,8 @@ pub(super) struct Wiring {
     /// channel, weak: a channel closes when the producers that feed it are
     /// done, and the consumer then ends.
     consumers: BTreeMap<String, (Vec<String>, WeakQueueSender)>,
+    /// The consumers that are sinks, as `<id> (<type>)`.
+    sinks: BTreeMap<String, String>,
     /// New channels' sending ends, kept until the next rewire hands them out.
     pub(super) pending: Vec<QueueSender>,
     /// Each output (`id` or `id.port`) of a producer, weak: the producer
@@ -36,6 +38,10 @@ impl Wiring {
     ) -> QueueReceiver {
         let (tx, rx) = crate::queue::queue(buffer, metrics.labels());
         self.consumers.insert(id.to_owned(), (inputs.to_vec(), tx.downgrade()));
+        match metrics.kind_and_type() {
+            ("sink", type_name) => self.sinks.insert(id.to_owned(), format!("{id} ({type_name})")),
+            _ => self.sinks.remove(id),
+        };
         self.pending.push(tx);
         rx
     }
@@ -43,6 +49,31 @@ impl Wiring {
     /// Consumer `id` is gone.
     pub(super) fn remove_consumer(&mut self, id: &str) {
         self.consumers.remove(id);
+        self.sinks.remove(id);
+    }
+
+    /// The sinks that events of producer `id` reach now, through any
+    /// transforms, as `<id> (<type>)`, sorted.
+    pub(super) fn sinks_reached_from(&self, id: &str) -> Vec<String> {
+        let mut reached = std::collections::BTreeSet::new();
+        let mut seen = std::collections::BTreeSet::from([id.to_owned()]);
+        let mut producers = vec![id.to_owned()];
+        while let Some(producer) = producers.pop() {
+            let port = format!("{producer}.");
+            for (consumer, (inputs, _)) in &self.consumers {
+                if !inputs.iter().any(|i| *i == producer || i.starts_with(&port)) {
+                    continue;
+                }
+                match self.sinks.get(consumer) {
+                    Some(sink) => {
+                        reached.insert(sink.clone());
+                    }
+                    None if seen.insert(consumer.clone()) => producers.push(consumer.clone()),
+                    None => {}
+                }
+            }
+        }
+        reached.into_iter().collect()
     }
 
     /// New outputs for producer `id` (its default output and `ports`). An
