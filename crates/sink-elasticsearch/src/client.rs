@@ -182,10 +182,26 @@ impl EsClient {
         path: &str,
         body: Vec<u8>,
     ) -> Result<(u16, bytes::Bytes), Failure> {
-        let request = self
-            .request(reqwest::Method::PUT, path)
-            .header(CONTENT_TYPE, "application/json")
-            .body(body);
+        self.with_json(reqwest::Method::PUT, path, body).await
+    }
+
+    /// `POST path` with a JSON body: the status and body.
+    pub(crate) async fn post(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+    ) -> Result<(u16, bytes::Bytes), Failure> {
+        self.with_json(reqwest::Method::POST, path, body).await
+    }
+
+    async fn with_json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Vec<u8>,
+    ) -> Result<(u16, bytes::Bytes), Failure> {
+        let request =
+            self.request(method, path).header(CONTENT_TYPE, "application/json").body(body);
         self.exchange(request).await
     }
 

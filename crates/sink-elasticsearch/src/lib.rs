@@ -13,6 +13,7 @@
 //!   Elastic's 1Password integration (templates, pipelines) is installed;
 //! - `hooks`: with `ingest: sluice`, the pipeline that runs Elastic's
 //!   `@custom` hooks on sluice's documents;
+//! - `privileges`: the has-privileges check that names what the API key lacks;
 //! - [`sink`]: the component: preflight, then the delivery layer.
 #![deny(missing_docs)]
 
@@ -22,6 +23,7 @@ pub mod config;
 pub mod encode;
 mod hooks;
 mod integration;
+mod privileges;
 pub mod sink;
 
 pub use config::{ElasticsearchSinkConfig, EventOriginal, Ingest, Settings};

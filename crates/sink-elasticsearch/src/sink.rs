@@ -9,7 +9,7 @@ use sluice_core::sink::{BatchSink, RequestError};
 use crate::client::EsClient;
 use crate::config::{Ingest, Settings};
 use crate::encode::encode;
-use crate::{hooks, integration};
+use crate::{hooks, integration, privileges};
 
 /// The version whose built-in `ecs@mappings` types ECS fields in `logs-*-*`.
 const ECS_MAPPINGS_SINCE: (u64, u64) = (8, 13);
@@ -43,6 +43,12 @@ impl Sink for ElasticsearchSink {
             let client = EsClient::new(&self.settings)?;
             match client.version().await {
                 Ok(version) => {
+                    if self.settings.auth.is_some()
+                        && let Some(missing) = privileges::missing(&client, &self.settings).await
+                        && !missing.is_empty()
+                    {
+                        return Err(privileges::lacking(&missing).into());
+                    }
                     if self.settings.ingest == Ingest::Elastic {
                         tracing::info!(%version, "Elasticsearch reached");
                         return integration::check(&client, &self.settings).await;
@@ -53,6 +59,16 @@ impl Sink for ElasticsearchSink {
                         tracing::info!(%version, "Elasticsearch reached");
                     }
                     Ok(())
+                }
+                Err(RequestError::Refused(failure)) if self.settings.auth.is_none() => {
+                    Err(format!("Elasticsearch wants credentials and none were sent (`auth` is not set, or its api_key is empty: is ES_API_KEY set?): {failure}").into())
+                }
+                Err(RequestError::Refused(failure)) if failure.status == Some(403) => {
+                    let missing = privileges::missing(&client, &self.settings).await;
+                    match missing.filter(|m| !m.is_empty()) {
+                        Some(missing) => Err(privileges::lacking(&missing).into()),
+                        None => Err(format!("Elasticsearch refused the API key ({failure}); check its privileges (README: \"The API key's privileges\")").into()),
+                    }
                 }
                 Err(RequestError::Refused(failure)) => {
                     Err(format!("Elasticsearch refused the credentials ({failure}); check `auth`")

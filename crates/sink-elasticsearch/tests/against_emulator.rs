@@ -230,6 +230,43 @@ async fn refused_credentials_mark_health_and_deliver_nothing() {
     assert!(!error.contains("wrong-key"));
 }
 
+/// Newcomer review rows 28-30: the start names the privilege the API key
+/// lacks (asked of the has-privileges API), and an empty key says that no
+/// credentials were sent, instead of "refused the credentials" for both.
+#[tokio::test]
+async fn the_preflight_names_the_missing_privilege_and_an_empty_key() {
+    let es = EsEmulator::start(EsEmulatorConfig {
+        auth: EsAuth::ApiKey("right-key".into()),
+        ..EsEmulatorConfig::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = "auth: {strategy: api_key, api_key: right-key}\n";
+    let preflight = |extra: &str| {
+        let mut sink = sink(&es, dir.path(), extra);
+        async move { sink.preflight().await.map_err(|e| e.to_string()) }
+    };
+    preflight(key).await.expect("every privilege granted");
+    es.deny_privileges(&["monitor"]);
+    let error = preflight(key).await.expect_err("no monitor");
+    assert!(error.contains("lacks the cluster privilege `monitor`"), "{error}");
+    es.deny_privileges(&["create_doc"]);
+    let error = preflight(key).await.expect_err("no create_doc");
+    assert_eq!(
+        error,
+        "the Elasticsearch API key lacks `create_doc` on `logs-1password.*-default`; grant them to its role (README: \"The API key's privileges\")"
+    );
+    es.deny_privileges(&["auto_configure"]);
+    let error = preflight(&format!("{key}data_stream: {{namespace: prod}}\n"))
+        .await
+        .expect_err("no auto_configure");
+    assert!(error.contains("`auto_configure` on `logs-1password.*-prod`"), "{error}");
+    es.deny_privileges(&[]);
+    let error = preflight("auth: {strategy: api_key, api_key: ''}\n").await.expect_err("no key");
+    assert!(error.starts_with("Elasticsearch wants credentials and none were sent"), "{error}");
+    assert!(error.contains("is ES_API_KEY set?"), "{error}");
+}
+
 #[tokio::test]
 async fn an_oversized_batch_is_split() {
     let es = EsEmulator::start(EsEmulatorConfig {

@@ -10,6 +10,7 @@ mod condition;
 pub mod fleet;
 mod ingest;
 mod processors;
+mod security;
 mod templates;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -168,6 +169,8 @@ pub(crate) struct Store {
     /// How long every `_bulk` takes before it answers, as a cluster that
     /// indexes, replicates and runs pipelines does (tens to hundreds of ms).
     pub(crate) latency: Latency,
+    /// Privileges the API key lacks (`monitor` also refuses `GET /`).
+    pub(crate) denied_privileges: std::collections::BTreeSet<String>,
 }
 
 /// A per-request delay: `base` plus a uniform share of `jitter`.
@@ -324,6 +327,13 @@ impl EsEmulator {
         self.state.lock().rejects.push(RejectRule { pointer: pointer.into(), value });
     }
 
+    /// The API key lacks these privileges (`monitor`, `create_doc`, ...):
+    /// the has-privileges API says so, and without `monitor` `GET /`
+    /// answers 403. Bulk items are not affected (see `fail_items`).
+    pub fn deny_privileges(&self, privileges: &[&str]) {
+        self.state.lock().denied_privileges = privileges.iter().map(|p| (*p).to_owned()).collect();
+    }
+
     /// Forget every `reject_documents` rule (the cause was fixed).
     pub fn accept_all_documents(&self) {
         self.state.lock().rejects.clear();
@@ -436,6 +446,10 @@ fn router(state: Arc<EsState>) -> Router {
             get(templates::get_component_template).put(templates::put_component_template),
         )
         .route("/_ingest/pipeline/{id}", get(ingest::get_pipeline).put(ingest::put_pipeline))
+        .route(
+            "/_security/user/_has_privileges",
+            get(security::has_privileges).post(security::has_privileges),
+        )
         .route("/_bulk", post(bulk::bulk))
         .route("/{index}/_bulk", post(bulk::bulk_in_index))
         .route("/_testkit/stats", get(stats))
@@ -504,6 +518,9 @@ async fn set_latency(
 async fn root(State(state): State<Arc<EsState>>, headers: HeaderMap) -> Response {
     if !state.authorized(&headers) {
         return unauthorized("/");
+    }
+    if state.lock().denied_privileges.contains("monitor") {
+        return security::monitor_refused();
     }
     axum::Json(json!({
         "name": "sluice-testkit",
