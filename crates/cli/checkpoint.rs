@@ -22,8 +22,8 @@ pub enum CheckpointCommand {
         #[arg(required = true, value_name = "CONFIG")]
         configs: Vec<PathBuf>,
     },
-    /// Rewind a onepassword source (stop sluice first: a running sluice
-    /// overwrites checkpoints). Without --start-time the checkpoint is removed
+    /// Rewind a onepassword source (refused while a `sluice run` holds the
+    /// data_dir's lock: stop it first). Without --start-time the checkpoint is removed
     /// and the next start uses the source's `start_time`.
     Reset {
         /// Config files, merged in order.

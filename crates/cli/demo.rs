@@ -50,6 +50,13 @@ pub fn run(args: &DemoArgs) -> crate::error::CliResult {
             rate_per_sec: args.rate,
             ..SimConfig::default()
         };
+        // The API port is the one thing a second demo collides on: say which flag moves it.
+        if let Err(e) = std::net::TcpListener::bind(args.api_address) {
+            return Err(crate::error::CliError::Failed(anyhow::anyhow!(
+                "cannot listen on {} for the demo's API: {e}; another sluice or demo may be running there: pass --api-address 127.0.0.1:<another port>",
+                args.api_address
+            )));
+        }
         let listen: SocketAddr = ([127, 0, 0, 1], 0).into();
         let sim = Simulator::start(config, listen).await?;
         let token_file = dir.path().join("op_token");

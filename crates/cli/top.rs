@@ -77,7 +77,9 @@ pub fn run(args: &TopArgs) -> CliResult {
             return Ok(ExitCode::SUCCESS);
         }
         previous = Some((now, rows));
-        runtime.block_on(tokio::time::sleep(Duration::from_secs_f64(args.interval_secs)));
+        let pause = Duration::from_secs_f64(args.interval_secs);
+        // Made inside the runtime: a tokio timer needs its reactor.
+        runtime.block_on(async { tokio::time::sleep(pause).await });
     }
 }
 

@@ -408,6 +408,16 @@ fn demo_prints_events_sluice_tap_sees_them_and_it_stops_cleanly() {
     let refused = sluice().args(["top", "--url", &nowhere, "--count", "1"]).output().expect("top");
     assert_eq!(refused.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("cannot reach sluice's API"));
+    // A second demo on the same port says which flag moves it.
+    let second = sluice()
+        .args(["demo", "--events", "1"])
+        .current_dir(dir.path())
+        .env("SLUICE_DEMO_API_ADDRESS", format!("127.0.0.1:{port}"))
+        .output()
+        .expect("second demo");
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("pass --api-address"), "{stderr}");
     signal(&demo, libc::SIGINT);
     let status = wait_exit(&mut demo, Duration::from_secs(30));
     let stderr = stderr_of(&mut demo);

@@ -187,6 +187,13 @@ fn check_endpoint(endpoint: &str, errors: &mut Vec<FieldError>) -> Option<reqwes
             ));
             None
         }
+        Ok(url) if url.path().contains("/services/collector") => {
+            errors.push(FieldError::new(
+                "endpoint",
+                format!("leave the path out of endpoint `{endpoint}` (`https://splunk:8088`): sluice adds /services/collector/event and /ack itself (a proxy's own path prefix is fine)"),
+            ));
+            None
+        }
         Ok(url) if matches!(url.scheme(), "http" | "https") => Some(url),
         Ok(_) => {
             errors.push(FieldError::new(
@@ -339,6 +346,12 @@ mod tests {
             ]
         );
         assert_eq!(errors("endpoint: https://splunk:8088\ntoken: ''\n"), ["the token is empty"]);
+        let path = errors("endpoint: https://splunk:8088/services/collector/event\ntoken: t\n");
+        assert!(path[0].starts_with("leave the path out of endpoint"), "{path:?}");
+        assert!(
+            errors("endpoint: https://lb.example/splunk/\ntoken: t\n").is_empty(),
+            "a proxy prefix"
+        );
     }
 
     #[test]

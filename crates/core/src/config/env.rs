@@ -44,12 +44,15 @@ fn expand(expr: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String,
     if !valid {
         return Err(format!("`${{{expr}}}` is not a valid variable reference"));
     }
-    match (lookup(name).filter(|value| !value.is_empty()), default) {
+    match (lookup(name), default) {
         (Some(value), _) if value.contains(['\n', '\r']) => {
             Err(format!("environment variable {name} contains a line break, which is not allowed"))
         }
-        (Some(value), _) => Ok(value),
-        (None, Some(default)) => Ok(default.to_owned()),
+        (Some(value), _) if !value.is_empty() => Ok(value),
+        (_, Some(default)) => Ok(default.to_owned()),
+        (Some(_), None) => Err(format!(
+            "environment variable {name} is set but empty (give it a value, or write ${{{name}:-default}} to give a default)"
+        )),
         (None, None) => Err(format!(
             "environment variable {name} is not set (write ${{{name}:-default}} to give a default)"
         )),
@@ -122,6 +125,12 @@ mod tests {
             Ok("cost: $5 and ${TOKEN}")
         );
         assert_eq!(interpolate("pa$word", &env).as_deref(), Ok("pa$word"));
+    }
+
+    #[test]
+    fn an_empty_variable_is_called_empty_not_unset() {
+        let empty = interpolate("${EMPTY}", &env).expect_err("empty");
+        assert!(empty.starts_with("environment variable EMPTY is set but empty"), "{empty}");
     }
 
     #[test]
