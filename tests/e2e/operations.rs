@@ -436,3 +436,45 @@ fn validate_pipelines(docs: &[serde_json::Value], dir: &Path) {
     }
     assert_eq!(checked, 4, "the aggregator's pipeline and one per account");
 }
+
+/// scripts/image.sh builds the image under the tag the manifests pin, and
+/// the `images:` block it prints, put in the kustomization as it says,
+/// points every workload at the user's own registry.
+#[test]
+fn the_image_script_tags_the_release_and_its_kustomize_block_points_the_workloads_there() {
+    let output = Command::new("bash")
+        .args(["scripts/image.sh", "--dry-run", "--registry", "registry.example/sec", "--push"])
+        .current_dir(repo())
+        .output()
+        .expect("image.sh");
+    let printed = ok(&output);
+    let image = format!("registry.example/sec/sluice:{}", env!("CARGO_PKG_VERSION"));
+    let build = printed.lines().find(|l| l.starts_with("+ docker build")).expect("a build");
+    assert!(build.ends_with(&format!("-t {image} .")), "{printed}");
+    assert!(printed.lines().any(|l| l == format!("+ docker push {image}")), "{printed}");
+    let block = &printed[printed.find("images:\n").expect("an images block")..];
+
+    if !have(
+        "kubectl",
+        &["version", "--client"],
+        "SLUICE_REQUIRE_KUBERNETES",
+        "kubectl, for its kustomize",
+    ) {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let k8s = dir.path().join("kubernetes");
+    copy_tree(&repo().join("deploy/kubernetes"), &k8s);
+    let path = k8s.join("kustomization.yaml");
+    let text = std::fs::read_to_string(&path).expect("kustomization");
+    let start = text.find("images:\n").expect("images:");
+    let end = start + text[start..].find("resources:").expect("resources:");
+    std::fs::write(&path, format!("{}{block}{}", &text[..start], &text[end..])).expect("write");
+    let docs = render(&k8s);
+    let workloads: Vec<_> =
+        named(&docs, "StatefulSet").into_iter().chain(named(&docs, "Deployment")).collect();
+    assert!(!workloads.is_empty());
+    for workload in workloads {
+        assert_eq!(workload["spec"]["template"]["spec"]["containers"][0]["image"], image.as_str());
+    }
+}
