@@ -21,6 +21,7 @@ use crate::client::{ApiClient, ApiError, Page, Request};
 use crate::config::{Settings, StartTime};
 use crate::limiter::Limiter;
 
+mod health;
 pub(crate) mod measure;
 
 use measure::StreamMetrics;
@@ -84,7 +85,10 @@ struct State {
     /// Reported on `/health` and `stream_up` 0: refused, or failing too long.
     down: bool,
     /// When the current run of failed requests began.
-    failing_since: Option<Instant>,
+    /// Since when requests fail, and the last error: checked on every
+    /// failure and on the gauge timer, so `/health` turns within seconds of
+    /// `unhealthy_after` and its "for N" stays current between retries.
+    failing: Option<(Instant, String)>,
     /// When the last progress line was logged (behind a lock: the rate
     /// limiter's wait logs it through a shared borrow).
     progress_at: std::sync::Mutex<Instant>,
@@ -152,7 +156,7 @@ impl StreamPoller {
             stuck: 0,
             recent: std::collections::VecDeque::new(),
             down: false,
-            failing_since: None,
+            failing: None,
             progress_at: std::sync::Mutex::new(Instant::now()),
             backfilling: false,
             events_this_run: 0,
@@ -270,7 +274,7 @@ impl StreamPoller {
             match result {
                 Ok(page) => {
                     metrics.request("200".into());
-                    state.failing_since = None;
+                    state.failing = None;
                     if state.down {
                         state.down = false;
                         metrics.up.set(1.0);
@@ -434,31 +438,11 @@ impl StreamPoller {
                 metrics.component.error(Stage::Receiving, reason);
                 let wait = state.backoff.next_delay();
                 tracing::warn!(stream = %self.stream, error = %err, retry_in = ?wait, "request failed; retrying");
-                let failing_for = state.failing_since.get_or_insert_with(Instant::now).elapsed();
-                if failing_for >= self.settings.unhealthy_after {
-                    let failing_for =
-                        humantime::format_duration(Duration::from_secs(failing_for.as_secs()));
-                    let reason = format!("requests have failed for {failing_for}: {err}");
-                    if self.mark_down(state, metrics, &reason) {
-                        tracing::error!(stream = %self.stream, error = %err, %failing_for, "requests to the Events API keep failing; /health reports the stream until one succeeds");
-                    }
-                }
+                let since = state.failing.as_ref().map_or_else(Instant::now, |(since, _)| *since);
+                state.failing = Some((since, err.to_string()));
+                self.check_failing(state, metrics);
                 self.idle(state, metrics, wait).await
             }
-        }
-    }
-
-    /// Report the stream down on `/health` and `stream_up`; whether it just went down.
-    fn mark_down(&self, state: &mut State, metrics: &StreamMetrics, reason: &str) -> bool {
-        metrics.up.set(0.0);
-        self.health.set_unhealthy(self.stream.as_str(), reason);
-        !std::mem::replace(&mut state.down, true)
-    }
-
-    /// The API refuses the stream: say so once, mark it, keep the other streams going.
-    fn refuse(&self, state: &mut State, metrics: &StreamMetrics, reason: &str) {
-        if self.mark_down(state, metrics, reason) {
-            tracing::error!(stream = %self.stream, error = reason, retry_every = ?self.settings.refused_retry, "the API refuses this stream; the other streams go on. Fix the token (a token_file is read again) or reset the checkpoint");
         }
     }
 
@@ -475,7 +459,10 @@ impl StreamPoller {
         loop {
             tokio::select! {
                 (position, status) = state.acks.next() => self.on_ack(state, metrics, position, status).await?,
-                _ = gauges.tick() => self.update_gauges(state, metrics),
+                _ = gauges.tick() => {
+                    self.update_gauges(state, metrics);
+                    self.check_failing(state, metrics);
+                }
                 () = tokio::time::sleep_until(deadline) => return Ok(()),
                 () = self.shutdown.cancelled() => return Ok(()),
             }
