@@ -300,3 +300,29 @@ fn item_429s_are_retried_rejections_are_dead_lettered_and_the_api_key_stays_secr
     assert!(!logs.contains(api_key), "the API key appears in the logs");
     assert!(!metrics.contains(api_key));
 }
+
+/// Newcomer review row 29: a sink refused until shutdown does not log
+/// "sink healthy again" when its refused requests are given up.
+#[test]
+fn a_sink_refused_until_shutdown_is_not_called_healthy_again() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let es = runtime.block_on(EsEmulator::start(EsEmulatorConfig::default()));
+    es.fail_items(Some(sluice_testkit::ItemFailure::Unauthorized));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sim = start_sim(dir.path(), 20, &["--no-rate-limit"]);
+    let api_port = free_port();
+    write_config(dir.path(), &sim, &es, api_port, "");
+    let mut child = spawn(Path::new("sluice.yaml"), dir.path(), &[]);
+    let refused = wait_for(Duration::from_secs(60), || {
+        http_get(api_port, "/health")
+            .filter(|(status, body)| *status == 503 && body.contains("refuses"))
+    });
+    signal(&child, libc::SIGTERM);
+    // The drain cannot finish (nothing is accepted): it ends at the timeout.
+    let _ = wait_exit(&mut child, Duration::from_secs(90));
+    let logs = stderr_of(&mut child);
+    assert!(refused.is_some(), "{logs}");
+    assert!(logs.contains("refuses items") && logs.contains("drain did not finish"), "{logs}");
+    assert!(!logs.contains("sink healthy again"), "{logs}");
+    assert_eq!(es.document_count(), 0);
+}

@@ -63,8 +63,12 @@ impl<'a> Held<'a> {
 }
 
 impl Drop for Held<'_> {
+    /// Still counted here, the items were withdrawn (the request given up at
+    /// shutdown), not accepted: the sink is not "healthy again".
     fn drop(&mut self) {
-        self.set(0, None);
+        if self.count > 0 {
+            self.progress.withdrawn(self.count);
+        }
     }
 }
 

@@ -111,6 +111,19 @@ impl Progress {
 
     /// Change the count of items held back by a refusal by `delta`.
     pub fn refused(&self, delta: isize, failure: Option<&Failure>) {
+        self.count_refused(delta, failure);
+        self.refresh();
+    }
+
+    /// `count` refused items were given up (a request abandoned at
+    /// shutdown): nothing was delivered, so a verdict that clears now is not
+    /// logged as the sink being healthy again.
+    pub fn withdrawn(&self, count: usize) {
+        self.count_refused(-(count as isize), None);
+        self.refresh_with(false);
+    }
+
+    fn count_refused(&self, delta: isize, failure: Option<&Failure>) {
         let mut state = self.lock();
         state.refused = state.refused.saturating_add_signed(delta);
         if let Some(failure) = failure {
@@ -121,8 +134,6 @@ impl Progress {
         } else if state.refused_since.is_none() {
             state.refused_since = Some(Instant::now());
         }
-        drop(state);
-        self.refresh();
     }
 
     /// Why the sink is unhealthy now, if it is: the text for `/health` and
@@ -163,6 +174,10 @@ impl Progress {
     /// Show the current verdict on `/health` (called on every change and by
     /// [`Progress::watch`] once a second, so durations stay current).
     pub fn refresh(&self) {
+        self.refresh_with(true);
+    }
+
+    fn refresh_with(&self, recovered: bool) {
         let mut state = self.lock();
         let verdict = self.verdict(&state, Instant::now());
         let (text, key) = verdict.map_or((None, None), |(text, key)| (Some(text), Some(key)));
@@ -180,8 +195,12 @@ impl Progress {
                 }
                 self.health.set_unhealthy("", reason);
             }
-            None => {
+            None if recovered => {
                 tracing::info!(component = %self.health_id(), "sink healthy again");
+                self.health.set_healthy("");
+            }
+            None => {
+                tracing::debug!(component = %self.health_id(), "the refused requests were given up (stopping); nothing was delivered");
                 self.health.set_healthy("");
             }
         }
