@@ -14,8 +14,8 @@
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
+use sluice_core::Event;
 use sluice_core::component::{FunctionTransform, TransformOutput};
-use sluice_core::{Event, Stream};
 use sluice_transform_vrl::{GeoIpConfig, VrlTransform, VrlTransformConfig};
 
 fn repo() -> PathBuf {
@@ -38,7 +38,7 @@ fn ecs(city_db: &Path, asn_db: &Path) -> VrlTransform {
 fn map(transform: &mut VrlTransform, stream: &str, raw: &str) -> (Value, bool) {
     let mut event =
         Event::from_json(bytes::Bytes::copy_from_slice(raw.as_bytes())).expect("raw JSON");
-    event.meta.stream = Some(stream.parse::<Stream>().expect("stream"));
+    event.meta.dataset = Some(format!("1password.{stream}").into());
     let mut out = TransformOutput::default();
     transform.transform(event, &mut out);
     let (ok, failed) = out.take_for_test();

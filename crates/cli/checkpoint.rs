@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use sluice_core::Stream;
+use sluice_source_onepassword::Stream;
 use sluice_source_onepassword::checkpoint::{self, Reset};
 
 use sluice_core::config::{ComponentKind, ConfigError, load_files};

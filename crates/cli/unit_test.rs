@@ -8,11 +8,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use serde::Deserialize;
+use sluice_core::Event;
 use sluice_core::component::TransformOutput;
 use sluice_core::config::{ConfigError, Diagnostic, load_files};
 use sluice_core::diff::json_diff;
 use sluice_core::topology::TransformPiece;
-use sluice_core::{Event, Stream};
+use sluice_source_onepassword::Stream;
 use sluice_transform_vrl::condition::Condition;
 use sluice_transform_vrl::transform::metadata_of;
 
@@ -39,7 +40,9 @@ struct TestSpec {
 struct TestInput {
     /// The transform that receives the event.
     insert_at: String,
-    /// The 1Password stream the event belongs to.
+    /// The dataset the event belongs to (`1password.audit_events`).
+    dataset: Option<String>,
+    /// A 1Password stream: the same as `dataset: 1password.<stream>`.
     stream: Option<Stream>,
     /// The raw item as YAML/JSON, or `raw` as its exact text.
     value: Option<serde_json::Value>,
@@ -118,7 +121,12 @@ fn input_event(input: &TestInput) -> Result<Event, String> {
     };
     let mut event = Event::from_json(bytes::Bytes::from(text))
         .map_err(|e| format!("the input is not JSON: {e}"))?;
-    event.meta.stream = input.stream;
+    event.meta.dataset = match (&input.dataset, input.stream) {
+        (Some(_), Some(_)) => return Err("an input takes `dataset` or `stream`, not both".into()),
+        (Some(dataset), None) => Some(dataset.as_str().into()),
+        (None, Some(stream)) => Some(stream.dataset().into()),
+        (None, None) => None,
+    };
     event.meta.source_id = Some("test".into());
     Ok(event)
 }

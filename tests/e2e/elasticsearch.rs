@@ -6,8 +6,8 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::time::Duration;
 
+use sluice_core::Event;
 use sluice_core::component::{FunctionTransform, TransformOutput};
-use sluice_core::{Event, Stream};
 use sluice_testkit::{EsAuth, EsEmulator, EsEmulatorConfig};
 use sluice_transform_vrl::VrlTransformConfig;
 
@@ -96,7 +96,7 @@ fn expected_document(
 ) -> serde_json::Value {
     let mut event =
         Event::from_json(bytes::Bytes::copy_from_slice(raw.as_bytes())).expect("raw item");
-    event.meta.stream = Some(stream.parse::<Stream>().expect("stream"));
+    event.meta.dataset = Some(format!("1password.{stream}").into());
     let mut out = TransformOutput::default();
     transform.transform(event, &mut out);
     let (mut mapped, failed) = out.take_for_test();

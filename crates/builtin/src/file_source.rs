@@ -4,6 +4,7 @@
 //! export or a dead letter through a pipeline.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -14,7 +15,7 @@ use sluice_core::ack::{BatchNotifier, BatchStatus, EventFinalizers, OrderedAcks}
 use sluice_core::backoff::Backoff;
 use sluice_core::component::{BoxError, ComponentFuture, Source, SourceContext};
 use sluice_core::config::FieldError;
-use sluice_core::event::{Event, Stream};
+use sluice_core::event::Event;
 use sluice_core::metrics::Stage;
 
 use lines::{Batch, Line, LineReader};
@@ -34,11 +35,11 @@ pub enum ReadMode {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LineFormat {
-    /// One raw 1Password item (an export).
+    /// One raw item (a 1Password export, say).
     #[default]
     Ndjson,
     /// One dead-letter record of a sink: its raw item is replayed, with the
-    /// stream the record names.
+    /// dataset the record names.
     DeadLetter,
 }
 
@@ -48,11 +49,16 @@ pub enum LineFormat {
 pub struct FileSourceConfig {
     /// The NDJSON file, relative to the config file's folder.
     pub path: PathBuf,
-    /// The stream its events belong to: `signin_attempts`, `item_usages` or
-    /// `audit_events`. Required for `ndjson`; with `dead_letter` it
-    /// overrides the stream each record names.
+    /// The dataset its events belong to (`1password.audit_events`,
+    /// `okta.system`). Required for `ndjson` (or `stream`); with
+    /// `dead_letter` it overrides the dataset each record names.
     #[serde(default)]
-    pub stream: Option<Stream>,
+    pub dataset: Option<String>,
+    /// A 1Password stream (`signin_attempts`, `item_usages`,
+    /// `audit_events`): the same as `dataset: 1password.<stream>`, as
+    /// configs before `dataset` said it.
+    #[serde(default)]
+    pub stream: Option<String>,
     /// `ndjson` (default: raw items) or `dead_letter` (a sink's dead letter).
     #[serde(default)]
     pub format: LineFormat,
@@ -134,17 +140,49 @@ impl FileSourceConfig {
                 "max_line_bytes must be from 1024 (1 KiB) to 67108864 (64 MiB)",
             ));
         }
-        if self.format == LineFormat::Ndjson && self.stream.is_none() {
-            errors.push(FieldError::new(
-                "stream",
-                "a file of raw items needs its `stream`: signin_attempts, item_usages or audit_events (or `format: dead_letter` for a sink's dead letter, whose records name theirs)",
-            ));
-        }
+        let dataset = self.dataset_of(&mut errors);
         if self.poll_interval_ms == 0 {
             errors.push(FieldError::new("poll_interval_ms", "poll_interval_ms must be at least 1"));
         }
         self.path = dir.join(&self.path);
-        if errors.is_empty() { Ok(FileSource { config: self }) } else { Err(errors) }
+        if errors.is_empty() { Ok(FileSource { config: self, dataset }) } else { Err(errors) }
+    }
+
+    /// `dataset`, or the 1Password dataset `stream` names.
+    fn dataset_of(&self, errors: &mut Vec<FieldError>) -> Option<Arc<str>> {
+        const STREAMS: [&str; 3] = ["signin_attempts", "item_usages", "audit_events"];
+        let dataset = match (&self.dataset, &self.stream) {
+            (Some(_), Some(_)) => {
+                errors.push(FieldError::new(
+                    "stream",
+                    "set `dataset` or `stream`, not both (`stream: audit_events` is `dataset: 1password.audit_events`)",
+                ));
+                return None;
+            }
+            (Some(dataset), None) if dataset.trim().is_empty() => {
+                errors.push(FieldError::new("dataset", "dataset must not be empty"));
+                return None;
+            }
+            (Some(dataset), None) => Some(Arc::from(dataset.as_str())),
+            (None, Some(stream)) if STREAMS.contains(&stream.as_str()) => {
+                Some(Arc::from(format!("1password.{stream}")))
+            }
+            (None, Some(stream)) => {
+                errors.push(FieldError::new(
+                    "stream",
+                    format!("unknown stream `{stream}`, expected signin_attempts, item_usages or audit_events (or set `dataset`)"),
+                ));
+                return None;
+            }
+            (None, None) => None,
+        };
+        if self.format == LineFormat::Ndjson && dataset.is_none() {
+            errors.push(FieldError::new(
+                "dataset",
+                "a file of raw items needs its `dataset` (1password.audit_events, say) or 1Password `stream`: signin_attempts, item_usages or audit_events (or `format: dead_letter` for a sink's dead letter, whose records name theirs)",
+            ));
+        }
+        dataset
     }
 }
 
@@ -152,6 +190,8 @@ impl FileSourceConfig {
 #[derive(Debug)]
 pub struct FileSource {
     config: FileSourceConfig,
+    /// The dataset its events carry, from `dataset` or `stream`.
+    dataset: Option<Arc<str>>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -162,7 +202,7 @@ struct Checkpoint {
 
 impl Source for FileSource {
     fn run(self: Box<Self>, cx: SourceContext) -> ComponentFuture {
-        Box::pin(async move { Reader::start(self.config, cx).await?.run().await })
+        Box::pin(async move { Reader::start(*self, cx).await?.run().await })
     }
 }
 
@@ -173,6 +213,7 @@ const SAVE_EVERY: Duration = Duration::from_secs(1);
 
 struct Reader {
     config: FileSourceConfig,
+    dataset: Option<Arc<str>>,
     cx: SourceContext,
     checkpoint_path: PathBuf,
     /// The file; `None` only while a read runs on the blocking pool.
@@ -187,7 +228,8 @@ struct Reader {
 }
 
 impl Reader {
-    async fn start(mut config: FileSourceConfig, cx: SourceContext) -> Result<Self, BoxError> {
+    async fn start(source: FileSource, cx: SourceContext) -> Result<Self, BoxError> {
+        let FileSource { mut config, dataset } = source;
         // The checkpoint names the file absolutely, whatever the working directory.
         config.path = tokio::fs::canonicalize(&config.path)
             .await
@@ -218,6 +260,7 @@ impl Reader {
         let lines = LineReader::open(file, committed, config.max_line_bytes)?;
         let reader = Self {
             config,
+            dataset,
             cx,
             checkpoint_path,
             lines: Some(lines),
@@ -329,10 +372,10 @@ impl Reader {
             if raw.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            let (item, stream) = match self.config.format {
-                LineFormat::Ndjson => (raw.clone(), self.config.stream),
-                LineFormat::DeadLetter => match dead_letter::unwrap(&raw, self.config.stream) {
-                    Ok((item, stream)) => (item, Some(stream)),
+            let (item, dataset) = match self.config.format {
+                LineFormat::Ndjson => (raw.clone(), self.dataset.clone()),
+                LineFormat::DeadLetter => match dead_letter::unwrap(&raw, self.dataset.as_ref()) {
+                    Ok((item, dataset)) => (item, Some(dataset)),
                     Err(message) => {
                         self.cx.metrics.error(Stage::Receiving, "parse_failed");
                         let path = self.config.path.display();
@@ -355,7 +398,7 @@ impl Reader {
                 }
             };
             event.meta.source_id = Some(source_id.clone());
-            event.meta.stream = stream;
+            event.meta.dataset = dataset;
             event.meta.finalizers = EventFinalizers::new(notifier.finalizer());
             events.push(event);
         }
@@ -401,7 +444,7 @@ impl Reader {
         let mut event = Event::new(Value::Object(root));
         event.meta.raw = Some(raw);
         event.meta.source_id = Some(self.cx.id.as_str().into());
-        event.meta.stream = self.config.stream;
+        event.meta.dataset = self.dataset.clone();
         event
     }
 

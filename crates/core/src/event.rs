@@ -1,56 +1,22 @@
 //! The event that travels through a topology: a `vrl::value::Value` tree plus
 //! the little metadata sluice needs to route and acknowledge it.
 
-use std::fmt;
-use std::str::FromStr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
 use vrl::value::Value;
 
 use crate::ack::{AckStatus, EventFinalizers};
 
-/// The 1Password Events API streams.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Stream {
-    /// `POST /api/v{1,2}/signinattempts`.
-    SigninAttempts,
-    /// `POST /api/v{1,2}/itemusages`.
-    ItemUsages,
-    /// `POST /api/v{1,2}/auditevents`.
-    AuditEvents,
-}
+/// The dataset of an event nothing names: Elastic's default for logs
+/// (`logs-generic-default`).
+pub const GENERIC_DATASET: &str = "generic";
 
-impl Stream {
-    /// Every stream, in the order the API documents them.
-    pub const ALL: [Stream; 3] = [Self::SigninAttempts, Self::ItemUsages, Self::AuditEvents];
-
-    /// The snake_case name used in configs, metrics, data stream names.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::SigninAttempts => "signin_attempts",
-            Self::ItemUsages => "item_usages",
-            Self::AuditEvents => "audit_events",
-        }
-    }
-}
-
-impl fmt::Display for Stream {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Stream {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        Self::ALL.into_iter().find(|stream| stream.as_str() == s).ok_or_else(|| {
-            format!("unknown stream `{s}`, expected signin_attempts, item_usages or audit_events")
-        })
-    }
+/// A dataset's two halves by Elastic's convention `<package>.<name>`:
+/// `("okta", "system")` for `okta.system`; a dataset
+/// without a dot is both.
+pub fn dataset_parts(dataset: &str) -> (&str, &str) {
+    dataset.split_once('.').unwrap_or((dataset, dataset))
 }
 
 /// Where an event came from and how to acknowledge it.
@@ -58,8 +24,9 @@ impl FromStr for Stream {
 pub struct EventMetadata {
     /// The id of the source component that produced it.
     pub source_id: Option<Arc<str>>,
-    /// The 1Password stream it belongs to, when known.
-    pub stream: Option<Stream>,
+    /// The dataset its source files it under (`<package>.<name>`, as
+    /// Elastic's `data_stream.dataset`), when the source names one.
+    pub dataset: Option<Arc<str>>,
     /// The raw JSON text of the item, as the source read it (`event.original`).
     pub raw: Option<Bytes>,
     /// Acknowledgement handles; fan-out copies share them.
@@ -104,8 +71,8 @@ impl Event {
         if let Some(raw) = &meta.raw {
             event.insert("original".into(), Value::Bytes(raw.clone()));
         }
-        if let Some(stream) = meta.stream {
-            event.insert("dataset".into(), Value::from(format!("1password.{stream}")));
+        if let Some(dataset) = &meta.dataset {
+            event.insert("dataset".into(), Value::from(dataset.as_ref()));
         }
         let mut error = ObjectMap::new();
         error.insert("message".into(), Value::Array(vec![Value::from(message)]));
@@ -119,6 +86,26 @@ impl Event {
         root.insert("sluice".into(), Value::Object(sluice));
         root.insert("tags".into(), Value::Array(vec![Value::from("preserve_original_event")]));
         Self { value: Value::Object(root), meta }
+    }
+
+    /// The dataset to file it under: its source's, else its `event.dataset`
+    /// field, else [`GENERIC_DATASET`].
+    pub fn dataset(&self) -> &str {
+        if let Some(dataset) = &self.meta.dataset {
+            return dataset;
+        }
+        let Value::Object(root) = &self.value else { return GENERIC_DATASET };
+        match root.get("event") {
+            Some(Value::Object(event)) => {
+                let text = match event.get("dataset") {
+                    Some(Value::Bytes(bytes)) => std::str::from_utf8(bytes).ok(),
+                    Some(Value::String(text)) => Some(text.as_ref()),
+                    _ => None,
+                };
+                text.filter(|d| !d.is_empty()).unwrap_or(GENERIC_DATASET)
+            }
+            _ => GENERIC_DATASET,
+        }
     }
 
     /// Take the acknowledgement handles out (sinks do this before encoding).
@@ -238,11 +225,15 @@ mod tests {
     }
 
     #[test]
-    fn streams_round_trip_their_names() {
-        for stream in Stream::ALL {
-            assert_eq!(stream.as_str().parse::<Stream>(), Ok(stream));
-        }
-        assert!("signins".parse::<Stream>().is_err());
+    fn the_dataset_is_the_sources_else_the_documents_else_generic() {
+        let mut event = Event::new(vrl::value!({"event": {"dataset": "okta.system"}}));
+        assert_eq!(event.dataset(), "okta.system");
+        event.meta.dataset = Some(Arc::from("acme.audit"));
+        assert_eq!(event.dataset(), "acme.audit");
+        assert_eq!(Event::new(vrl::value!({"event": {"dataset": ""}})).dataset(), "generic");
+        assert_eq!(Event::new(Value::from(1)).dataset(), "generic");
+        assert_eq!(dataset_parts("acme.audit.v2"), ("acme", "audit.v2"));
+        assert_eq!(dataset_parts("generic"), ("generic", "generic"));
     }
 
     #[tokio::test]

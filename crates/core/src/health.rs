@@ -145,11 +145,11 @@ mod tests {
         let health = Health::new();
         assert!(health.report().is_ok());
         let op = health.handle("op");
-        op.set_unhealthy("audit_events", "401 Unauthorized: the token was revoked");
+        op.set_unhealthy("events", "401 Unauthorized: the token was revoked");
         let report = health.report();
         assert_eq!(report.status, "unhealthy");
-        assert_eq!(report.unhealthy["op.audit_events"], "401 Unauthorized: the token was revoked");
-        op.set_healthy("audit_events");
+        assert_eq!(report.unhealthy["op.events"], "401 Unauthorized: the token was revoked");
+        op.set_healthy("events");
         assert!(health.report().is_ok());
         health.set_draining();
         assert_eq!(health.report().status, "draining");

@@ -3,8 +3,8 @@
 //! sluice moves 1Password Events API activity into SIEMs. This crate sits
 //! under every plugin (sources, transforms, sinks) and knows none of them:
 //!
-//! - [`event`]: the [`Event`] (a `vrl::value::Value` plus metadata) and the
-//!   1Password [`Stream`]s;
+//! - [`event`]: the [`Event`] (a `vrl::value::Value` plus metadata: the
+//!   source id, the dataset its source names, the raw text, acknowledgements);
 //! - [`ack`]: end-to-end acknowledgements (batch notifiers, finalizers, the
 //!   ordered acknowledgement stream a source commits from);
 //! - [`component`]: the source, transform and sink contracts and fan-out;
@@ -43,7 +43,7 @@ pub mod tap;
 pub mod topology;
 
 pub use ack::{AckStatus, BatchNotifier, BatchStatus, OrderedAcks};
-pub use event::{Event, EventMetadata, Stream};
+pub use event::{Event, EventMetadata};
 pub use secret::{Secret, SecretSource};
 #[cfg(any(test, feature = "test-util"))]
 pub mod test_util;

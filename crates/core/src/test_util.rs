@@ -39,23 +39,23 @@ impl Source for VecSource {
     }
 }
 
-/// Emits raw JSON items of one stream, as the onepassword source does (the
+/// Emits raw JSON items of one dataset, as the onepassword source does (the
 /// raw text kept in the metadata), then waits for their statuses and stops.
 #[derive(Debug)]
 pub struct RawSource {
     /// The batches of raw items to emit.
     pub batches: Vec<Vec<bytes::Bytes>>,
-    /// Their stream.
-    pub stream: crate::Stream,
+    /// Their dataset (`okta.system`, say).
+    pub dataset: Arc<str>,
     /// Receives `(batch index, status)` in batch order.
     pub statuses: Statuses,
 }
 
 impl RawSource {
-    /// A source of `batches` of `stream`, and where their statuses will be recorded.
-    pub fn new(batches: Vec<Vec<bytes::Bytes>>, stream: crate::Stream) -> (Self, Statuses) {
+    /// A source of `batches` of `dataset`, and where their statuses will be recorded.
+    pub fn new(batches: Vec<Vec<bytes::Bytes>>, dataset: &str) -> (Self, Statuses) {
         let statuses = Arc::new(Mutex::new(Vec::new()));
-        (Self { batches, stream, statuses: statuses.clone() }, statuses)
+        (Self { batches, dataset: Arc::from(dataset), statuses: statuses.clone() }, statuses)
     }
 }
 
@@ -67,7 +67,7 @@ impl Source for RawSource {
                     .into_iter()
                     .map(|raw| {
                         let mut event = Event::from_json(raw).expect("a JSON item");
-                        event.meta.stream = Some(self.stream);
+                        event.meta.dataset = Some(self.dataset.clone());
                         event
                     })
                     .collect()

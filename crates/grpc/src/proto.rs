@@ -41,6 +41,7 @@ mod tests {
                 source_id: "op".into(),
                 raw: bytes::Bytes::from_static(br#"{"uuid":"a"}"#),
                 document: bytes::Bytes::from_static(br#"{"uuid":"a","x":1}"#),
+                dataset: "1password.signin_attempts".into(),
             },
             Event::default(),
         ];

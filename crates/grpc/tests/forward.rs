@@ -7,12 +7,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use sluice_core::BatchStatus;
 use sluice_core::ack::AckStatus;
 use sluice_core::component::{ComponentFuture, DEFAULT_OUTPUT, Sink, SinkContext, Source};
 use sluice_core::health::Health;
 use sluice_core::test_util::{RawSource, RecordingSink, Statuses, wait_for};
 use sluice_core::topology::{RunningTopology, SinkPiece, SourcePiece, TopologyOptions, start};
-use sluice_core::{BatchStatus, Stream};
 use sluice_grpc::proto::forward_client::ForwardClient;
 use sluice_grpc::proto::{Event, PushRequest, push_response};
 use sluice_grpc::{SluiceSink, SluiceSinkConfig, SluiceSource, SluiceSourceConfig};
@@ -125,6 +125,8 @@ fn push(id: &'static [u8], count: usize) -> PushRequest {
                 source_id: "op".into(),
                 raw: Bytes::from(format!(r#"{{"uuid":"R{n}"}}"#)),
                 document: Bytes::from(format!(r#"{{"uuid":"R{n}","n":{n}}}"#)),
+                // As a sender from before datasets: the stream alone.
+                dataset: String::new(),
             })
             .collect(),
         batch_id: Bytes::from_static(id),
@@ -195,7 +197,7 @@ async fn forward(
         aggregator_source(port, source_extra, dir),
         downstream,
     );
-    let (source, statuses) = RawSource::new(batches, Stream::ItemUsages);
+    let (source, statuses) = RawSource::new(batches, "1password.item_usages");
     let health = Health::new();
     let edge = topology(
         &dir.join("edge"),

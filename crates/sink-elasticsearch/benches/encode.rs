@@ -5,7 +5,7 @@
 use std::io::Write;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use sluice_core::{Event, Stream};
+use sluice_core::Event;
 use sluice_sink_elasticsearch::ElasticsearchSinkConfig;
 use sluice_sink_elasticsearch::encode::encode;
 
@@ -16,7 +16,7 @@ fn bench(c: &mut Criterion) {
         serde_yaml_ng::from_str("endpoints: [http://127.0.0.1:9200]").expect("config");
     let settings = config.validate(std::path::Path::new(".")).expect("valid");
     let mut event = Event::from_json(bytes::Bytes::from_static(DOCUMENT.as_bytes())).expect("json");
-    event.meta.stream = Some(Stream::SigninAttempts);
+    event.meta.dataset = Some("1password.signin_attempts".into());
 
     let mut group = c.benchmark_group("elasticsearch");
     group.throughput(Throughput::Elements(1));

@@ -38,7 +38,8 @@ pub enum AuthConfig {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
-    /// Data streams `logs-1password.<stream>-<namespace>` (default).
+    /// Data streams `logs-<dataset>-<namespace>` (default), the dataset
+    /// being the one its source names (`1password.audit_events`, say).
     #[default]
     DataStream,
     /// A plain index named by `index`.
@@ -144,7 +145,9 @@ pub struct ElasticsearchSinkConfig {
     /// Data stream naming: `type` (default `logs`) and `namespace` (default `default`).
     #[serde(default)]
     pub data_stream: DataStreamConfig,
-    /// The index in `index` mode; `{stream}` is replaced by the event's stream.
+    /// The index in `index` mode; `{dataset}` is replaced by the event's
+    /// dataset (`1password.audit_events`), `{stream}` by its part after the
+    /// first dot (`audit_events`).
     pub index: Option<String>,
     /// The field whose value is the document `_id` (default
     /// `onepassword.uuid`, or `uuid` with `ingest: elastic`). Events without
@@ -246,11 +249,11 @@ fn check_naming(config: &ElasticsearchSinkConfig, errors: &mut Vec<FieldError>) 
     match (config.mode, &config.index) {
         (Mode::Index, None) => errors.push(FieldError::new(
             "index",
-            "mode `index` needs `index` (e.g. 1password-{stream})",
+            "mode `index` needs `index` (e.g. 1password-{stream}, or {dataset})",
         )),
         (Mode::DataStream, Some(_)) => errors.push(FieldError::new(
             "index",
-            "`index` is for mode `index`; data streams are named logs-1password.<stream>-<namespace>",
+            "`index` is for mode `index`; data streams are named logs-<dataset>-<namespace>",
         )),
         _ => {}
     }
@@ -374,7 +377,7 @@ mod tests {
             [
                 "endpoint `ftp://es` must be http or https",
                 "put credentials in `auth`, not in the endpoint URL",
-                "mode `index` needs `index` (e.g. 1password-{stream})",
+                "mode `index` needs `index` (e.g. 1password-{stream}, or {dataset})",
                 "batch.timeout_secs is inf; it must be from 0.001 to 3600",
                 "request.concurrency is 0; it must be from 1 to 128",
                 "request.refused_retry_secs is 18446744073709551615; it must be from 1 to 3600",

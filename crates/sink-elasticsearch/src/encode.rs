@@ -10,20 +10,11 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use sluice_core::Event;
+use sluice_core::event::dataset_parts;
 use sluice_core::sink::Encoded;
 use vrl::value::{ObjectMap, Value};
 
 use crate::config::{EventOriginal, Ingest, Mode, Settings};
-
-/// The stream name of an event: its metadata, else its `event.dataset`.
-fn stream_of(event: &Event) -> String {
-    if let Some(stream) = event.meta.stream {
-        return stream.as_str().to_owned();
-    }
-    let path = ["event".to_owned(), "dataset".to_owned()];
-    let dataset = id_of(&event.value, &path).unwrap_or_default();
-    dataset.strip_prefix("1password.").filter(|s| !s.is_empty()).unwrap_or("unknown").to_owned()
-}
 
 fn id_of(value: &Value, path: &[String]) -> Option<String> {
     let mut current = value;
@@ -39,12 +30,14 @@ fn id_of(value: &Value, path: &[String]) -> Option<String> {
 }
 
 /// The `_id` of an event without the id field (a `pipeline_error`
-/// document, say): a hash of its stream and raw original, so a replay of
+/// document, say): a hash of its dataset and raw original, so a replay of
 /// the same item gets the same `_id` and answers 409 instead of doubling.
 /// Without a raw original, the hash of the document itself.
-fn derived_id(event: &Event, stream: &str, document: &[u8]) -> String {
+fn derived_id(event: &Event, dataset: &str, document: &[u8]) -> String {
     let mut hash = Sha256::new();
-    hash.update(stream.as_bytes());
+    // The hash of a 1Password item took its stream's name before events
+    // carried a dataset; it still does, so replays keep their `_id`s.
+    hash.update(dataset_parts(dataset).1.as_bytes());
     hash.update([0]);
     hash.update(event.meta.raw.as_deref().unwrap_or(document));
     format!("sluice-{}", URL_SAFE_NO_PAD.encode(&hash.finalize()[..20]))
@@ -66,7 +59,6 @@ fn data_stream_fields(settings: &Settings, dataset: &str) -> ObjectMap {
 /// the input's default tags, and the data stream.
 fn agent_document(
     event: &Event,
-    stream: &str,
     dataset: &str,
     settings: &Settings,
 ) -> Result<Value, serde_json::Error> {
@@ -80,7 +72,7 @@ fn agent_document(
     document.insert("message".into(), Value::from(message));
     document.insert(
         "tags".into(),
-        Value::Array(vec![Value::from("forwarded"), Value::from(format!("1password-{stream}"))]),
+        Value::Array(vec![Value::from("forwarded"), Value::from(dataset.replacen('.', "-", 1))]),
     );
     if settings.mode == Mode::DataStream {
         document.insert("data_stream".into(), Value::Object(data_stream_fields(settings, dataset)));
@@ -133,25 +125,26 @@ fn json_string(out: &mut Vec<u8>, text: &str) {
 /// with `data_stream.*` filled in (`ingest: sluice`), or what Elastic Agent
 /// sends (`ingest: elastic`).
 pub fn encode(event: &mut Event, settings: &Settings) -> Result<Encoded, serde_json::Error> {
-    let stream = stream_of(event);
-    let dataset = format!("1password.{stream}");
+    let dataset = event.dataset().to_owned();
     let index = match settings.mode {
         Mode::DataStream => {
             let ds = &settings.data_stream;
             format!("{}-{dataset}-{}", ds.kind, ds.namespace)
         }
-        Mode::Index => {
-            settings.index.as_deref().unwrap_or("1password-{stream}").replace("{stream}", &stream)
-        }
+        // Validation makes `index` required in this mode.
+        Mode::Index => settings
+            .index
+            .as_deref()
+            .unwrap_or("{dataset}")
+            .replace("{dataset}", &dataset)
+            .replace("{stream}", dataset_parts(&dataset).1),
     };
     let id = id_of(&event.value, &settings.id_field);
     // The document is serialized before the action line when its `_id` is
     // derived from it or it is not the event's value; else it is written
     // straight into the payload.
     let early = match settings.ingest {
-        Ingest::Elastic => {
-            Some(serde_json::to_vec(&agent_document(event, &stream, &dataset, settings)?)?)
-        }
+        Ingest::Elastic => Some(serde_json::to_vec(&agent_document(event, &dataset, settings)?)?),
         Ingest::Sluice => {
             if let Value::Object(map) = &mut event.value {
                 if settings.mode == Mode::DataStream {
@@ -169,7 +162,8 @@ pub fn encode(event: &mut Event, settings: &Settings) -> Result<Encoded, serde_j
             })
         }
     };
-    let id = id.unwrap_or_else(|| derived_id(event, &stream, early.as_deref().unwrap_or_default()));
+    let id =
+        id.unwrap_or_else(|| derived_id(event, &dataset, early.as_deref().unwrap_or_default()));
     // The document holds the raw item escaped in `event.original` beside
     // the fields mapped from it: about twice its size (a vector that grows
     // copies itself; this one rarely does).
@@ -196,8 +190,6 @@ pub fn encode(event: &mut Event, settings: &Settings) -> Result<Encoded, serde_j
 
 #[cfg(test)]
 mod tests {
-    use sluice_core::Stream;
-
     use super::*;
     use crate::ElasticsearchSinkConfig;
 
@@ -208,7 +200,7 @@ mod tests {
 
     fn event() -> Event {
         let mut event = Event::from_json(bytes::Bytes::from_static(br#"{"@timestamp":"2026-11-20T08:14:03.250Z","onepassword":{"uuid":"56YE2TYN2VFYRLNSHKPW5NVT5E"}}"#)).expect("json");
-        event.meta.stream = Some(Stream::SigninAttempts);
+        event.meta.dataset = Some("1password.signin_attempts".into());
         event
     }
 
@@ -289,7 +281,7 @@ mod tests {
         let raw = br#"{"uuid":"56YE2TYN2VFYRLNSHKPW5NVT5E","timestamp":"2026-11-20T08:14:03.25Z"}"#;
         let mut event = Event::from_json(bytes::Bytes::from_static(raw)).expect("json");
         event.meta.raw = Some(bytes::Bytes::from_static(raw));
-        event.meta.stream = Some(Stream::SigninAttempts);
+        event.meta.dataset = Some("1password.signin_attempts".into());
         let encoded = encode(&mut event, &settings).expect("encodes");
         assert_eq!(action_id(&encoded), "56YE2TYN2VFYRLNSHKPW5NVT5E");
         let doc: serde_json::Value = serde_json::from_slice(&encoded.document).expect("json");
@@ -318,7 +310,7 @@ mod tests {
                 "@timestamp": at, "event": {"kind": "pipeline_error"}
             })));
             event.meta.raw = Some(bytes::Bytes::from_static(raw));
-            event.meta.stream = Some(Stream::AuditEvents);
+            event.meta.dataset = Some("1password.audit_events".into());
             event
         };
         // A replay maps the same raw item again at another time.
@@ -332,6 +324,40 @@ mod tests {
         assert_eq!(
             action_id(&encode(&mut event(), &settings).expect("encodes")),
             "56YE2TYN2VFYRLNSHKPW5NVT5E"
+        );
+    }
+
+    #[test]
+    fn any_dataset_names_its_data_stream_index_and_tag() {
+        let mut event = event();
+        event.meta.dataset = Some("okta.system".into());
+        let streams = settings("endpoints: [http://es:9200]\n");
+        assert_eq!(
+            &*encode(&mut event.clone(), &streams).expect("ok").destination,
+            "logs-okta.system-default"
+        );
+        let template =
+            settings("endpoints: [http://es:9200]\nmode: index\nindex: 'siem-{dataset}'\n");
+        assert_eq!(
+            &*encode(&mut event.clone(), &template).expect("ok").destination,
+            "siem-okta.system"
+        );
+        let agent = settings("endpoints: [http://es:9200]\ningest: elastic\n");
+        let encoded = encode(&mut event, &agent).expect("ok");
+        let doc: serde_json::Value = serde_json::from_slice(&encoded.document).expect("json");
+        assert_eq!(doc["tags"], serde_json::json!(["forwarded", "okta-system"]));
+        // Without a dataset in the metadata, the document's `event.dataset`,
+        // else Elastic's `generic`.
+        let mut named =
+            Event::new(Value::from(serde_json::json!({"event": {"dataset": "acme.audit"}})));
+        assert_eq!(
+            &*encode(&mut named, &streams).expect("ok").destination,
+            "logs-acme.audit-default"
+        );
+        let mut nothing = Event::new(Value::from(serde_json::json!({"a": 1})));
+        assert_eq!(
+            &*encode(&mut nothing, &streams).expect("ok").destination,
+            "logs-generic-default"
         );
     }
 }

@@ -11,8 +11,12 @@
 //! `manage_index_templates`), reading the pipeline `read_pipeline`; without
 //! them the check is skipped, not failed.
 
-use sluice_core::Stream;
 use sluice_core::component::{BoxError, Unreachable};
+
+/// The data streams of Elastic's 1Password integration (its package's
+/// `data_stream/` folders), whose templates `ingest: elastic` needs.
+const INTEGRATION_DATASETS: [&str; 3] =
+    ["1password.signin_attempts", "1password.item_usages", "1password.audit_events"];
 
 use crate::client::EsClient;
 use crate::config::Settings;
@@ -101,8 +105,8 @@ pub(crate) async fn check(client: &EsClient, settings: &Settings) -> Result<(), 
     if let Some(pipeline) = &settings.pipeline {
         pipelines.push(pipeline.clone());
     } else {
-        for stream in Stream::ALL {
-            let template = format!("logs-1password.{}", stream.as_str());
+        for dataset in INTEGRATION_DATASETS {
+            let template = format!("logs-{dataset}");
             match lookup(client, &format!("/_index_template/{template}")).await? {
                 Lookup::Found(answer) => {
                     let Some(layers) = layers(client, &answer).await? else {

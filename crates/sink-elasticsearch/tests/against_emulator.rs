@@ -370,7 +370,7 @@ async fn a_whole_request_400_is_split_until_the_bad_document_is_alone() {
     );
     let statuses = run_in(dir.path(), sink, vec![documents], &Health::new()).await;
     assert_eq!(statuses, [(0, BatchStatus::Rejected)]);
-    assert_eq!(es.documents("1password-unknown").len(), 999);
+    assert_eq!(es.documents("1password-generic").len(), 999);
     let dead =
         std::fs::read_to_string(dir.path().join("es/dead-letter.ndjson")).expect("dead letter");
     let records: Vec<Value> =

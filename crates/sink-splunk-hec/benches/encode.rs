@@ -3,7 +3,7 @@
 //! Run: cargo bench -p sluice-sink-splunk-hec
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use sluice_core::{Event, Stream};
+use sluice_core::Event;
 use sluice_sink_splunk_hec::SplunkHecSinkConfig;
 use sluice_sink_splunk_hec::encode::encode;
 
@@ -15,7 +15,7 @@ fn bench(c: &mut Criterion) {
             .expect("config");
     let settings = config.validate(std::path::Path::new(".")).expect("valid");
     let mut event = Event::from_json(bytes::Bytes::from_static(ITEM.as_bytes())).expect("json");
-    event.meta.stream = Some(Stream::SigninAttempts);
+    event.meta.dataset = Some("1password.signin_attempts".into());
 
     let mut group = c.benchmark_group("splunk_hec");
     group.throughput(Throughput::Elements(1));

@@ -88,16 +88,20 @@ pub struct SplunkHecSinkConfig {
     /// `raw` (default): the 1Password item; `ecs`: the mapped document.
     #[serde(default)]
     pub encoding: Encoding,
-    /// The index; `{stream}` is replaced by the stream (default: the token's default index).
+    /// The index (default: the token's default index). In `index`, `source`
+    /// and `sourcetype`, `{dataset}` is replaced by the event's dataset
+    /// (`1password.audit_events`), `{package}` by its part before the first
+    /// dot (`1password`) and `{stream}` by the part after it (`audit_events`).
     pub index: Option<String>,
-    /// The source; `{stream}` is replaced by the stream (default: Splunk's).
+    /// The source (default: Splunk's).
     pub source: Option<String>,
     /// The sourcetype. Default: with `encoding: raw`,
-    /// `1password:insights:{stream}` (1Password's add-on's own, whose props
-    /// and dashboards read raw items); with `encoding: ecs`,
-    /// `1password:ecs:{stream}` (the add-on's field aliases, `EVAL-action`
-    /// and dashboards cannot read ECS documents, so its sourcetypes are
-    /// refused with `ecs` unless `allow_addon_sourcetype`).
+    /// `{package}:insights:{stream}`, for 1Password's datasets its add-on's
+    /// own (`1password:insights:audit_events`, whose props and dashboards
+    /// read raw items); with `encoding: ecs`, `{package}:ecs:{stream}` (the
+    /// add-on's field aliases, `EVAL-action` and dashboards cannot read ECS
+    /// documents, so its sourcetypes are refused with `ecs` unless
+    /// `allow_addon_sourcetype`).
     pub sourcetype: Option<String>,
     /// Allow an add-on sourcetype (`1password:insights:*`) with `encoding: ecs`.
     #[serde(default)]
@@ -127,8 +131,8 @@ pub const ADDON_SOURCETYPE_PREFIX: &str = "1password:insights:";
 
 fn default_sourcetype(encoding: Encoding) -> String {
     match encoding {
-        Encoding::Raw => format!("{ADDON_SOURCETYPE_PREFIX}{{stream}}"),
-        Encoding::Ecs => "1password:ecs:{stream}".into(),
+        Encoding::Raw => "{package}:insights:{stream}".into(),
+        Encoding::Ecs => "{package}:ecs:{stream}".into(),
     }
 }
 fn default_channels() -> usize {
@@ -274,7 +278,7 @@ impl SplunkHecSinkConfig {
         {
             errors.push(FieldError::new(
                 "sourcetype",
-                format!("`{sourcetype}` is 1Password's add-on's sourcetype, whose props and dashboards read raw items, not the ECS documents of `encoding: ecs`; leave `sourcetype` out (1password:ecs:{{stream}}), or set `allow_addon_sourcetype: true`"),
+                format!("`{sourcetype}` is 1Password's add-on's sourcetype, whose props and dashboards read raw items, not the ECS documents of `encoding: ecs`; leave `sourcetype` out ({{package}}:ecs:{{stream}}), or set `allow_addon_sourcetype: true`"),
             ));
         }
         let delivery = validate_delivery(&self.batch, &self.request, &self.dead_letter, dir)
@@ -361,9 +365,9 @@ mod tests {
             config.validate(Path::new("/"))
         };
         let ecs = valid("endpoint: https://splunk:8088\ntoken: t\nencoding: ecs\n").expect("valid");
-        assert_eq!(ecs.sourcetype, "1password:ecs:{stream}");
+        assert_eq!(ecs.sourcetype, "{package}:ecs:{stream}");
         let raw = valid("endpoint: https://splunk:8088\ntoken: t\n").expect("valid");
-        assert_eq!(raw.sourcetype, "1password:insights:{stream}");
+        assert_eq!(raw.sourcetype, "{package}:insights:{stream}");
         let refused = valid("endpoint: https://splunk:8088\ntoken: t\nencoding: ecs\nsourcetype: '1password:insights:{stream}'\n")
             .expect_err("refused");
         assert!(format!("{refused:?}").contains("allow_addon_sourcetype"), "{refused:?}");
@@ -380,7 +384,7 @@ mod tests {
         .expect("config");
         let settings = config.validate(Path::new("/")).expect("valid");
         assert_eq!((settings.requests_in_flight, settings.delivery.concurrency), (4, 32));
-        assert_eq!(settings.sourcetype, "1password:insights:{stream}");
+        assert_eq!(settings.sourcetype, "{package}:insights:{stream}");
         let debug = format!("{settings:?}");
         assert!(!debug.contains("token: t") && debug.contains("Inline(Secret("), "{debug}");
     }

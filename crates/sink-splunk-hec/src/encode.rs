@@ -10,6 +10,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use chrono::DateTime;
 use sluice_core::Event;
+use sluice_core::event::dataset_parts;
 use sluice_core::sink::Encoded;
 use vrl::value::Value;
 
@@ -60,8 +61,14 @@ fn push_string(out: &mut Vec<u8>, key: &str, value: &str) -> Result<(), String> 
 
 /// Encode `event` as one envelope.
 pub fn encode(event: &Event, settings: &Settings) -> Result<Encoded, String> {
-    let stream = event.meta.stream.map_or("unknown", |s| s.as_str());
-    let fill = |template: &str| template.replace("{stream}", stream);
+    let dataset = event.dataset();
+    let (package, stream) = dataset_parts(dataset);
+    let fill = |template: &str| {
+        template
+            .replace("{dataset}", dataset)
+            .replace("{package}", package)
+            .replace("{stream}", stream)
+    };
     let sourcetype = fill(&settings.sourcetype);
     let mut out = Vec::with_capacity(event.meta.raw.as_ref().map_or(512, |r| r.len() + 160));
     out.push(b'{');
@@ -92,8 +99,6 @@ pub fn encode(event: &Event, settings: &Settings) -> Result<Encoded, String> {
 
 #[cfg(test)]
 mod tests {
-    use sluice_core::Stream;
-
     use super::*;
     use crate::SplunkHecSinkConfig;
 
@@ -107,7 +112,7 @@ mod tests {
 
     fn event() -> Event {
         let mut event = Event::from_json(Bytes::from_static(RAW.as_bytes())).expect("json");
-        event.meta.stream = Some(Stream::SigninAttempts);
+        event.meta.dataset = Some("1password.signin_attempts".into());
         event
     }
 
@@ -149,6 +154,24 @@ mod tests {
         assert_eq!(
             std::str::from_utf8(&encoded.payload).expect("utf-8"),
             r#"{"time":1795158941.25,"sourcetype":"1password:ecs:signin_attempts","event":{"@timestamp":"2026-11-20T07:15:41.250Z","event":{"kind":"event"}}}"#
+        );
+    }
+
+    #[test]
+    fn any_dataset_fills_the_templates_and_none_is_generic() {
+        let mut event = event();
+        event.meta.dataset = Some("okta.system".into());
+        let templates = settings("encoding: ecs\nindex: 'idx-{package}'\nsource: '{dataset}'\n");
+        let encoded = encode(&event, &templates).expect("encodes");
+        let envelope: serde_json::Value = serde_json::from_slice(&encoded.payload).expect("json");
+        assert_eq!(
+            (&envelope["sourcetype"], &envelope["index"], &envelope["source"]),
+            (&"okta:ecs:system".into(), &"idx-okta".into(), &"okta.system".into())
+        );
+        event.meta.dataset = None;
+        assert_eq!(
+            &*encode(&event, &settings("")).expect("encodes").destination,
+            "generic:insights:generic"
         );
     }
 }

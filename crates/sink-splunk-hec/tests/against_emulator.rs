@@ -5,11 +5,11 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use sluice_core::BatchStatus;
 use sluice_core::component::Sink;
 use sluice_core::health::Health;
 use sluice_core::test_util::{RawSource, Statuses, wait_for};
 use sluice_core::topology::{SinkPiece, SourcePiece, TopologyOptions, start};
-use sluice_core::{BatchStatus, Stream};
 use sluice_sink_splunk_hec::{SplunkHecSink, SplunkHecSinkConfig};
 use sluice_testkit::{HecEmulator, HecEmulatorConfig, HecFault, HecToken};
 
@@ -61,7 +61,7 @@ fn run(
     batches: Vec<Vec<Bytes>>,
     health: &Health,
 ) -> Run {
-    let (source, statuses) = RawSource::new(batches, Stream::AuditEvents);
+    let (source, statuses) = RawSource::new(batches, "1password.audit_events");
     let options = TopologyOptions {
         data_dir: data_dir.to_owned(),
         buffer: sluice_core::queue::BufferConfig { max_arrays: 2, ..Default::default() },

@@ -4,8 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::streams::Stream;
 use serde::{Deserialize, Serialize};
-use sluice_core::Stream;
 
 use crate::Error;
 use crate::client::ApiVersion;

@@ -7,8 +7,10 @@ use bytes::Bytes;
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use sluice_core::Secret;
 use sluice_core::http::{describe, read_body, sensitive_header};
-use sluice_core::{Secret, Stream};
+
+use crate::streams::Stream;
 
 /// Which event routes to use.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]

@@ -7,7 +7,9 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use sluice_core::component::FileChecks;
 use sluice_core::config::FieldError;
-use sluice_core::{Secret, SecretSource, Stream};
+use sluice_core::{Secret, SecretSource};
+
+use crate::streams::Stream;
 
 use crate::client::ApiVersion;
 use crate::token::{ALLOWED_HOSTS, decode};

@@ -5,6 +5,7 @@
 //! `sluice-core` only:
 //!
 //! - [`config`]: settings, validated without I/O into [`Settings`];
+//! - [`streams`]: the three API streams and the dataset each one's events carry;
 //! - `token`: the token (inline or from a file) and its decoded claims;
 //! - `client`: HTTP requests and the API's answers, classified; [`ApiVersion`];
 //! - `limiter`: one rate limiter per token, shared by every stream and source;
@@ -23,6 +24,7 @@ pub mod error;
 mod limiter;
 pub mod source;
 mod stream;
+pub mod streams;
 mod token;
 
 pub use client::ApiVersion;
@@ -30,3 +32,4 @@ pub use config::{OnePasswordSourceConfig, Settings};
 pub use error::Error;
 pub use source::OnePasswordSource;
 pub use stream::measure::describe as describe_metrics;
+pub use streams::Stream;

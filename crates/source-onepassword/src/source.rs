@@ -6,7 +6,9 @@ use std::sync::Arc;
 use sluice_core::component::{
     BoxError, ComponentFuture, FileChecks, PreflightFuture, Source, SourceContext, Unreachable,
 };
-use sluice_core::{Secret, SecretSource, Stream};
+use sluice_core::{Secret, SecretSource};
+
+use crate::streams::Stream;
 
 use sluice_core::http::{ClientSettings, TlsConfig, build_client};
 

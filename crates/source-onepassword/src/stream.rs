@@ -8,12 +8,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use sluice_core::Event;
 use sluice_core::ack::{BatchNotifier, BatchStatus, EventFinalizers, OrderedAcks};
 use sluice_core::backoff::Backoff;
 use sluice_core::component::{BoxError, Outputs, ShutdownSignal};
 use sluice_core::health::HealthHandle;
 use sluice_core::metrics::{ComponentMetrics, Stage};
-use sluice_core::{Event, Stream};
+
+use crate::streams::Stream;
 use tokio::time::Instant;
 
 use crate::checkpoint::{self, StreamCheckpoint};
@@ -314,7 +316,8 @@ impl StreamPoller {
         let mut events = Vec::with_capacity(count);
         let mut newest: Option<DateTime<Utc>> = None;
         let mut bytes = 0;
-        let source_id: std::sync::Arc<str> = self.source_id.as_str().into();
+        let source_id: Arc<str> = self.source_id.as_str().into();
+        let dataset: Arc<str> = self.stream.dataset().into();
         for (n, raw) in page.items.into_iter().enumerate() {
             bytes += raw.len();
             let parsed = if page.not_utf8.contains(&n) {
@@ -334,7 +337,7 @@ impl StreamPoller {
                     tracing::error!(stream = %self.stream, error = %err, "an item of the page is not a usable event; it goes on as a pipeline_error event with its raw text");
                     let meta = sluice_core::EventMetadata {
                         raw: Some(raw),
-                        stream: Some(self.stream),
+                        dataset: Some(dataset.clone()),
                         ..Default::default()
                     };
                     let message = format!("the item is not a usable event: {err}");
@@ -344,7 +347,7 @@ impl StreamPoller {
             if let Some(ts) = timestamp_of(&event) {
                 newest = Some(newest.map_or(ts, |n| n.max(ts)));
             }
-            event.meta.stream = Some(self.stream);
+            event.meta.dataset = Some(dataset.clone());
             event.meta.source_id = Some(source_id.clone());
             event.meta.finalizers = EventFinalizers::new(notifier.finalizer());
             events.push(event);

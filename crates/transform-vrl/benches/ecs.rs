@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use sluice_core::Event;
 use sluice_core::component::{FunctionTransform, TransformOutput};
-use sluice_core::{Event, Stream};
 use sluice_transform_vrl::{GeoIpConfig, VrlTransformConfig};
 
 fn raw(name: &str) -> String {
@@ -36,17 +36,18 @@ fn run(c: &mut Criterion, name: &str, dir: &tempfile::TempDir, geoip: GeoIpConfi
     let mut group = c.benchmark_group(name);
     group.throughput(Throughput::Elements(1));
     for (stream, fixture) in [
-        (Stream::SigninAttempts, "signin_credentials_failed"),
-        (Stream::ItemUsages, "item_usage_with_action_and_location"),
-        (Stream::AuditEvents, "audit_with_actor_details_and_location"),
+        ("signin_attempts", "signin_credentials_failed"),
+        ("item_usages", "item_usage_with_action_and_location"),
+        ("audit_events", "audit_with_actor_details_and_location"),
     ] {
+        let dataset: std::sync::Arc<str> = format!("1password.{stream}").into();
         let text = bytes::Bytes::from(raw(fixture));
         let mut out = TransformOutput::default();
         let mut buffer = Vec::with_capacity(4096);
-        group.bench_function(stream.as_str(), |b| {
+        group.bench_function(stream, |b| {
             b.iter(|| {
                 let mut event = Event::from_json(text.clone()).expect("parse");
-                event.meta.stream = Some(stream);
+                event.meta.dataset = Some(dataset.clone());
                 transform.transform(event, &mut out);
                 let (mapped, failed) = out.take_for_test();
                 assert!(failed.is_empty());

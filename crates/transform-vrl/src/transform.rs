@@ -2,11 +2,13 @@
 //! it fails on become annotated `pipeline_error` documents on `<id>.dropped`.
 
 use std::ops::ControlFlow;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::budget::Budget;
 use bytes::Bytes;
 use sluice_core::component::{FunctionTransform, TransformOutput};
+use sluice_core::event::dataset_parts;
 use sluice_core::metrics::{ComponentMetrics, Stage};
 use sluice_core::{Event, EventMetadata};
 use vrl::compiler::runtime::{Runtime, Terminate};
@@ -34,6 +36,29 @@ pub struct VrlTransform {
     /// The last event's metadata value, refilled for the next one instead
     /// of building two maps and their keys per event.
     spare_metadata: Option<Value>,
+    /// The last dataset's metadata values, kept for the events after it.
+    datasets: DatasetValues,
+}
+
+/// `%sluice.dataset` and `%sluice.stream` of the last dataset seen, so an
+/// event of the same dataset (nearly all of them) costs no allocation.
+#[derive(Default)]
+struct DatasetValues {
+    last: Option<(Arc<str>, Bytes, Bytes)>,
+}
+
+impl DatasetValues {
+    fn of(&mut self, dataset: &Arc<str>) -> (Bytes, Bytes) {
+        match &self.last {
+            Some((seen, full, stream)) if seen == dataset => (full.clone(), stream.clone()),
+            _ => {
+                let full = Bytes::copy_from_slice(dataset.as_bytes());
+                let stream = Bytes::copy_from_slice(dataset_parts(dataset).1.as_bytes());
+                self.last = Some((dataset.clone(), full.clone(), stream.clone()));
+                (full, stream)
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for VrlTransform {
@@ -63,16 +88,18 @@ impl Failure {
     }
 }
 
-/// The metadata a program sees: `%sluice.stream`, `%sluice.source_id`, `%sluice.original`.
+/// The metadata a program sees: `%sluice.dataset` (`1password.audit_events`),
+/// `%sluice.stream` (its part after the first dot, `audit_events`),
+/// `%sluice.source_id`, `%sluice.original`.
 pub fn metadata_of(meta: &EventMetadata) -> Value {
     let mut metadata = Value::Object(ObjectMap::new());
-    fill_metadata(&mut metadata, meta);
+    fill_metadata(&mut metadata, meta, &mut DatasetValues::default());
     metadata
 }
 
 /// Make `metadata` what [`metadata_of`] returns for `meta`, reusing its
 /// maps and keys (a program may have written to it: other keys go).
-fn fill_metadata(metadata: &mut Value, meta: &EventMetadata) {
+fn fill_metadata(metadata: &mut Value, meta: &EventMetadata, datasets: &mut DatasetValues) {
     if !matches!(metadata, Value::Object(_)) {
         *metadata = Value::Object(ObjectMap::new());
     }
@@ -84,8 +111,15 @@ fn fill_metadata(metadata: &mut Value, meta: &EventMetadata) {
     let Some(Value::Object(sluice)) = root.get_mut("sluice") else {
         unreachable!("kept or inserted as an object")
     };
-    sluice.retain(|key, _| matches!(key.as_str(), "stream" | "source_id" | "original"));
-    let stream = meta.stream.map(|s| Value::Bytes(Bytes::from_static(s.as_str().as_bytes())));
+    sluice.retain(|key, _| matches!(key.as_str(), "dataset" | "stream" | "source_id" | "original"));
+    let (dataset, stream) = match &meta.dataset {
+        Some(dataset) => {
+            let (full, stream) = datasets.of(dataset);
+            (Some(Value::Bytes(full)), Some(Value::Bytes(stream)))
+        }
+        None => (None, None),
+    };
+    set(sluice, "dataset", dataset);
     set(sluice, "stream", stream);
     set(sluice, "source_id", meta.source_id.as_deref().map(Value::from));
     set(sluice, "original", meta.raw.clone().map(Value::Bytes));
@@ -117,6 +151,7 @@ impl VrlTransform {
             last_log: None,
             suppressed: 0,
             spare_metadata: None,
+            datasets: DatasetValues::default(),
         }
     }
 
@@ -216,7 +251,7 @@ impl FunctionTransform for VrlTransform {
         }
         let Event { value, meta } = event;
         let mut metadata = self.spare_metadata.take().unwrap_or(Value::Null);
-        fill_metadata(&mut metadata, &meta);
+        fill_metadata(&mut metadata, &meta, &mut self.datasets);
         match self.run(value, metadata) {
             Ok(value) => out.push(Event { value, meta }),
             Err((failure, message, partial)) => {

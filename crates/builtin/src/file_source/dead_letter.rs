@@ -1,23 +1,23 @@
 //! `format: dead_letter`: the `file` source reads a sink's dead letter and
-//! hands on the raw 1Password item each record was made from, with its
-//! stream, so a replay goes through the same transform and sink again.
+//! hands on the raw item each record was made from, with its dataset, so a
+//! replay goes through the same transform and sink again.
 //!
 //! A record is `{"@timestamp", "destination", "status", "error",
 //! "sluice": {"component_id"}, "document"}` (`sluice_core::sink::dead_letter`).
 //! Where the raw item sits in `document` depends on the sink that wrote it:
 //!
-//! | sink | raw item | stream |
+//! | sink | raw item | dataset |
 //! |---|---|---|
-//! | `elasticsearch`, `ingest: sluice`; `splunk_hec`, `encoding: ecs` | `document.event.original` (a string) | `document.data_stream.dataset` or `document.event.dataset` (`1password.<stream>`) |
+//! | `elasticsearch`, `ingest: sluice`; `splunk_hec`, `encoding: ecs` | `document.event.original` (a string) | `document.data_stream.dataset` or `document.event.dataset` |
 //! | `elasticsearch`, `ingest: elastic` | `document.message` (a string) | the same |
-//! | `splunk_hec`, `encoding: raw` | `document.event` (the item itself) | the sourcetype's last `:` part (`1password:insights:<stream>`) |
-//! | `sluice` (forwarder) | `document` (the item itself) | the source's `stream` |
+//! | `splunk_hec`, `encoding: raw` | `document.event` (the item itself) | the sourcetype's first and last `:` parts (`1password:insights:<stream>` → `1password.<stream>`) |
+//! | `sluice` (forwarder) | `document` (the item itself) | the source's `dataset` (or `stream`) |
 
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use sluice_core::event::Stream;
+use std::sync::Arc;
 
 /// One dead-letter record, as much of it as a replay needs.
 #[derive(Deserialize)]
@@ -55,9 +55,20 @@ struct DataStream {
     dataset: Option<String>,
 }
 
-/// The raw item of a dead-letter line and its stream (`configured` wins
+/// The dataset a raw HEC envelope's sourcetype names: its first and last
+/// `:` parts (`1password:insights:audit_events` → `1password.audit_events`).
+fn dataset_of_sourcetype(sourcetype: &str) -> Option<String> {
+    let (package, rest) = sourcetype.split_once(':')?;
+    let name = rest.rsplit(':').next().filter(|name| !name.is_empty() && !package.is_empty())?;
+    Some(format!("{package}.{name}"))
+}
+
+/// The raw item of a dead-letter line and its dataset (`configured` wins
 /// over what the record says), or why neither can be had.
-pub(super) fn unwrap(line: &[u8], configured: Option<Stream>) -> Result<(Bytes, Stream), String> {
+pub(super) fn unwrap(
+    line: &[u8],
+    configured: Option<&Arc<str>>,
+) -> Result<(Bytes, Arc<str>), String> {
     let record: Record<'_> = serde_json::from_slice(line)
         .map_err(|e| format!("not a dead-letter record (an object with `document`): {e}"))?;
     let text = record.document.get();
@@ -67,33 +78,36 @@ pub(super) fn unwrap(line: &[u8], configured: Option<Stream>) -> Result<(Bytes, 
     let event_object = document.event.filter(|raw| raw.get().starts_with('{'));
     let fields: EventFields =
         event_object.and_then(|raw| serde_json::from_str(raw.get()).ok()).unwrap_or_default();
-    let dataset_stream = document
+    let named = document
         .data_stream
         .and_then(|ds| ds.dataset)
         .or(fields.dataset)
-        .and_then(|dataset| dataset.strip_prefix("1password.").and_then(|s| s.parse().ok()));
+        .filter(|dataset| !dataset.is_empty());
     let (raw, found) = if let Some(original) = fields.original {
-        (Bytes::from(original), dataset_stream)
-    } else if let (Some(message), Some(_)) = (document.message, dataset_stream) {
-        (Bytes::from(message), dataset_stream)
+        (Bytes::from(original), named)
+    } else if let (Some(message), Some(_)) = (document.message, &named) {
+        (Bytes::from(message), named)
     } else if let (Some(event), Some(sourcetype)) = (event_object, &document.sourcetype) {
-        let stream = sourcetype.rsplit(':').next().and_then(|s| s.parse().ok());
-        (Bytes::copy_from_slice(event.get().as_bytes()), stream)
-    } else if dataset_stream.is_some() || document.sourcetype.is_some() {
+        (Bytes::copy_from_slice(event.get().as_bytes()), dataset_of_sourcetype(sourcetype))
+    } else if named.is_some() || document.sourcetype.is_some() {
         return Err("the document holds no raw item (`event.original`): the sink \
              dropped it (`event_original: drop`), so this record cannot be replayed"
             .into());
     } else {
         (Bytes::copy_from_slice(text.as_bytes()), None)
     };
-    let stream = configured.or(found).ok_or_else(|| {
-        let destination = record.destination.as_deref().unwrap_or("?");
-        format!(
-            "the record does not say which stream it belongs to (destination `{destination}`); \
-             set the source's `stream`"
-        )
-    })?;
-    Ok((raw, stream))
+    let dataset = match (configured, found) {
+        (Some(configured), _) => configured.clone(),
+        (None, Some(found)) => Arc::from(found),
+        (None, None) => {
+            let destination = record.destination.as_deref().unwrap_or("?");
+            return Err(format!(
+                "the record does not say which dataset it belongs to (destination `{destination}`); \
+                 set the source's `dataset` (or 1Password `stream`)"
+            ));
+        }
+    };
+    Ok((raw, dataset))
 }
 
 #[cfg(test)]
@@ -123,12 +137,12 @@ mod tests {
         }));
         let (raw, stream) = unwrap(&line, None).expect("replayable");
         assert_eq!(&raw[..], ITEM.as_bytes());
-        assert_eq!(stream, Stream::ItemUsages);
+        assert_eq!(&*stream, "1password.item_usages");
         // event.dataset alone (HEC's ecs encoding has no data_stream).
         let line = record(
             &serde_json::json!({"event": {"original": ITEM, "dataset": "1password.audit_events"}}),
         );
-        assert_eq!(unwrap(&line, None).expect("replayable").1, Stream::AuditEvents);
+        assert_eq!(&*unwrap(&line, None).expect("replayable").1, "1password.audit_events");
     }
 
     #[test]
@@ -139,7 +153,7 @@ mod tests {
             "data_stream": {"dataset": "1password.signin_attempts"},
         }));
         let (raw, stream) = unwrap(&line, None).expect("replayable");
-        assert_eq!((&raw[..], stream), (ITEM.as_bytes(), Stream::SigninAttempts));
+        assert_eq!((&raw[..], &*stream), (ITEM.as_bytes(), "1password.signin_attempts"));
     }
 
     #[test]
@@ -151,17 +165,18 @@ mod tests {
             r#"{{"destination":"1password:insights:audit_events","error":{{}},"document":{envelope}}}"#
         );
         let (raw, stream) = unwrap(line.as_bytes(), None).expect("replayable");
-        assert_eq!((&raw[..], stream), (ITEM.as_bytes(), Stream::AuditEvents));
+        assert_eq!((&raw[..], &*stream), (ITEM.as_bytes(), "1password.audit_events"));
     }
 
     #[test]
     fn a_forwarded_item_needs_the_configured_stream() {
         let line = record(&serde_json::from_str(ITEM).expect("item"));
         let error = unwrap(&line, None).expect_err("no stream");
-        assert!(error.contains("set the source's `stream`"), "{error}");
-        let (raw, stream) = unwrap(&line, Some(Stream::ItemUsages)).expect("replayable");
+        assert!(error.contains("set the source's `dataset`"), "{error}");
+        let configured: Arc<str> = "1password.item_usages".into();
+        let (raw, stream) = unwrap(&line, Some(&configured)).expect("replayable");
         assert_eq!(serde_json::from_slice::<serde_json::Value>(&raw).expect("json")["uuid"], "U1");
-        assert_eq!(stream, Stream::ItemUsages);
+        assert_eq!(&*stream, "1password.item_usages");
     }
 
     #[test]
@@ -169,7 +184,14 @@ mod tests {
         let line = record(
             &serde_json::json!({"event": {"original": ITEM, "dataset": "1password.item_usages"}}),
         );
-        assert_eq!(unwrap(&line, Some(Stream::AuditEvents)).expect("ok").1, Stream::AuditEvents);
+        let configured: Arc<str> = "okta.system".into();
+        assert_eq!(&*unwrap(&line, Some(&configured)).expect("ok").1, "okta.system");
+        // Any dataset a record names is taken.
+        let other =
+            record(&serde_json::json!({"event": {"original": ITEM, "dataset": "acme.audit"}}));
+        assert_eq!(&*unwrap(&other, None).expect("ok").1, "acme.audit");
+        assert_eq!(dataset_of_sourcetype("acme:audit").as_deref(), Some("acme.audit"));
+        assert_eq!(dataset_of_sourcetype("plain"), None);
         let dropped = record(
             &serde_json::json!({"event": {"dataset": "1password.item_usages"}, "data_stream": {"dataset": "1password.item_usages"}}),
         );

@@ -13,7 +13,8 @@ use sluice_core::topology::{SinkPiece, SourcePiece, TopologyOptions, start};
 fn config(path: &Path, mode: ReadMode, batch: usize) -> FileSourceConfig {
     FileSourceConfig {
         path: path.to_owned(),
-        stream: Some(Stream::ItemUsages),
+        dataset: None,
+        stream: Some("item_usages".into()),
         format: LineFormat::Ndjson,
         mode,
         batch_max_events: batch,
@@ -53,7 +54,7 @@ struct Run {
 
 fn run(config: FileSourceConfig, data_dir: &Path, sink: RecordingSink) -> Run {
     let dropped = RecordingSink::new(AckStatus::Delivered);
-    let source = FileSource { config };
+    let source = config.validate(Path::new("/")).expect("valid");
     let options = TopologyOptions {
         data_dir: data_dir.to_owned(),
         buffer: sluice_core::queue::BufferConfig { max_arrays: 4, ..Default::default() },
@@ -218,7 +219,9 @@ async fn invalid_lines_go_down_the_default_output_when_nothing_reads_dropped() {
             id: "in".into(),
             type_name: "file",
             outputs: FileSourceConfig::outputs(),
-            source: Box::new(FileSource { config: config(&input, ReadMode::Once, 10) }),
+            source: Box::new(
+                config(&input, ReadMode::Once, 10).validate(Path::new("/")).expect("valid"),
+            ),
         }],
         vec![],
         vec![SinkPiece {
@@ -344,8 +347,20 @@ fn raw_items_need_their_stream_and_a_dead_letter_does_not() {
     let mut raw = config(Path::new("in.ndjson"), ReadMode::Once, 10);
     raw.stream = None;
     let errors = raw.clone().validate(Path::new("/")).expect_err("no stream");
-    assert_eq!(errors[0].field, Some("stream"));
+    assert_eq!(errors[0].field, Some("dataset"));
     assert!(errors[0].message.contains("format: dead_letter"), "{}", errors[0].message);
+    let mut any = raw.clone();
+    any.dataset = Some("okta.system".into());
+    assert_eq!(
+        any.clone().validate(Path::new("/")).expect("valid").dataset.as_deref(),
+        Some("okta.system")
+    );
+    any.stream = Some("audit_events".into());
+    assert!(any.validate(Path::new("/")).expect_err("both")[0].message.contains("not both"));
+    raw.stream = Some("signins".into());
+    let unknown = raw.clone().validate(Path::new("/")).expect_err("unknown");
+    assert!(unknown[0].message.contains("unknown stream `signins`"), "{}", unknown[0].message);
+    raw.stream = None;
     raw.format = LineFormat::DeadLetter;
     assert!(raw.validate(Path::new("/")).is_ok());
 }

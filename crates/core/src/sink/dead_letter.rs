@@ -121,7 +121,7 @@ mod tests {
         let failure = Failure::new(400, "mapper_parsing_exception", "failed to parse field [n]");
         dead.write(&[
             Rejection {
-                destination: "logs-1password.audit_events-default",
+                destination: "logs-acme.audit-default",
                 failure: &failure,
                 document: br#"{"n":"x"}"#,
             },

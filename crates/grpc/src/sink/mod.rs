@@ -193,15 +193,23 @@ impl BatchService for Forwarder {
 pub(crate) fn encode(event: &Event, destination: &Arc<str>) -> Result<Encoded, String> {
     let mut document = Vec::with_capacity(event.meta.raw.as_ref().map_or(1024, |r| r.len() * 2));
     event.write_json(&mut document);
+    let dataset = event.meta.dataset.as_deref().unwrap_or_default();
     let message = proto::Event {
-        stream: event.meta.stream.map(|s| s.as_str().to_owned()).unwrap_or_default(),
+        // For receivers from before `dataset`, which knew only 1Password's
+        // stream names.
+        stream: sluice_core::event::dataset_parts(dataset).1.to_owned(),
+        dataset: dataset.to_owned(),
         source_id: event.meta.source_id.as_deref().unwrap_or_default().to_owned(),
         raw: event.meta.raw.clone().unwrap_or_default(),
         document: Bytes::from(document),
     };
     let payload = Bytes::from(message.encode_to_vec());
-    // prost writes fields in tag order: the document (tag 4) is the tail.
-    let document = payload.slice(payload.len() - message.document.len()..);
+    // prost writes fields in tag order: the document (tag 4) comes right
+    // before the dataset (tag 5, absent when empty).
+    let tail = prost::encoding::string::encoded_len(5, &message.dataset)
+        * usize::from(!dataset.is_empty());
+    let end = payload.len() - tail;
+    let document = payload.slice(end - message.document.len()..end);
     Ok(Encoded { payload, document, destination: destination.clone() })
 }
 
@@ -324,17 +332,16 @@ mod cleartext_tests {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sluice_core::Stream;
 
     #[test]
     fn an_event_is_encoded_once_with_its_document_as_a_slice() {
         let mut event =
             Event::from_json(Bytes::from_static(br#"{"uuid":"u1","n":2}"#)).expect("json");
-        event.meta.stream = Some(Stream::ItemUsages);
+        event.meta.dataset = Some("1password.item_usages".into());
         event.meta.source_id = Some("op".into());
         let encoded = encode(&event, &"http://a:1".into()).expect("encodes");
         let decoded = proto::Event::decode(encoded.payload.clone()).expect("decodes");
-        assert_eq!(decoded.stream, "item_usages");
+        assert_eq!((&*decoded.stream, &*decoded.dataset), ("item_usages", "1password.item_usages"));
         assert_eq!(decoded.source_id, "op");
         assert_eq!(&decoded.raw[..], br#"{"uuid":"u1","n":2}"#);
         assert_eq!(&encoded.document[..], &decoded.document[..]);

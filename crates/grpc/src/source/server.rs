@@ -9,7 +9,7 @@ use metrics::{counter, gauge};
 use sluice_core::ack::{AckStatus, BatchNotifier, BatchOutcome, EventFinalizers};
 use sluice_core::component::{Outputs, SourceContext};
 use sluice_core::metrics::{ComponentMetrics, Stage};
-use sluice_core::{Event, Secret, Stream};
+use sluice_core::{Event, Secret};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 use tonic::{Code, Request, Response, Status};
@@ -115,12 +115,40 @@ fn delivered() -> PushResponse {
     PushResponse { status: push_response::Status::Delivered as i32, rejections: Vec::new() }
 }
 
+/// The datasets of one batch, each held once (a batch has one to three).
+#[derive(Default)]
+struct Datasets(Vec<Arc<str>>);
+
+impl Datasets {
+    /// The event's dataset: `dataset`, else (a sender from before the wire
+    /// carried datasets, which forwarded only 1Password's streams)
+    /// `1password.<stream>`; any name is taken.
+    fn of(&mut self, event: &proto::Event) -> Option<Arc<str>> {
+        let legacy;
+        let name = match (event.dataset.as_str(), event.stream.as_str()) {
+            ("", "") => return None,
+            ("", stream) => {
+                legacy = format!("1password.{stream}");
+                legacy.as_str()
+            }
+            (dataset, _) => dataset,
+        };
+        if let Some(known) = self.0.iter().find(|known| known.as_ref() == name) {
+            return Some(known.clone());
+        }
+        let dataset: Arc<str> = Arc::from(name);
+        self.0.push(dataset.clone());
+        Some(dataset)
+    }
+}
+
 /// One wire event → a topology event, or why not.
-fn decode(event: proto::Event, source_id: &Arc<str>) -> Result<Event, (&'static str, String)> {
-    let stream = match event.stream.as_str() {
-        "" => None,
-        name => Some(name.parse::<Stream>().map_err(|e| ("unknown_stream", e))?),
-    };
+fn decode(
+    event: proto::Event,
+    source_id: &Arc<str>,
+    datasets: &mut Datasets,
+) -> Result<Event, (&'static str, String)> {
+    let dataset = datasets.of(&event);
     let value: Value = serde_json::from_slice(&event.document)
         .map_err(|e| ("invalid_document", format!("the document is not JSON: {e}")))?;
     if !value.is_object() {
@@ -128,7 +156,7 @@ fn decode(event: proto::Event, source_id: &Arc<str>) -> Result<Event, (&'static 
     }
     let mut decoded = Event::new(value);
     decoded.meta.source_id = Some(source_id.clone());
-    decoded.meta.stream = stream;
+    decoded.meta.dataset = dataset;
     decoded.meta.raw = (!event.raw.is_empty()).then_some(event.raw);
     Ok(decoded)
 }
@@ -177,9 +205,10 @@ async fn deliver(
     let mut events = Vec::with_capacity(wire.len());
     let mut bytes = 0;
     let count = wire.len();
+    let mut datasets = Datasets::default();
     for (index, event) in wire.into_iter().enumerate() {
         bytes += event.document.len();
-        match decode(event, &receiver.id) {
+        match decode(event, &receiver.id, &mut datasets) {
             Ok(mut event) => {
                 event.meta.finalizers = EventFinalizers::new(notifier.finalizer_at(index));
                 events.push(event);
@@ -305,12 +334,28 @@ mod tests {
             document: Bytes::from_static(document),
             ..Default::default()
         };
-        assert_eq!(decode(event("nope", b"{}"), &id).expect_err("stream").0, "unknown_stream");
-        assert_eq!(decode(event("", b"{bad"), &id).expect_err("json").0, "invalid_document");
-        assert_eq!(decode(event("", b"[1]"), &id).expect_err("array").0, "invalid_document");
-        let ok = decode(event("audit_events", br#"{"a":1}"#), &id).expect("valid");
-        assert_eq!(ok.meta.stream, Some(Stream::AuditEvents));
+        let mut datasets = Datasets::default();
+        let mut decode = |event| decode(event, &id, &mut datasets);
+        assert_eq!(decode(event("", b"{bad")).expect_err("json").0, "invalid_document");
+        assert_eq!(decode(event("", b"[1]")).expect_err("array").0, "invalid_document");
+        // A sender from before datasets: its stream is a 1Password one.
+        let ok = decode(event("audit_events", br#"{"a":1}"#)).expect("valid");
+        assert_eq!(ok.meta.dataset.as_deref(), Some("1password.audit_events"));
         assert!(ok.meta.raw.is_none());
+        // A dataset the aggregator has not seen is taken as it is, and held
+        // once per batch.
+        let okta = || proto::Event {
+            dataset: "okta.system".into(),
+            stream: "system".into(),
+            ..event("", b"{}")
+        };
+        let (first, second) = (decode(okta()).expect("valid"), decode(okta()).expect("valid"));
+        assert_eq!(first.meta.dataset.as_deref(), Some("okta.system"));
+        assert!(Arc::ptr_eq(
+            first.meta.dataset.as_ref().expect("a"),
+            second.meta.dataset.as_ref().expect("b")
+        ));
+        assert!(decode(event("", b"{}")).expect("valid").meta.dataset.is_none());
     }
 
     #[test]

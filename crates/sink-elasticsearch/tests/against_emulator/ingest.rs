@@ -7,7 +7,6 @@
 //! `ingest: sluice` skips it but still runs the user's `@custom` hooks and
 //! keeps `event.original` through Fleet's final pipeline.
 
-use sluice_core::Stream;
 use sluice_core::test_util::RawSource;
 use sluice_testkit::fleet::{FINAL_PIPELINE, PACKAGE_VERSION};
 
@@ -183,7 +182,7 @@ async fn ingest_elastic_starts_on_a_fleet_install_and_the_package_pipeline_maps_
     let dir = tempfile::tempdir().expect("tempdir");
     let mut sink = sink(&es, dir.path(), "ingest: elastic\n");
     sink.preflight().await.expect("the pipeline is found in the @package component template");
-    let (source, statuses) = RawSource::new(raw_audit_items(25), Stream::AuditEvents);
+    let (source, statuses) = RawSource::new(raw_audit_items(25), "1password.audit_events");
     run_source(dir.path(), Box::new(source), sink, &Health::new()).await;
     assert_eq!(*statuses.lock().expect("lock"), [(0, BatchStatus::Delivered)]);
     assert!(es.bulk_pipeline_params().iter().all(Option::is_none), "the default pipeline runs");

@@ -10,8 +10,8 @@ use tokio::time::Instant;
 use super::{State, StreamPoller};
 use crate::checkpoint::StreamCheckpoint;
 
+use crate::streams::Stream;
 use metrics::{Counter, Gauge, Histogram, Label, counter, gauge, histogram};
-use sluice_core::Stream;
 use sluice_core::metrics::ComponentMetrics;
 
 /// One stream's counters and gauges.

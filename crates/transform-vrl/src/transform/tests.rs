@@ -1,7 +1,7 @@
 use std::path::Path;
 
+use sluice_core::Event;
 use sluice_core::component::TransformOutput;
-use sluice_core::{Event, Stream};
 
 use super::*;
 use crate::config::VrlTransformConfig;
@@ -18,9 +18,9 @@ fn transform(source: &str) -> VrlTransform {
     config.validate(Path::new("."), "t").expect("compiles")
 }
 
-fn event(json: &str, stream: Stream) -> Event {
+fn event(json: &str, dataset: &str) -> Event {
     let mut event = Event::from_json(bytes::Bytes::copy_from_slice(json.as_bytes())).expect("json");
-    event.meta.stream = Some(stream);
+    event.meta.dataset = Some(dataset.into());
     event
 }
 
@@ -30,13 +30,20 @@ fn json(value: &Value) -> serde_json::Value {
 
 #[test]
 fn metadata_reaches_the_program() {
-    let mut t = transform(".stream = %sluice.stream\n.original = %sluice.original");
+    let mut t = transform(
+        ".dataset = %sluice.dataset\n.stream = %sluice.stream\n.original = %sluice.original",
+    );
     let mut out = TransformOutput::default();
-    t.transform(event(r#"{"a":1}"#, Stream::AuditEvents), &mut out);
+    t.transform(event(r#"{"a":1}"#, "1password.audit_events"), &mut out);
+    t.transform(event(r#"{"a":2}"#, "okta.system"), &mut out);
     let (events, _) = out.take_for_test();
     assert_eq!(
         json(&events[0].value),
-        serde_json::json!({"a": 1, "stream": "audit_events", "original": "{\"a\":1}"})
+        serde_json::json!({"a": 1, "dataset": "1password.audit_events", "stream": "audit_events", "original": "{\"a\":1}"})
+    );
+    assert_eq!(
+        (&json(&events[1].value)["dataset"], &json(&events[1].value)["stream"]),
+        (&"okta.system".into(), &"system".into())
     );
 }
 
@@ -46,20 +53,20 @@ fn each_event_sees_its_own_metadata_whatever_the_last_one_did_to_it() {
     // wrote to it, and what the last event had, must not carry over.
     let mut t = transform(".before = %\n%sluice.stream = \"changed\"\n%other = 1");
     let mut out = TransformOutput::default();
-    t.transform(event(r#"{"a":1}"#, Stream::AuditEvents), &mut out);
+    t.transform(event(r#"{"a":1}"#, "1password.audit_events"), &mut out);
     let mut second = Event::new(Value::from(serde_json::json!({"b": 2})));
     second.meta.source_id = Some("op".into());
     t.transform(second, &mut out);
-    t.transform(event(r#"{"c":3}"#, Stream::ItemUsages), &mut out);
+    t.transform(event(r#"{"c":3}"#, "1password.item_usages"), &mut out);
     let (events, failed) = out.take_for_test();
     assert!(failed.is_empty());
     let before: Vec<_> = events.iter().map(|e| json(&e.value)["before"].clone()).collect();
     assert_eq!(
         before,
         [
-            serde_json::json!({"sluice": {"stream": "audit_events", "original": "{\"a\":1}"}}),
+            serde_json::json!({"sluice": {"dataset": "1password.audit_events", "stream": "audit_events", "original": "{\"a\":1}"}}),
             serde_json::json!({"sluice": {"source_id": "op"}}),
-            serde_json::json!({"sluice": {"stream": "item_usages", "original": "{\"c\":3}"}}),
+            serde_json::json!({"sluice": {"dataset": "1password.item_usages", "stream": "item_usages", "original": "{\"c\":3}"}}),
         ]
     );
 }
@@ -68,9 +75,9 @@ fn each_event_sees_its_own_metadata_whatever_the_last_one_did_to_it() {
 fn errors_and_aborts_become_pipeline_error_documents() {
     let mut t = transform("if .n == 2 { abort \"two is not allowed\" }\n.x = to_int!(.s)");
     let mut out = TransformOutput::default();
-    t.transform(event(r#"{"n":1,"s":"5"}"#, Stream::ItemUsages), &mut out);
-    t.transform(event(r#"{"n":2,"s":"5"}"#, Stream::ItemUsages), &mut out);
-    t.transform(event(r#"{"n":3,"s":"five"}"#, Stream::ItemUsages), &mut out);
+    t.transform(event(r#"{"n":1,"s":"5"}"#, "1password.item_usages"), &mut out);
+    t.transform(event(r#"{"n":2,"s":"5"}"#, "1password.item_usages"), &mut out);
+    t.transform(event(r#"{"n":3,"s":"five"}"#, "1password.item_usages"), &mut out);
     let (ok, failed) = out.take_for_test();
     assert_eq!(json(&ok[0].value)["x"], 5);
     assert_eq!(failed.len(), 2);
@@ -102,7 +109,7 @@ fn a_program_past_its_budget_is_interrupted() {
     let mut t = config.validate(Path::new("."), "slow").expect("compiles");
     let mut out = TransformOutput::default();
     let started = Instant::now();
-    t.transform(event(r#"{"a":1}"#, Stream::AuditEvents), &mut out);
+    t.transform(event(r#"{"a":1}"#, "1password.audit_events"), &mut out);
     assert!(started.elapsed() < Duration::from_secs(2), "stopped early: {:?}", started.elapsed());
     let (ok, failed) = out.take_for_test();
     assert!(ok.is_empty());
@@ -126,7 +133,7 @@ fn a_program_that_allocates_in_few_statements_is_stopped_by_its_budget() {
     };
     let mut t = config.validate(Path::new("."), "greedy").expect("compiles");
     let mut out = TransformOutput::default();
-    t.transform(event(r#"{"a":1}"#, Stream::AuditEvents), &mut out);
+    t.transform(event(r#"{"a":1}"#, "1password.audit_events"), &mut out);
     let (ok, failed) = out.take_for_test();
     assert!(ok.is_empty());
     assert_eq!(json(&failed[0].value)["error"]["type"], "vrl_budget", "{}", json(&failed[0].value));
@@ -169,8 +176,8 @@ fn an_event_that_failed_upstream_is_passed_on_with_its_own_error() {
     let mut t = transform(".mapped = true");
     let mut out = TransformOutput::default();
     let failed = r#"{"event":{"kind":"pipeline_error"},"message":"{not json","error":{"message":"invalid JSON: key must be a string"}}"#;
-    t.transform(event(failed, Stream::ItemUsages), &mut out);
-    t.transform(event(r#"{"event":{"kind":"event"}}"#, Stream::ItemUsages), &mut out);
+    t.transform(event(failed, "1password.item_usages"), &mut out);
+    t.transform(event(r#"{"event":{"kind":"event"}}"#, "1password.item_usages"), &mut out);
     let (ok, failed_out) = out.take_for_test();
     assert_eq!(failed_out.len(), 1);
     let passed = json(&failed_out[0].value);
