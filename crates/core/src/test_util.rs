@@ -10,6 +10,11 @@ use crate::ack::{AckStatus, BatchNotifier, BatchStatus, EventFinalizers, Ordered
 use crate::component::{ComponentFuture, DEFAULT_OUTPUT, Sink, SinkContext, Source, SourceContext};
 use crate::event::Event;
 
+mod scripted;
+pub use scripted::{
+    Answer, DriverRun, ScriptedService, default_delivery, encode_json, start_batch_sink,
+};
+
 /// Where [`VecSource`] records `(batch index, status)`.
 pub type Statuses = Arc<Mutex<Vec<(usize, BatchStatus)>>>;
 

@@ -65,11 +65,10 @@ pub fn request(status: u16, body: &[u8]) -> RequestError {
         return RequestError::Refused(failure);
     }
     match status {
-        401 | 403 | 404 => RequestError::Refused(failure),
-        413 => RequestError::TooLarge(failure),
+        // A missing index or endpoint is a setting here.
+        404 => RequestError::Refused(failure),
         400 => RequestError::Invalid(failure),
-        // 408, 429, 5xx, an unfollowed redirect, anything unknown.
-        _ => RequestError::Retry(failure),
+        _ => RequestError::from_http_status(status, failure),
     }
 }
 

@@ -111,7 +111,7 @@ impl Sink for ElasticsearchSink {
                 destination: "Elasticsearch",
                 service,
                 encode: move |event: &mut sluice_core::Event| {
-                    encode(event, &settings).map_err(|e| e.to_string())
+                    encode(event, &settings).map_err(sluice_core::sink::EncodeError::from)
                 },
                 settings: delivery,
             };

@@ -66,14 +66,13 @@ fn request_error(status: u16, answer: &Answer) -> RequestError {
     let failure = failure(status, answer);
     let setting = answer.code.is_some_and(|c| SETTING_CODES.contains(&c));
     match status {
-        401 | 403 => RequestError::Refused(failure),
         400 if setting => RequestError::Refused(failure),
         400 if answer.code.is_some_and(|c| EVENT_CODES.contains(&c)) => {
             RequestError::Invalid(failure)
         }
-        413 => RequestError::TooLarge(failure),
-        // 429, 5xx (busy, unhealthy), 404 (a rolling restart), code 5, anything unknown.
-        _ => RequestError::Retry(failure),
+        // 404 is a rolling restart here, retried like 429, 5xx (busy,
+        // unhealthy), code 5 and anything unknown.
+        _ => RequestError::from_http_status(status, failure),
     }
 }
 

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use chrono::DateTime;
 use sluice_core::Event;
 use sluice_core::event::dataset_parts;
-use sluice_core::sink::Encoded;
+use sluice_core::sink::{EncodeError, Encoded};
 use vrl::value::Value;
 
 use crate::config::{Encoding, Settings};
@@ -50,17 +50,17 @@ fn timestamp_of(event: &Event, encoding: Encoding) -> Option<String> {
     })
 }
 
-fn push_string(out: &mut Vec<u8>, key: &str, value: &str) -> Result<(), String> {
+fn push_string(out: &mut Vec<u8>, key: &str, value: &str) -> Result<(), EncodeError> {
     out.extend_from_slice(b"\"");
     out.extend_from_slice(key.as_bytes());
     out.extend_from_slice(b"\":");
-    serde_json::to_writer(&mut *out, value).map_err(|e| e.to_string())?;
+    serde_json::to_writer(&mut *out, value)?;
     out.push(b',');
     Ok(())
 }
 
 /// Encode `event` as one envelope.
-pub fn encode(event: &Event, settings: &Settings) -> Result<Encoded, String> {
+pub fn encode(event: &Event, settings: &Settings) -> Result<Encoded, EncodeError> {
     let dataset = event.dataset();
     let (package, stream) = dataset_parts(dataset);
     let fill = |template: &str| {

@@ -10,9 +10,9 @@ use crate::component::DEFAULT_OUTPUT;
 use crate::metrics::Stage;
 use crate::sink::adaptive::Signal;
 use crate::sink::dead_letter::Rejection;
-use crate::sink::driver::{BatchService, Encoded, Shared};
 use crate::sink::outcome::{Failure, ItemOutcome, RequestError};
 use crate::sink::progress::Progress;
+use crate::sink::service::{BatchService, Encoded, Shared};
 
 /// Items on their way, with their acknowledgements.
 #[derive(Debug, Default)]

@@ -3,7 +3,6 @@
 //! under a concurrency limit. Waiting for a free slot stops the loop from
 //! reading its input, which is the backpressure that holds back the source.
 
-use std::future::Future;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -14,50 +13,14 @@ use tokio_util::task::AbortOnDropHandle;
 use crate::ack::PendingAcks;
 use crate::component::{BoxError, SinkContext};
 use crate::event::Event;
-use crate::metrics::{ComponentMetrics, Stage};
+use crate::metrics::Stage;
 use crate::sink::adaptive::Limiter;
 use crate::sink::config::DriverSettings;
 use crate::sink::dead_letter::DeadLetter;
 use crate::sink::deliver::{Chunk, deliver, reject};
-use crate::sink::outcome::{Failure, ItemOutcome, RequestError};
+use crate::sink::outcome::{EncodeError, Failure};
 use crate::sink::progress::Progress;
-
-/// One event, encoded for its destination.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Encoded {
-    /// What this item adds to a request body (ES: the action and document lines).
-    pub payload: Bytes,
-    /// The document as JSON, for the dead letter (often a slice of `payload`).
-    pub document: Bytes,
-    /// Where it goes (an index, a sourcetype), for logs and the dead letter.
-    pub destination: Arc<str>,
-}
-
-/// The part of a sink that talks to its destination: send encoded items,
-/// say what happened to each.
-pub trait BatchService: Send + Sync + 'static {
-    /// Send `items` in one request: one outcome per item, in order, or a
-    /// failure of the whole request.
-    fn send(
-        &self,
-        items: &[Encoded],
-    ) -> impl Future<Output = Result<Vec<ItemOutcome>, RequestError>> + Send;
-}
-
-/// What every delivery task of one sink shares.
-pub(crate) struct Shared<S> {
-    pub(crate) service: S,
-    pub(crate) settings: DriverSettings,
-    pub(crate) dead_letter: DeadLetter,
-    pub(crate) progress: Progress,
-    pub(crate) metrics: ComponentMetrics,
-    pub(crate) id: String,
-    pub(crate) destination: String,
-    /// Requests in flight, learned or fixed.
-    pub(crate) limiter: Arc<Limiter>,
-    /// Source receipt → delivered, per event.
-    pub(crate) latency: metrics::Histogram,
-}
+use crate::sink::service::{BatchService, Encoded, Shared};
 
 /// A batching sink: a name for logs and `/health`, an encoder and a service.
 #[derive(Debug)]
@@ -75,7 +38,7 @@ pub struct BatchSink<S, E> {
 impl<S, E> BatchSink<S, E>
 where
     S: BatchService,
-    E: FnMut(&mut Event) -> Result<Encoded, String> + Send,
+    E: FnMut(&mut Event) -> Result<Encoded, EncodeError> + Send,
 {
     /// Run until the input closes and every batch is final.
     pub async fn run(self, mut cx: SinkContext) -> Result<(), BoxError> {
@@ -155,14 +118,14 @@ async fn unencodable<S: BatchService>(
     shared: &Shared<S>,
     event: &Event,
     acks: PendingAcks,
-    reason: String,
+    reason: EncodeError,
 ) {
     shared.metrics.error(Stage::Sending, "encode_failed");
     let original = event.meta.raw.clone().unwrap_or_default();
     let document = serde_json::to_vec(&String::from_utf8_lossy(&original)).unwrap_or_default();
     let encoded =
         Encoded { payload: Bytes::new(), document: document.into(), destination: "".into() };
-    let failure = Failure::without_status("encode_failed", reason);
+    let failure = Failure::without_status("encode_failed", reason.to_string());
     reject(shared, vec![(encoded, acks, failure)]).await;
 }
 

@@ -36,11 +36,15 @@ mod deliver;
 mod driver;
 pub mod outcome;
 mod progress;
+mod service;
+#[cfg(test)]
+mod tests;
 
 pub use config::{
     BatchConfig, Concurrency, DeadLetterConfig, DriverSettings, RequestConfig, validate_delivery,
 };
 pub use dead_letter::{DeadLetter, Rejection};
-pub use driver::{BatchService, BatchSink, Encoded};
-pub use outcome::{Failure, ItemOutcome, RequestError};
+pub use driver::BatchSink;
+pub use outcome::{EncodeError, Failure, ItemOutcome, RequestError};
 pub use progress::Progress;
+pub use service::{BatchService, Encoded};

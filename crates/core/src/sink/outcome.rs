@@ -40,6 +40,19 @@ impl fmt::Display for Failure {
     }
 }
 
+/// Why an event cannot be encoded for its destination: the event's own
+/// fault, so it goes to the dead letter (`error.type: encode_failed`).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EncodeError {
+    /// It cannot be written as JSON.
+    #[error("the event cannot be written as JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    /// It is not what the destination takes.
+    #[error("{0}")]
+    Invalid(String),
+}
+
 /// The answer for one item of a request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ItemOutcome {
@@ -77,6 +90,18 @@ pub enum RequestError {
 }
 
 impl RequestError {
+    /// The class an HTTP status has at every HTTP destination: 401 and 403
+    /// refused (credentials, privileges), 413 too large, anything else
+    /// (408, 429, 5xx, an unfollowed redirect, an unknown status) retried.
+    /// A sink decides first what its destination means by a 400 or a 404.
+    pub fn from_http_status(status: u16, failure: Failure) -> Self {
+        match status {
+            401 | 403 => Self::Refused(failure),
+            413 => Self::TooLarge(failure),
+            _ => Self::Retry(failure),
+        }
+    }
+
     /// The failure it carries.
     pub fn failure(&self) -> &Failure {
         match self {
@@ -101,5 +126,32 @@ mod tests {
             "403 security_exception: action [indices:data/write/bulk[s]] is unauthorized"
         );
         assert_eq!(Failure::without_status("transport", "").to_string(), "transport");
+    }
+
+    #[test]
+    fn http_statuses_have_the_classes_every_http_destination_shares() {
+        let class =
+            |status| match RequestError::from_http_status(status, Failure::without_status("x", ""))
+            {
+                RequestError::Refused(_) => "refused",
+                RequestError::TooLarge(_) => "too large",
+                RequestError::Retry(_) => "retry",
+                RequestError::Invalid(_) => "invalid",
+            };
+        let classes: Vec<_> = [401, 403, 413, 408, 429, 500, 503, 302, 599].map(class).into();
+        assert_eq!(
+            classes,
+            [
+                "refused",
+                "refused",
+                "too large",
+                "retry",
+                "retry",
+                "retry",
+                "retry",
+                "retry",
+                "retry"
+            ]
+        );
     }
 }

@@ -16,7 +16,7 @@ use sluice_core::component::{
     ComponentFuture, FileChecks, PreflightFuture, Sink, SinkContext, Unreachable,
 };
 use sluice_core::secret::SecretSource;
-use sluice_core::sink::{BatchService, BatchSink, Encoded, ItemOutcome, RequestError};
+use sluice_core::sink::{BatchService, BatchSink, EncodeError, Encoded, ItemOutcome, RequestError};
 use sluice_core::{Event, Secret};
 use tonic::codec::CompressionEncoding;
 use tonic::metadata::{AsciiMetadataValue, MetadataValue};
@@ -190,7 +190,7 @@ impl BatchService for Forwarder {
 }
 
 /// One event as a `sluice.v1.Event`; its document is a slice of the payload.
-pub(crate) fn encode(event: &Event, destination: &Arc<str>) -> Result<Encoded, String> {
+pub(crate) fn encode(event: &Event, destination: &Arc<str>) -> Result<Encoded, EncodeError> {
     let mut document = Vec::with_capacity(event.meta.raw.as_ref().map_or(1024, |r| r.len() * 2));
     event.write_json(&mut document);
     let dataset = event.meta.dataset.as_deref().unwrap_or_default();
