@@ -10,7 +10,8 @@ use sluice_core::config::load_str;
 use sluice_onepassword_sim::{SimConfig, Simulator};
 
 use crate::plan::plan;
-use crate::run::{block_on, run_plan, warn_all};
+use crate::preflight::warn_all;
+use crate::run::{block_on, run_plan};
 
 /// The demo topology and its ECS mapping, built into the binary.
 const DEMO_YAML: &str = include_str!("../../pipelines/demo.yaml");

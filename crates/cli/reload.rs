@@ -13,7 +13,7 @@ use sluice_core::config::ApiConfig;
 use sluice_core::topology::{Changes, RunningTopology};
 
 use crate::plan::Plan;
-use crate::run::{load, preflight, warn_all};
+use crate::preflight::{load, preflight, warn_all};
 
 /// What the running topology was built from.
 #[derive(Debug)]

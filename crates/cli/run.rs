@@ -6,29 +6,21 @@ use std::time::Duration;
 
 use anyhow::Context;
 use metrics_exporter_prometheus::PrometheusBuilder;
-use sluice_core::component::Unreachable;
-use sluice_core::config::{ConfigError, load_files};
-use sluice_core::error::error_chain;
+use metrics_exporter_prometheus::PrometheusHandle;
+use sluice_core::config::load_files;
 use sluice_core::health::Health;
 use sluice_core::tap::Taps;
-use sluice_core::topology::{TopologyOptions, start};
+use sluice_core::topology::{RunningTopology, TopologyOptions, start};
 
 use crate::error::{CliError, CliResult};
 use crate::plan::{Files, Plan, plan};
+use crate::preflight::{load, preflight, warn_all};
+use crate::reload::{Current, reload};
+use crate::signals::{Signal, Signals};
 
 /// Buckets of every `*_latency_seconds` histogram (delivery latency, HEC
 /// acknowledgements): from a fast local sink to a stalled one.
 const LATENCY_BUCKETS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0];
-
-pub fn load(configs: &[PathBuf]) -> Result<Plan, ConfigError> {
-    plan(load_files(configs), Files::Read)
-}
-
-pub fn warn_all(plan: &Plan) {
-    for warning in &plan.warnings {
-        tracing::warn!("{warning}");
-    }
-}
 
 pub fn validate(configs: &[PathBuf], network: bool, skip_files: bool) -> CliResult {
     let files = if skip_files { Files::Skip } else { Files::Read };
@@ -38,7 +30,7 @@ pub fn validate(configs: &[PathBuf], network: bool, skip_files: bool) -> CliResu
         let report = block_on_value(preflight(&mut plan, false))?;
         let problems: Vec<String> = report.failed.into_iter().chain(report.unreachable).collect();
         if !problems.is_empty() {
-            return Err(CliError::Invalid(preflight_report(&problems)));
+            return Err(CliError::Invalid(crate::preflight::report(&problems)));
         }
         for id in &report.passed {
             println!("component {id}: network checks passed");
@@ -90,54 +82,6 @@ pub fn block_on(future: impl Future<Output = CliResult>) -> CliResult {
     result
 }
 
-/// What the preflight of every component found.
-#[derive(Debug, Default)]
-pub struct Preflight {
-    /// Components whose checks passed.
-    pub passed: Vec<String>,
-    /// `component <id>: <why>` for destinations that could not be reached.
-    pub unreachable: Vec<String>,
-    /// `component <id>: <why>` for refusals and other failures.
-    pub failed: Vec<String>,
-}
-
-/// Run every component's preflight; with `prepare` (a start, not a check),
-/// then each sink's `prepare` once its preflight passed.
-pub async fn preflight(plan: &mut Plan, prepare: bool) -> Preflight {
-    let mut report = Preflight::default();
-    let mut record = |id: &str, result: Result<(), sluice_core::component::BoxError>| match result {
-        Ok(()) => report.passed.push(id.to_owned()),
-        Err(err) if err.downcast_ref::<Unreachable>().is_some() => {
-            report.unreachable.push(format!("component {id}: {}", error_chain(err.as_ref())));
-        }
-        Err(err) => report.failed.push(format!("component {id}: {}", error_chain(err.as_ref()))),
-    };
-    for piece in &mut plan.sources {
-        let result = piece.source.preflight().await;
-        record(&piece.id, result);
-    }
-    for piece in &mut plan.sinks {
-        let mut result = piece.sink.preflight().await;
-        if prepare && result.is_ok() {
-            result = piece.sink.prepare().await;
-        }
-        record(&piece.id, result);
-    }
-    report
-}
-
-fn preflight_report(problems: &[String]) -> String {
-    let mut text = format!(
-        "preflight failed ({} problem{}):\n",
-        problems.len(),
-        if problems.len() == 1 { "" } else { "s" }
-    );
-    for problem in problems {
-        text.push_str(&format!("  {problem}\n"));
-    }
-    text
-}
-
 fn block_on_value<T>(future: impl Future<Output = T>) -> anyhow::Result<T> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     Ok(runtime.block_on(future))
@@ -153,16 +97,43 @@ pub async fn run_plan(
     // Before anything answers: a SIGTERM from then on must drain, not kill.
     let mut signals = Signals::new()?;
     // One owner per data_dir, before anything else can touch it.
-    let mut lock = crate::lock::lock(&plan.data_dir(), "`sluice run`")?;
+    let lock = crate::lock::lock(&plan.data_dir(), "`sluice run`")?;
     let report = preflight(&mut plan, true).await;
     if !report.failed.is_empty() {
-        return Err(CliError::Invalid(preflight_report(&report.failed)));
+        return Err(CliError::Invalid(crate::preflight::report(&report.failed)));
     }
     for problem in &report.unreachable {
         tracing::warn!(
             "{problem}; starting anyway: events wait in the source and delivery is retried until it answers"
         );
     }
+    let health = Health::new();
+    let taps = Taps::default();
+    serve(&plan, &health, &taps).await?;
+    let data_dir = plan.data_dir();
+    if plan.data_dir.is_none() {
+        tracing::info!(data_dir = %data_dir.display(), "data_dir not set; using ./data");
+    }
+    let options = TopologyOptions { data_dir, buffer: plan.buffer, health: health.clone(), taps };
+    let counts = (plan.sources.len(), plan.transforms.len(), plan.sinks.len());
+    let mut running = Running {
+        current: Current::of(&plan),
+        topology: start(plan.sources, plan.transforms, plan.sinks, &options),
+        lock,
+        shutdown_timeout,
+    };
+    tracing::info!(sources = counts.0, transforms = counts.1, sinks = counts.2, "topology started");
+    let failed = match supervise(&mut running, &mut signals, reloads).await {
+        Stopped::AllFinished => return Ok(ExitCode::SUCCESS),
+        Stopped::Signal => false,
+        Stopped::Failed => true,
+    };
+    health.set_draining();
+    drain(running.topology, signals, shutdown_timeout, failed).await
+}
+
+/// The metrics recorder, and `/metrics`, `/health` and `/tap` when the API is on.
+async fn serve(plan: &Plan, health: &Health, taps: &Taps) -> anyhow::Result<PrometheusHandle> {
     let metrics = PrometheusBuilder::new()
         // Histograms, not summaries, so they add up across instances.
         .set_buckets_for_metric(
@@ -174,8 +145,6 @@ pub async fn run_plan(
         .context("cannot install the metrics recorder")?;
     crate::registry::describe_metrics();
     metrics::gauge!("sluice_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
-    let health = Health::new();
-    let taps = Taps::default();
     if plan.api.enabled {
         let api = crate::api::ApiState {
             metrics: metrics.clone(),
@@ -200,26 +169,45 @@ pub async fn run_plan(
             upkeep.run_upkeep();
         }
     });
+    Ok(metrics)
+}
 
-    let data_dir = plan.data_dir();
-    if plan.data_dir.is_none() {
-        tracing::info!(data_dir = %data_dir.display(), "data_dir not set; using ./data");
-    }
-    let options = TopologyOptions { data_dir, buffer: plan.buffer, health: health.clone(), taps };
-    let counts = (plan.sources.len(), plan.transforms.len(), plan.sinks.len());
-    let mut current = crate::reload::Current::of(&plan);
-    let mut topology = start(plan.sources, plan.transforms, plan.sinks, &options);
-    tracing::info!(sources = counts.0, transforms = counts.1, sinks = counts.2, "topology started");
+/// A started topology and what keeps it: what it was built from (for
+/// reloads) and the data_dir's lock.
+struct Running {
+    current: Current,
+    topology: RunningTopology,
+    lock: crate::lock::DataDirLock,
+    shutdown_timeout: Duration,
+}
 
-    let mut failed = false;
+/// Why [`supervise`] returned.
+enum Stopped {
+    /// Every component ended by itself.
+    AllFinished,
+    /// SIGINT or SIGTERM: drain.
+    Signal,
+    /// A component failed: drain, then exit 1.
+    Failed,
+}
+
+/// Keep the topology running: reload on SIGHUP or a changed config file,
+/// check the data_dir is still ours, and return on a stop signal or a
+/// component's failure.
+async fn supervise(
+    running: &mut Running,
+    signals: &mut Signals,
+    reloads: Option<Reloads<'_>>,
+) -> Stopped {
     let watching = reloads.filter(|r| r.watch);
     let mut stamped = watching.map(|r| stamp(r.configs));
     let mut watch = tokio::time::interval(WATCH_EVERY);
     let mut lock_check = tokio::time::interval(LOCK_CHECK_EVERY);
+    let timeout = running.shutdown_timeout;
     loop {
         tokio::select! {
             _ = lock_check.tick() => {
-                if let Err(error) = lock.recheck() {
+                if let Err(error) = running.lock.recheck() {
                     // Another process owns data_dir now: committing one more
                     // cursor would overwrite its checkpoints. No drain; what
                     // was not committed is read again by the owner.
@@ -236,51 +224,62 @@ pub async fn run_plan(
                 let now = Some(stamp(configs));
                 if now != stamped {
                     stamped = now;
-                    crate::reload::reload("a config file changed", configs, &mut current, &mut topology, shutdown_timeout).await;
+                    reload("a config file changed", configs, &mut running.current, &mut running.topology, timeout).await;
                 }
             }
-            name = signals.next() => {
-                if name == "SIGHUP" {
+            signal = signals.next() => {
+                if signal == Signal::Hangup {
                     match reloads {
-                        Some(r) => crate::reload::reload("SIGHUP", r.configs, &mut current, &mut topology, shutdown_timeout).await,
+                        Some(r) => reload("SIGHUP", r.configs, &mut running.current, &mut running.topology, timeout).await,
                         None => tracing::warn!("SIGHUP: this config is embedded and cannot be reloaded; still running"),
                     }
                     continue;
                 }
-                tracing::info!(signal = name, timeout = ?shutdown_timeout, "draining: sources stop fetching, in-flight events finish");
-                break;
+                tracing::info!(signal = signal.name(), timeout = ?timeout, "draining: sources stop fetching, in-flight events finish");
+                return Stopped::Signal;
             }
-            exit = topology.next_exit() => match exit {
+            exit = running.topology.next_exit() => match exit {
                 None => {
                     tracing::info!("every component finished");
-                    return Ok(ExitCode::SUCCESS);
+                    return Stopped::AllFinished;
                 }
                 Some(exit) => match exit.result {
                     Ok(()) => tracing::info!(component = %exit.id, "component finished"),
                     Err(error) => {
                         tracing::error!(component = %exit.id, kind = exit.kind.as_str(), %error, "component failed; stopping");
-                        failed = true;
-                        break;
+                        return Stopped::Failed;
                     }
                 },
             },
         }
     }
-    health.set_draining();
-    // A second signal while draining stops at once; nothing uncommitted is lost,
-    // it is read again at the next start.
+}
+
+/// Stop the sources, let in-flight events finish within `timeout`, and say
+/// how it went; a second stop signal exits at once.
+async fn drain(
+    topology: RunningTopology,
+    mut signals: Signals,
+    timeout: Duration,
+    failed: bool,
+) -> CliResult {
+    // Nothing uncommitted is lost by exiting early: it is read again at the
+    // next start.
     tokio::spawn(async move {
         loop {
-            let name = signals.next().await;
-            if name == "SIGHUP" {
+            let signal = signals.next().await;
+            if signal == Signal::Hangup {
                 tracing::warn!("SIGHUP while draining: no reload");
                 continue;
             }
-            tracing::warn!(signal = name, "second signal: exiting without waiting for the drain");
+            tracing::warn!(
+                signal = signal.name(),
+                "second signal: exiting without waiting for the drain"
+            );
             std::process::exit(1);
         }
     });
-    let report = topology.stop(shutdown_timeout).await;
+    let report = topology.stop(timeout).await;
     for exit in &report.failed {
         if let Err(error) = &exit.result {
             tracing::error!(component = %exit.id, %error, "component failed while draining");
@@ -294,30 +293,4 @@ pub async fn run_plan(
     }
     tracing::info!("drained; checkpoints committed");
     Ok(ExitCode::SUCCESS)
-}
-
-/// SIGINT and SIGTERM (stop), SIGHUP (reload).
-pub struct Signals {
-    interrupt: tokio::signal::unix::Signal,
-    terminate: tokio::signal::unix::Signal,
-    hangup: tokio::signal::unix::Signal,
-}
-
-impl Signals {
-    pub fn new() -> anyhow::Result<Self> {
-        use tokio::signal::unix::{SignalKind, signal};
-        Ok(Self {
-            interrupt: signal(SignalKind::interrupt())?,
-            terminate: signal(SignalKind::terminate())?,
-            hangup: signal(SignalKind::hangup())?,
-        })
-    }
-
-    pub async fn next(&mut self) -> &'static str {
-        tokio::select! {
-            _ = self.interrupt.recv() => "SIGINT",
-            _ = self.terminate.recv() => "SIGTERM",
-            _ = self.hangup.recv() => "SIGHUP",
-        }
-    }
 }

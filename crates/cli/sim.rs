@@ -123,7 +123,7 @@ pub fn run(args: &SimArgs) -> crate::error::CliResult {
     let config = args.config()?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
-        let mut signals = crate::run::Signals::new()?;
+        let mut signals = crate::signals::Signals::new()?;
         let sim = Simulator::start(config, args.listen).await?;
         if let Some(path) = &args.token_file {
             write_secret(path, &sim.token()).with_context(|| format!("cannot write the token to {}", path.display()))?;
@@ -131,7 +131,7 @@ pub fn run(args: &SimArgs) -> crate::error::CliResult {
         }
         tracing::info!(url = %sim.url(), audience = sim.audience(), "serving the 1Password Events API simulator");
         let signal = signals.next().await;
-        tracing::info!(signal, "stopping");
+        tracing::info!(signal = signal.name(), "stopping");
         sim.shutdown().await;
         Ok(ExitCode::SUCCESS)
     })

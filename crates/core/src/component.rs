@@ -48,8 +48,7 @@ impl FileChecks {
 /// The signal that tells sources to stop fetching.
 pub type ShutdownSignal = CancellationToken;
 
-/// The name of the default output in metrics.
-pub const DEFAULT_OUTPUT: &str = "_default";
+pub use crate::metrics::DEFAULT_OUTPUT;
 
 /// A preflight that could not reach its destination (a 1Password host, an
 /// Elasticsearch or Splunk endpoint). `sluice run` starts anyway, says so

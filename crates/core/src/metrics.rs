@@ -4,6 +4,9 @@
 
 use metrics::{Counter, Label, counter};
 
+/// The name of the default output in metrics.
+pub const DEFAULT_OUTPUT: &str = "_default";
+
 /// The metrics of one component, with its labels applied.
 #[derive(Clone)]
 pub struct ComponentMetrics {
@@ -124,7 +127,7 @@ impl ComponentMetrics {
     /// `increase()` misses a series' first value, and dashboards show 0
     /// rather than nothing.
     pub fn register_delivery(&self) {
-        self.sent(0, crate::component::DEFAULT_OUTPUT);
+        self.sent(0, DEFAULT_OUTPUT);
         self.rejected(0);
         counter!("sluice_component_duplicates_total", self.labels()).increment(0);
         for reason in ["request_failed", "refused", "item_retry", "split"] {

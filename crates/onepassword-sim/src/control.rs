@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::generate::format_timestamp;
-use crate::running::SimState;
+use crate::state::SimState;
 use crate::{Fault, Faults, SimStream, now_nanos};
 
 /// The `/_sim/` routes.

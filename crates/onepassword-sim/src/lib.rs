@@ -20,15 +20,19 @@ pub mod auth;
 mod config;
 pub mod control;
 pub mod cursor;
+mod error;
 pub mod generate;
 pub mod ratelimit;
 mod running;
 pub mod server;
+mod state;
 pub mod store;
 pub mod vocab;
 
 pub use config::{Fault, Faults, RateLimits, SimConfig};
-pub use running::{RequestRecord, SimError, Simulator};
+pub use error::SimError;
+pub use running::Simulator;
+pub use state::RequestRecord;
 
 /// The three event streams, with their API paths and token features.
 #[derive(

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use crate::auth::Claims;
 use crate::cursor::CursorState;
 use crate::generate::format_timestamp;
-use crate::running::SimState;
+use crate::state::SimState;
 use crate::{ApiVersion, Fault, SimStream, now_nanos};
 
 const HOUR_NANOS: i64 = 3600 * 1_000_000_000;
@@ -59,7 +59,7 @@ async fn record(
     let response = next.run(request).await;
     let retry_after =
         response.headers().get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()?.parse().ok());
-    state.record(crate::running::RequestRecord {
+    state.record(crate::state::RequestRecord {
         at: Instant::now(),
         path,
         status: response.status().as_u16(),

@@ -11,6 +11,9 @@ use sluice_core::sink::{
     BatchConfig, DeadLetterConfig, DriverSettings, RequestConfig, validate_delivery,
 };
 
+/// The pipeline sluice installs (`hooks.rs`) and names in its bulk requests.
+pub const HOOKS_PIPELINE: &str = "sluice-custom-hooks";
+
 /// How to authenticate.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(tag = "strategy", rename_all = "snake_case", deny_unknown_fields)]
@@ -211,7 +214,7 @@ impl Settings {
         match (self.ingest, &self.pipeline) {
             (_, Some(pipeline)) => format!("/_bulk?pipeline={pipeline}"),
             (Ingest::Sluice, None) if self.hooks_installed == Some(true) => {
-                format!("/_bulk?pipeline={}", crate::hooks::HOOKS_PIPELINE)
+                format!("/_bulk?pipeline={}", HOOKS_PIPELINE)
             }
             (Ingest::Sluice, None) => "/_bulk?pipeline=_none".into(),
             (Ingest::Elastic, None) => "/_bulk".into(),

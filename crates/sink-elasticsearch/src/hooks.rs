@@ -13,9 +13,7 @@
 use sluice_core::component::BoxError;
 
 use crate::client::EsClient;
-
-/// The pipeline sluice installs and names in its bulk requests.
-pub const HOOKS_PIPELINE: &str = "sluice-custom-hooks";
+pub use crate::config::HOOKS_PIPELINE;
 
 /// The hooks Fleet's pipelines call, as `data_stream.*` templates.
 const HOOKS: [&str; 4] = [

@@ -9,6 +9,7 @@
 //! of them are collected before anything is reported.
 
 mod env;
+pub mod field;
 mod load;
 mod locate;
 
@@ -22,6 +23,7 @@ use serde::de::DeserializeOwned;
 use serde_yaml_ng::Value;
 
 pub use env::interpolate;
+pub use field::{FieldError, check_range};
 pub use load::{load_files, load_files_with, load_str};
 use locate::{Locator, Seg};
 
@@ -409,37 +411,6 @@ impl RawConfig {
     /// The config if loading found no problem.
     pub fn check(self) -> Result<Self, ConfigError> {
         if self.errors.is_empty() { Ok(self) } else { Err(ConfigError::new(self.errors)) }
-    }
-}
-
-/// A problem a component's `validate()` found, optionally tied to one of its keys.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FieldError {
-    /// The top-level key of the component it concerns, if any.
-    pub field: Option<&'static str>,
-    /// What is wrong.
-    pub message: String,
-}
-
-impl FieldError {
-    /// A problem with `field`.
-    pub fn new(field: &'static str, message: impl Into<String>) -> Self {
-        Self { field: Some(field), message: message.into() }
-    }
-}
-
-/// A setting outside `min..=max` (NaN included) is a problem with `field`.
-pub(crate) fn check_range<T: PartialOrd + std::fmt::Display>(
-    errors: &mut Vec<FieldError>,
-    field: &'static str,
-    value: T,
-    (min, max): (T, T),
-) {
-    if !(value >= min && value <= max) {
-        errors.push(FieldError::new(
-            field,
-            format!("{field} is {value}; it must be from {min} to {max}"),
-        ));
     }
 }
 

@@ -1,0 +1,72 @@
+//! Loading a config into a plan and checking its components before a run
+//! starts (or a reload applies it): what `sluice run`, `sluice validate
+//! --network` and a reload share.
+
+use std::path::PathBuf;
+
+use sluice_core::component::Unreachable;
+use sluice_core::config::{ConfigError, load_files};
+use sluice_core::error::error_chain;
+
+use crate::plan::{Files, Plan, plan};
+
+/// Read and plan `configs`, reading the files components name.
+pub fn load(configs: &[PathBuf]) -> Result<Plan, ConfigError> {
+    plan(load_files(configs), Files::Read)
+}
+
+/// Log the plan's warnings.
+pub fn warn_all(plan: &Plan) {
+    for warning in &plan.warnings {
+        tracing::warn!("{warning}");
+    }
+}
+
+/// What the preflight of every component found.
+#[derive(Debug, Default)]
+pub struct Preflight {
+    /// Components whose checks passed.
+    pub passed: Vec<String>,
+    /// `component <id>: <why>` for destinations that could not be reached.
+    pub unreachable: Vec<String>,
+    /// `component <id>: <why>` for refusals and other failures.
+    pub failed: Vec<String>,
+}
+
+/// Run every component's preflight; with `prepare` (a start, not a check),
+/// then each sink's `prepare` once its preflight passed.
+pub async fn preflight(plan: &mut Plan, prepare: bool) -> Preflight {
+    let mut report = Preflight::default();
+    let mut record = |id: &str, result: Result<(), sluice_core::component::BoxError>| match result {
+        Ok(()) => report.passed.push(id.to_owned()),
+        Err(err) if err.downcast_ref::<Unreachable>().is_some() => {
+            report.unreachable.push(format!("component {id}: {}", error_chain(err.as_ref())));
+        }
+        Err(err) => report.failed.push(format!("component {id}: {}", error_chain(err.as_ref()))),
+    };
+    for piece in &mut plan.sources {
+        let result = piece.source.preflight().await;
+        record(&piece.id, result);
+    }
+    for piece in &mut plan.sinks {
+        let mut result = piece.sink.preflight().await;
+        if prepare && result.is_ok() {
+            result = piece.sink.prepare().await;
+        }
+        record(&piece.id, result);
+    }
+    report
+}
+
+/// The problems a preflight found, as one message.
+pub fn report(problems: &[String]) -> String {
+    let mut text = format!(
+        "preflight failed ({} problem{}):\n",
+        problems.len(),
+        if problems.len() == 1 { "" } else { "s" }
+    );
+    for problem in problems {
+        text.push_str(&format!("  {problem}\n"));
+    }
+    text
+}
