@@ -48,7 +48,7 @@ fn map(transform: &mut VrlTransform, stream: &str, raw: &str) -> (Value, bool) {
 }
 
 fn assert_same(case: &str, expected: &Value, actual: &Value) -> Vec<String> {
-    sluice_core::diff::json_diff(expected, actual)
+    sluice_topology::diff::json_diff(expected, actual)
         .into_iter()
         .map(|p| format!("{case}: {p}"))
         .collect()

@@ -49,7 +49,7 @@ pub struct TapAccess {
 
 impl TapAccess {
     /// From the `api` settings (a token file is read now).
-    pub fn of(api: &sluice_core::config::ApiConfig) -> anyhow::Result<Self> {
+    pub fn of(api: &sluice_topology::config::ApiConfig) -> anyhow::Result<Self> {
         let token = api.tap_secret().map_err(|e| anyhow::anyhow!("api.tap_token_file: {e}"))?;
         Ok(Self {
             enabled: api.tap,

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use sluice_source_onepassword::Stream;
 use sluice_source_onepassword::checkpoint::{self, Reset};
 
-use sluice_core::config::{ComponentKind, ConfigError, load_files};
+use sluice_topology::config::{ComponentKind, ConfigError, load_files};
 
 use crate::error::{CliError, CliResult};
 use crate::plan::data_dir_or_default;

@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
-use sluice_core::config::load_str;
 use sluice_onepassword_sim::{SimConfig, Simulator};
+use sluice_topology::config::load_str;
 
 use crate::plan::plan;
 use crate::preflight::warn_all;

@@ -20,8 +20,8 @@ impl CliError {
     }
 }
 
-impl From<sluice_core::config::ConfigError> for CliError {
-    fn from(err: sluice_core::config::ConfigError) -> Self {
+impl From<sluice_topology::config::ConfigError> for CliError {
+    fn from(err: sluice_topology::config::ConfigError) -> Self {
         Self::Invalid(err.to_string())
     }
 }

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::error::CliResult;
-use sluice_core::config::load_files;
+use sluice_topology::config::load_files;
 
 use crate::plan::{Files, Plan, plan};
 use crate::registry::{TYPES, settings};

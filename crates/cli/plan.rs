@@ -6,11 +6,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use sluice_core::component::FileChecks;
-use sluice_core::config::{
+use sluice_core::queue::BufferConfig;
+use sluice_topology::config::{
     ApiConfig, ComponentKind, ConfigError, Diagnostic, FieldError, RawComponent, RawConfig,
 };
-use sluice_core::queue::BufferConfig;
-use sluice_core::topology::{Node, SinkPiece, SourcePiece, TransformPiece, check};
+use sluice_topology::{Node, SinkPiece, SourcePiece, TransformPiece, check};
 
 use crate::registry::{SinkConfig, SourceConfig, TransformConfig};
 

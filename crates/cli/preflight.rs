@@ -5,8 +5,8 @@
 use std::path::PathBuf;
 
 use sluice_core::component::Unreachable;
-use sluice_core::config::{ConfigError, load_files};
 use sluice_core::error::error_chain;
+use sluice_topology::config::{ConfigError, load_files};
 
 use crate::plan::{Files, Plan, plan};
 

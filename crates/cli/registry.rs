@@ -5,11 +5,11 @@
 use serde::Deserialize;
 use sluice_builtin::{BlackholeSinkConfig, ConsoleSinkConfig, FileSinkConfig, FileSourceConfig};
 use sluice_core::component::{FunctionTransform, Sink, Source};
-use sluice_core::config::{FieldError, RawComponent};
 use sluice_grpc::{SluiceSink, SluiceSinkConfig, SluiceSource, SluiceSourceConfig};
 use sluice_sink_elasticsearch::{ElasticsearchSink, ElasticsearchSinkConfig};
 use sluice_sink_splunk_hec::{SplunkHecSink, SplunkHecSinkConfig};
 use sluice_source_onepassword::{OnePasswordSource, OnePasswordSourceConfig};
+use sluice_topology::config::{FieldError, RawComponent};
 use sluice_transform_vrl::VrlTransformConfig;
 
 /// Every source type.

@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use sluice_core::config::ApiConfig;
-use sluice_core::topology::{Changes, RunningTopology};
+use sluice_topology::config::ApiConfig;
+use sluice_topology::{Changes, RunningTopology};
 
 use crate::plan::Plan;
 use crate::preflight::{load, preflight, warn_all};

@@ -7,10 +7,10 @@ use std::time::Duration;
 use anyhow::Context;
 use metrics_exporter_prometheus::PrometheusBuilder;
 use metrics_exporter_prometheus::PrometheusHandle;
-use sluice_core::config::load_files;
 use sluice_core::health::Health;
 use sluice_core::tap::Taps;
-use sluice_core::topology::{RunningTopology, TopologyOptions, start};
+use sluice_topology::config::load_files;
+use sluice_topology::{RunningTopology, TopologyOptions, start};
 
 use crate::error::{CliError, CliResult};
 use crate::plan::{Files, Plan, plan};

@@ -10,10 +10,10 @@ use std::process::ExitCode;
 use serde::Deserialize;
 use sluice_core::Event;
 use sluice_core::component::TransformOutput;
-use sluice_core::config::{ConfigError, Diagnostic, load_files};
-use sluice_core::diff::json_diff;
-use sluice_core::topology::TransformPiece;
 use sluice_source_onepassword::Stream;
+use sluice_topology::TransformPiece;
+use sluice_topology::config::{ConfigError, Diagnostic, load_files};
+use sluice_topology::diff::json_diff;
 use sluice_transform_vrl::condition::Condition;
 use sluice_transform_vrl::transform::metadata_of;
 

@@ -172,7 +172,7 @@ fn a_100000_event_run_survives_kill_9_with_one_document_per_uuid() {
             assert!(at_end[stream].contains(id), "{stream}: {id} is not an event of this stream");
             let raw = document["event"]["original"].as_str().expect("event.original");
             let expected = expected_document(&mut transform, stream, raw);
-            for difference in sluice_core::diff::json_diff(&expected, document) {
+            for difference in sluice_topology::diff::json_diff(&expected, document) {
                 differences.push(format!("{stream} {id}: {difference}"));
             }
         }

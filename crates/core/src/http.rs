@@ -66,7 +66,7 @@ impl TlsConfig {
     }
 
     fn validate(&self) -> Vec<crate::config::FieldError> {
-        use crate::config::field::FieldError;
+        use crate::config::FieldError;
         let mut errors = Vec::new();
         if let Some(name) = &self.server_name {
             if let Err(err) = tls::server_name(name) {

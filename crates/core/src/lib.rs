@@ -1,26 +1,34 @@
-//! sluice-core: what every sluice component shares.
+//! sluice-core: the contracts every sluice plugin builds on, and the two
+//! kits they share. It names no plugin, no 1Password stream and no YAML
+//! loader (that runtime is `sluice-topology`, used by the binary alone).
 //!
-//! sluice moves 1Password Events API activity into SIEMs. This crate sits
-//! under every plugin (sources, transforms, sinks) and knows none of them:
+//! **Writing a plugin, you need five modules:**
 //!
-//! - [`event`]: the [`Event`] (a `vrl::value::Value` plus metadata: the
-//!   source id, the dataset its source names, the raw text, acknowledgements);
-//! - [`ack`]: end-to-end acknowledgements (batch notifiers, finalizers, the
-//!   ordered acknowledgement stream a source commits from);
-//! - [`component`]: the source, transform and sink contracts and fan-out;
-//! - [`topology`]: graph checks, wiring with bounded channels, drain;
-//! - [`config`]: YAML loading, environment variables, positioned errors;
-//! - [`metrics`], [`health`]: what `/metrics` and `/health` report;
-//! - [`checkpoint`]: atomic checkpoint files; [`secret`]: redacted secrets;
-//! - [`backoff`]: exponential backoff with full jitter for retry loops;
-//! - [`sink`]: the delivery layer every batching sink runs on (batching,
-//!   concurrency, retries, outcome classes, dead letter, health);
-//! - [`http`] (feature `http`): the HTTP client builder, sensitive headers,
-//!   capped bodies, error descriptions without secrets;
-//! - [`durable`]: fsynced appends of whole lines (file sink, dead letters);
-//! - [`error`]: an error and its causes on one line;
-//! - [`diff`]: field-by-field differences between JSON documents;
-//! - [`tap`]: live copies of an output's events for `sluice tap`;
+//! - [`component`]: the [`Source`](component::Source),
+//!   [`Sink`](component::Sink) and
+//!   [`FunctionTransform`](component::FunctionTransform) traits, their
+//!   contexts (input, outputs, shutdown, `data_dir`, health, metrics) and
+//!   preflight;
+//! - [`ack`]: end-to-end acknowledgements: a source makes a
+//!   [`BatchNotifier`] per batch and commits from [`OrderedAcks`]; a sink
+//!   finishes each event's finalizers with its fate;
+//! - [`config`]: [`FieldError`](config::FieldError) and
+//!   [`check_range`](config::check_range), what a pure `validate()` returns;
+//! - [`sink`]: the delivery layer a batching sink runs on: give it an
+//!   encoder and a [`BatchService`](sink::BatchService), and it batches,
+//!   limits concurrency, retries, splits, dead-letters and reports health;
+//! - [`http`] (feature `http`): the HTTP client, TLS settings, sensitive
+//!   headers, capped bodies, error texts without secrets.
+//!
+//! **The rest, as you meet it:** [`event`] (the [`Event`]: a
+//! `vrl::value::Value` plus its source id, dataset, raw text and
+//! finalizers), [`metrics`] and [`health`] (what `/metrics` and `/health`
+//! show), [`secret`] (values that never print), [`checkpoint`] (atomic
+//! files), [`durable`] (fsynced appends: the file sink, dead letters),
+//! [`backoff`] (exponential, full jitter), [`queue`] and [`tap`] (what
+//! [`component::Outputs`] sends through), [`error`] (a cause chain on one
+//! line); `test_util` (feature `test-util`) holds recording components, a
+//! scripted destination and a driver harness for plugin tests.
 #![deny(missing_docs)]
 
 pub mod ack;
@@ -28,7 +36,6 @@ pub mod backoff;
 pub mod checkpoint;
 pub mod component;
 pub mod config;
-pub mod diff;
 pub mod durable;
 pub mod error;
 pub mod event;
@@ -40,7 +47,6 @@ pub mod queue;
 pub mod secret;
 pub mod sink;
 pub mod tap;
-pub mod topology;
 
 pub use ack::{AckStatus, BatchNotifier, BatchStatus, OrderedAcks};
 pub use event::{Event, EventMetadata};

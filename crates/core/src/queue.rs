@@ -15,7 +15,7 @@ use metrics::{Gauge, Label};
 use serde::Deserialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
-use crate::config::field::{FieldError, check_range};
+use crate::config::{FieldError, check_range};
 use crate::event::{Event, EventArray};
 
 /// `buffer:` at the top of a config: the bound of every component's input queue.

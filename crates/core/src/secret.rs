@@ -67,7 +67,7 @@ impl SecretSource {
         dir: &std::path::Path,
         what: &str,
     ) -> Result<Self, crate::config::FieldError> {
-        use crate::config::field::FieldError;
+        use crate::config::FieldError;
         match (inline, file) {
             (Some(secret), None) => Ok(Self::Inline(secret)),
             (None, Some(path)) => Ok(Self::File(dir.join(path))),

@@ -12,10 +12,10 @@ use sluice_core::ack::AckStatus;
 use sluice_core::component::{ComponentFuture, DEFAULT_OUTPUT, Sink, SinkContext, Source};
 use sluice_core::health::Health;
 use sluice_core::test_util::{RawSource, RecordingSink, Statuses, wait_for};
-use sluice_core::topology::{RunningTopology, SinkPiece, SourcePiece, TopologyOptions, start};
 use sluice_grpc::proto::forward_client::ForwardClient;
 use sluice_grpc::proto::{Event, PushRequest, push_response};
 use sluice_grpc::{SluiceSink, SluiceSinkConfig, SluiceSource, SluiceSourceConfig};
+use sluice_topology::{RunningTopology, SinkPiece, SourcePiece, TopologyOptions, start};
 use tokio::sync::Semaphore;
 use vrl::value::Value;
 

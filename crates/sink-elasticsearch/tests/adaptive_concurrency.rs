@@ -11,9 +11,9 @@ use serde_json::json;
 use sluice_core::BatchStatus;
 use sluice_core::health::Health;
 use sluice_core::test_util::{VecSource, wait_for};
-use sluice_core::topology::{SinkPiece, SourcePiece, TopologyOptions, start};
 use sluice_sink_elasticsearch::{ElasticsearchSink, ElasticsearchSinkConfig};
 use sluice_testkit::{EsEmulator, EsEmulatorConfig, Latency};
+use sluice_topology::{SinkPiece, SourcePiece, TopologyOptions, start};
 
 const BATCHES: usize = 3000;
 const PER_BATCH: usize = 10;

@@ -10,9 +10,9 @@ use sluice_core::component::Sink;
 use sluice_core::health::Health;
 use sluice_core::test_util::Statuses;
 use sluice_core::test_util::{VecSource, wait_for};
-use sluice_core::topology::{SinkPiece, SourcePiece, TopologyOptions, start};
 use sluice_sink_elasticsearch::{ElasticsearchSink, ElasticsearchSinkConfig};
 use sluice_testkit::{EsAuth, EsEmulator, EsEmulatorConfig, EsFault, ItemFailure};
+use sluice_topology::{SinkPiece, SourcePiece, TopologyOptions, start};
 
 fn doc(n: usize) -> vrl::value::Value {
     let value = json!({

@@ -9,9 +9,9 @@ use sluice_core::BatchStatus;
 use sluice_core::component::Sink;
 use sluice_core::health::Health;
 use sluice_core::test_util::{RawSource, Statuses, wait_for};
-use sluice_core::topology::{SinkPiece, SourcePiece, TopologyOptions, start};
 use sluice_sink_splunk_hec::{SplunkHecSink, SplunkHecSinkConfig};
 use sluice_testkit::{HecEmulator, HecEmulatorConfig, HecFault, HecToken};
+use sluice_topology::{SinkPiece, SourcePiece, TopologyOptions, start};
 
 const TOKEN: &str = "8f3c1b52-6a1e-4d8c-9a9b-0c1d2e3f4a5b";
 

@@ -10,10 +10,10 @@ use sluice_core::AckStatus;
 use sluice_core::component::{ComponentFuture, Sink, SinkContext, Source};
 use sluice_core::health::Health;
 use sluice_core::test_util::{RecordingSink, wait_for};
-use sluice_core::topology::{RunningTopology, SinkPiece, SourcePiece, TopologyOptions, start};
 use sluice_onepassword_sim::{Fault, SimConfig, SimStream, Simulator};
 use sluice_source_onepassword::Stream;
 use sluice_source_onepassword::{OnePasswordSource, OnePasswordSourceConfig};
+use sluice_topology::{RunningTopology, SinkPiece, SourcePiece, TopologyOptions, start};
 use vrl::value::Value;
 
 const ALL: [&str; 3] = ["signinattempts", "itemusages", "auditevents"];

@@ -14,8 +14,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sluice_core::AckStatus;
 use sluice_core::health::Health;
 use sluice_core::test_util::{RecordingSink, wait_for};
-use sluice_core::topology::{SinkPiece, SourcePiece, TopologyOptions, start};
 use sluice_source_onepassword::{OnePasswordSource, OnePasswordSourceConfig};
+use sluice_topology::{SinkPiece, SourcePiece, TopologyOptions, start};
 
 const GOOD_1: &str = r#"{"uuid":"A1","timestamp":"2026-11-29T10:00:00Z","action":"join"}"#;
 const BAD: &str = r#"{"uuid":"B2","timestamp":"2026-11-29T10:00:01Z","n":1e400}"#;
@@ -104,7 +104,7 @@ fn source_into(
     url: &str,
     dir: &std::path::Path,
     interval_secs: u32,
-) -> (sluice_core::topology::RunningTopology, RecordingSink) {
+) -> (sluice_topology::RunningTopology, RecordingSink) {
     std::fs::write(dir.join("token"), token()).expect("token");
     let yaml = format!(
         "url: {url}\nallow_custom_url: true\ntoken_file: token\nstart_time: 2d\ninterval_secs: {interval_secs}\n"

@@ -8,7 +8,7 @@ use super::*;
 use sluice_core::ack::AckStatus;
 use sluice_core::health::Health;
 use sluice_core::test_util::{RecordingSink, wait_for};
-use sluice_core::topology::{SinkPiece, SourcePiece, TopologyOptions, start};
+use sluice_topology::{SinkPiece, SourcePiece, TopologyOptions, start};
 
 fn config(path: &Path, mode: ReadMode, batch: usize) -> FileSourceConfig {
     FileSourceConfig {
@@ -49,7 +49,7 @@ fn checkpoint(data_dir: &Path) -> u64 {
 struct Run {
     sink: RecordingSink,
     dropped: RecordingSink,
-    topology: sluice_core::topology::RunningTopology,
+    topology: sluice_topology::RunningTopology,
 }
 
 fn run(config: FileSourceConfig, data_dir: &Path, sink: RecordingSink) -> Run {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::field::{FieldError, check_range};
+use crate::config::{FieldError, check_range};
 
 /// `batch`: when a batch is sent.
 #[derive(Clone, Debug, Deserialize)]

@@ -9,7 +9,6 @@
 //! of them are collected before anything is reported.
 
 mod env;
-pub mod field;
 mod load;
 mod locate;
 
@@ -23,9 +22,9 @@ use serde::de::DeserializeOwned;
 use serde_yaml_ng::Value;
 
 pub use env::interpolate;
-pub use field::{FieldError, check_range};
 pub use load::{load_files, load_files_with, load_str};
 use locate::{Locator, Seg};
+pub use sluice_core::config::{FieldError, check_range};
 
 /// A position in a config file.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -155,7 +154,7 @@ pub struct ApiConfig {
     pub tap: bool,
     /// The bearer token `/tap` requires (`Authorization: Bearer <token>`).
     #[serde(default)]
-    pub tap_token: Option<crate::Secret>,
+    pub tap_token: Option<sluice_core::Secret>,
     /// A file holding that token, read at start (relative to the config file).
     #[serde(default)]
     pub tap_token_file: Option<std::path::PathBuf>,
@@ -224,10 +223,12 @@ impl ApiConfig {
     }
 
     /// The `/tap` token, if one is set (a file is read now).
-    pub fn tap_secret(&self) -> Result<Option<crate::Secret>, crate::secret::SecretFileError> {
+    pub fn tap_secret(
+        &self,
+    ) -> Result<Option<sluice_core::Secret>, sluice_core::secret::SecretFileError> {
         match (&self.tap_token, &self.tap_token_file) {
             (Some(token), _) => Ok(Some(token.clone())),
-            (None, Some(file)) => crate::Secret::from_file(file).map(Some),
+            (None, Some(file)) => sluice_core::Secret::from_file(file).map(Some),
             (None, None) => Ok(None),
         }
     }
@@ -394,7 +395,7 @@ pub struct RawConfig {
     /// The API server settings.
     pub api: ApiConfig,
     /// The bound of every component's input queue.
-    pub buffer: crate::queue::BufferConfig,
+    pub buffer: sluice_core::queue::BufferConfig,
     /// Every component, in file order.
     pub components: Vec<RawComponent>,
     /// The `tests:` entries, each with where its list starts.

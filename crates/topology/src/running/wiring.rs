@@ -5,10 +5,10 @@
 
 use std::collections::BTreeMap;
 
-use crate::component::{Fanout, FanoutLink, Outputs};
-use crate::metrics::ComponentMetrics;
-use crate::queue::{BufferConfig, QueueReceiver, QueueSender, WeakQueueSender};
-use crate::tap::Taps;
+use sluice_core::component::{Fanout, FanoutLink, Outputs};
+use sluice_core::metrics::ComponentMetrics;
+use sluice_core::queue::{BufferConfig, QueueReceiver, QueueSender, WeakQueueSender};
+use sluice_core::tap::Taps;
 
 /// The channels and fanouts of a running topology.
 #[derive(Debug, Default)]
@@ -36,7 +36,7 @@ impl Wiring {
         buffer: BufferConfig,
         metrics: &ComponentMetrics,
     ) -> QueueReceiver {
-        let (tx, rx) = crate::queue::queue(buffer, metrics.labels());
+        let (tx, rx) = sluice_core::queue::queue(buffer, metrics.labels());
         self.consumers.insert(id.to_owned(), (inputs.to_vec(), tx.downgrade()));
         match metrics.kind_and_type() {
             ("sink", type_name) => self.sinks.insert(id.to_owned(), format!("{id} ({type_name})")),

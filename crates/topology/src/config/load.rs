@@ -9,7 +9,7 @@ use super::env::interpolate_value;
 use super::{
     ApiConfig, ComponentKind, Diagnostic, FileContext, Input, Locator, RawComponent, RawConfig, Seg,
 };
-use crate::queue::BufferConfig;
+use sluice_core::queue::BufferConfig;
 
 /// Keys whose values are secrets: a variable there stays text.
 const SECRET_KEYS: [&str; 5] = ["token", "api_key", "password", "proxy", "tap_token"];

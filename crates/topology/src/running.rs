@@ -12,15 +12,15 @@ use std::time::Duration;
 
 use tokio::task::{AbortHandle, Id, JoinSet};
 
-use crate::component::{
+use crate::config::ComponentKind;
+use sluice_core::component::{
     BoxError, ComponentFuture, EventReceiver, FunctionTransform, ShutdownSignal, Sink, SinkContext,
     Source, SourceContext,
 };
-use crate::config::ComponentKind;
-use crate::error::error_chain;
-use crate::health::Health;
-use crate::metrics::ComponentMetrics;
-use crate::tap::Taps;
+use sluice_core::error::error_chain;
+use sluice_core::health::Health;
+use sluice_core::metrics::ComponentMetrics;
+use sluice_core::tap::Taps;
 
 pub use reload::Changes;
 use wiring::Wiring;
@@ -80,7 +80,7 @@ pub struct TopologyOptions {
     /// Where sources keep checkpoints.
     pub data_dir: PathBuf,
     /// The bound of each component's input queue, in arrays and in bytes.
-    pub buffer: crate::queue::BufferConfig,
+    pub buffer: sluice_core::queue::BufferConfig,
     /// The health registry.
     pub health: Health,
     /// Where every source and transform output registers its tap point.

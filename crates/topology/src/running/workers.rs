@@ -7,9 +7,11 @@ use std::sync::Arc;
 use tokio::sync::Mutex;
 use tokio::task::JoinSet;
 
-use crate::component::{BoxError, EventReceiver, FunctionTransform, Outputs, TransformOutput};
-use crate::event::Event;
-use crate::metrics::{ComponentMetrics, Stage};
+use sluice_core::component::{
+    BoxError, EventReceiver, FunctionTransform, Outputs, TransformOutput,
+};
+use sluice_core::event::Event;
+use sluice_core::metrics::{ComponentMetrics, Stage};
 
 /// Run a transform on `concurrency()` workers (forks of it) that take whole
 /// arrays from the one input in turn.

@@ -4,15 +4,15 @@ use std::time::Duration;
 use vrl::value::Value;
 
 use super::*;
-use crate::ack::{AckStatus, BatchStatus};
-use crate::component::TransformOutput;
-use crate::event::Event;
-use crate::test_util::{RecordingSink, VecSource, wait_for};
+use sluice_core::ack::{AckStatus, BatchStatus};
+use sluice_core::component::TransformOutput;
+use sluice_core::event::Event;
+use sluice_core::test_util::{RecordingSink, VecSource, wait_for};
 
 fn options() -> TopologyOptions {
     TopologyOptions {
         data_dir: std::env::temp_dir(),
-        buffer: crate::queue::BufferConfig { max_arrays: 2, ..Default::default() },
+        buffer: sluice_core::queue::BufferConfig { max_arrays: 2, ..Default::default() },
         health: Health::new(),
         taps: Default::default(),
     }

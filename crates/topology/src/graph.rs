@@ -109,7 +109,7 @@ pub fn check(nodes: &[Node]) -> GraphCheck {
         for port in ports {
             // Nobody reading `<id>.dropped` is fine: failed events then go
             // down the default output, with their error, and are never lost.
-            if port == Some(crate::component::DROPPED) {
+            if port == Some(sluice_core::component::DROPPED) {
                 continue;
             }
             if !consumed.contains(&(node.id.as_str(), port)) {

@@ -10,8 +10,8 @@ use std::path::Path;
 use proptest::prelude::*;
 use serde_yaml_ng::{Mapping, Value};
 use sluice_core::Event;
-use sluice_core::config::load_str;
-use sluice_core::topology::{Node, check};
+use sluice_topology::config::load_str;
+use sluice_topology::{Node, check};
 
 const CASES: u32 = 256;
 
