@@ -60,15 +60,13 @@ pub(crate) fn answer(seen: &Seen, text: &[u8], default_index: Option<&str>) -> R
     while let Some(line) = lines.next() {
         let Ok(action) = serde_json::from_slice::<std::collections::BTreeMap<&str, Meta>>(line)
         else {
-            return super::bulk::bad_request(
-                "Malformed action/metadata line, expected START_OBJECT",
-            );
+            return super::bad_request("Malformed action/metadata line, expected START_OBJECT");
         };
         let Some((op, meta)) = action.into_iter().next() else {
-            return super::bulk::bad_request("Malformed action/metadata line, expected an action");
+            return super::bad_request("Malformed action/metadata line, expected an action");
         };
         if op != "delete" && lines.next().is_none() {
-            return super::bulk::bad_request("Malformed action/metadata line, no document");
+            return super::bad_request("Malformed action/metadata line, no document");
         }
         let index = meta._index.or(default_index.map(Into::into)).unwrap_or_default();
         items.push((op, index, meta._id.unwrap_or_default()));

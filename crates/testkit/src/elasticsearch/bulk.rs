@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
-use super::{EsFault, EsState, Store, es_error, ingest, processors, unauthorized};
+use super::{EsFault, EsState, Store, bad_request, es_error, ingest, processors, unauthorized};
 
 /// The query parameters of `_bulk` the emulator reads.
 #[derive(Debug, Default, serde::Deserialize)]
@@ -53,10 +53,6 @@ fn failed_request(code: u16) -> Response {
         ),
         _ => es_error(status, "unavailable_shards_exception", "primary shard is not active"),
     }
-}
-
-pub(super) fn bad_request(reason: &str) -> Response {
-    es_error(StatusCode::BAD_REQUEST, "illegal_argument_exception", reason)
 }
 
 async fn handle(

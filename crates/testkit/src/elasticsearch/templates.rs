@@ -15,8 +15,25 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
-use super::ingest::matches;
 use super::{EsState, Store, es_error, unauthorized};
+
+/// Whether `name` matches an index pattern with `*` wildcards.
+pub(crate) fn matches(pattern: &str, name: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or_default();
+    let Some(mut rest) = name.strip_prefix(first) else { return false };
+    let parts: Vec<&str> = parts.collect();
+    for (n, part) in parts.iter().enumerate() {
+        if n + 1 == parts.len() {
+            return rest.ends_with(part);
+        }
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    rest.is_empty()
+}
 
 /// A PUT body: JSON that `valid` accepts, or Elasticsearch's 400.
 fn parse(body: &[u8], valid: impl Fn(&Value) -> bool, missing: &str) -> Result<Value, Response> {
