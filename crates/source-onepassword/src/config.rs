@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use sluice_core::component::FileChecks;
-use sluice_core::config::FieldError;
+use sluice_core::config::{FieldError, check_range};
 use sluice_core::{Secret, SecretSource};
 
 use crate::streams::Stream;
@@ -317,74 +317,21 @@ impl OnePasswordSourceConfig {
     /// Check the settings without I/O; relative paths resolve against `dir`.
     pub fn validate(self, dir: &Path) -> Result<Settings, Vec<FieldError>> {
         let mut errors = Vec::new();
+        // Reported after the token, url, streams and start_time, in the
+        // order of the settings' documentation.
+        let mut out_of_range = Vec::new();
+        self.check_ranges(&mut out_of_range);
         let token = SecretSource::from_config(self.token, self.token_file, dir, "a token")
             .map_err(|error| errors.push(error))
             .ok();
-        // An empty `url` (an unset `${OP_EVENTS_URL:-}`) means: from the token.
-        let url = match self
-            .url
-            .as_deref()
-            .map(str::trim)
-            .filter(|u| !u.is_empty())
-            .map(reqwest::Url::parse)
-        {
-            None => None,
-            Some(Ok(url)) if !matches!(url.scheme(), "http" | "https") => {
-                errors.push(FieldError::new("url", format!("url `{url}` must be http or https")));
-                None
-            }
-            Some(Ok(url))
-                if url.scheme() == "http"
-                    && is_allowed_host(url.host_str().unwrap_or_default()) =>
-            {
-                errors.push(FieldError::new(
-                    "url",
-                    format!(
-                        "url `{url}` must be https: the token would cross the network in clear"
-                    ),
-                ));
-                None
-            }
-            Some(Ok(url)) if !url.username().is_empty() || url.password().is_some() => {
-                errors.push(FieldError::new(
-                    "url",
-                    "the url must not hold credentials; the token goes in `token` or `token_file`",
-                ));
-                None
-            }
-            Some(Ok(url)) => {
-                let host = url.host_str().unwrap_or_default();
-                if !self.allow_custom_url && !is_allowed_host(host) {
-                    errors.push(FieldError::new("url", format!(
-                        "`{host}` is not a 1Password events host ({}); set `allow_custom_url: true` to send the token there",
-                        ALLOWED_HOSTS.join(", ")
-                    )));
-                }
-                Some(url)
-            }
-            Some(Err(err)) => {
-                errors.push(FieldError::new("url", format!("url is not a URL: {err}")));
-                None
-            }
-        };
+        let url = check_url(self.url.as_deref(), self.allow_custom_url, &mut errors);
         if let Some(SecretSource::Inline(secret)) = &token {
             errors.extend(
                 token_problems(secret, url.as_ref(), self.allow_custom_url, "token").errors,
             );
         }
         if let Some(streams) = &self.streams {
-            if streams.is_empty() {
-                errors.push(FieldError::new(
-                    "streams",
-                    "streams must not be empty (leave it out for every permitted stream)",
-                ));
-            }
-            let mut seen = streams.clone();
-            seen.sort();
-            seen.dedup();
-            if seen.len() != streams.len() {
-                errors.push(FieldError::new("streams", "a stream is listed twice"));
-            }
+            check_streams(streams, &mut errors);
         }
         let start_time = match self.start_time.as_deref().map(parse_start_time) {
             None => StartTime::Ago(Duration::from_secs(7 * 24 * 3600)),
@@ -394,48 +341,7 @@ impl OnePasswordSourceConfig {
                 StartTime::Ago(Duration::ZERO)
             }
         };
-        for (field, ok, message) in [
-            ("limit", (1..=1000).contains(&self.limit), "limit must be between 1 and 1000"),
-            (
-                "interval_secs",
-                (1..=86_400).contains(&self.interval_secs),
-                "interval_secs must be from 1 to 86400",
-            ),
-            (
-                "request_timeout_secs",
-                (1..=3600).contains(&self.request_timeout_secs),
-                "request_timeout_secs must be from 1 to 3600",
-            ),
-            (
-                "max_pages_in_flight",
-                (1..=1000).contains(&self.max_pages_in_flight),
-                "max_pages_in_flight must be from 1 to 1000",
-            ),
-            (
-                "refused_retry_secs",
-                (1..=86_400).contains(&self.refused_retry_secs),
-                "refused_retry_secs must be from 1 to 86400",
-            ),
-            (
-                "retry_max_backoff_secs",
-                (1..=3600).contains(&self.retry_max_backoff_secs),
-                "retry_max_backoff_secs must be from 1 to 3600",
-            ),
-            (
-                "unhealthy_after_secs",
-                (1..=86_400).contains(&self.unhealthy_after_secs),
-                "unhealthy_after_secs must be from 1 to 86400",
-            ),
-            (
-                "rate_limit",
-                self.rate_limit.per_minute >= 1 && self.rate_limit.per_hour >= 1,
-                "rate_limit values must be at least 1",
-            ),
-        ] {
-            if !ok {
-                errors.push(FieldError::new(field, message));
-            }
-        }
+        errors.extend(out_of_range);
         if let Some(proxy) = &self.proxy
             && reqwest::Url::parse(proxy.expose()).is_err()
         {
@@ -457,9 +363,75 @@ impl OnePasswordSourceConfig {
             retry_max_backoff: Duration::from_secs(self.retry_max_backoff_secs),
             unhealthy_after: Duration::from_secs(self.unhealthy_after_secs),
             proxy: self.proxy,
-            ca_file: self.tls.ca_file.map(|f| dir.join(f)),
+            // An empty `ca_file` (an unset variable) means none, as for the sinks.
+            ca_file: self.tls.ca_file.filter(|f| !f.as_os_str().is_empty()).map(|f| dir.join(f)),
             rate_limit: self.rate_limit,
         })
+    }
+
+    /// The numeric settings, each within its range (core's wording).
+    fn check_ranges(&self, errors: &mut Vec<FieldError>) {
+        check_range(errors, "limit", self.limit, (1, 1000));
+        check_range(errors, "interval_secs", self.interval_secs, (1, 86_400));
+        check_range(errors, "request_timeout_secs", self.request_timeout_secs, (1, 3600));
+        check_range(errors, "max_pages_in_flight", self.max_pages_in_flight, (1, 1000));
+        check_range(errors, "refused_retry_secs", self.refused_retry_secs, (1, 86_400));
+        check_range(errors, "retry_max_backoff_secs", self.retry_max_backoff_secs, (1, 3600));
+        check_range(errors, "unhealthy_after_secs", self.unhealthy_after_secs, (1, 86_400));
+        if self.rate_limit.per_minute == 0 || self.rate_limit.per_hour == 0 {
+            errors.push(FieldError::new("rate_limit", "rate_limit values must be at least 1"));
+        }
+    }
+}
+
+/// The configured `url`: an https URL of a 1Password events host (another
+/// host needs `allow_custom_url`), without credentials. Empty (an unset
+/// `${OP_EVENTS_URL:-}`) or absent means: from the token.
+fn check_url(
+    url: Option<&str>,
+    allow_custom_url: bool,
+    errors: &mut Vec<FieldError>,
+) -> Option<reqwest::Url> {
+    let url = match reqwest::Url::parse(url.map(str::trim).filter(|u| !u.is_empty())?) {
+        Ok(url) => url,
+        Err(err) => {
+            errors.push(FieldError::new("url", format!("url is not a URL: {err}")));
+            return None;
+        }
+    };
+    let host = url.host_str().unwrap_or_default().to_owned();
+    let problem = if !matches!(url.scheme(), "http" | "https") {
+        format!("url `{url}` must be http or https")
+    } else if url.scheme() == "http" && is_allowed_host(&host) {
+        format!("url `{url}` must be https: the token would cross the network in clear")
+    } else if !url.username().is_empty() || url.password().is_some() {
+        "the url must not hold credentials; the token goes in `token` or `token_file`".into()
+    } else {
+        if !allow_custom_url && !is_allowed_host(&host) {
+            errors.push(FieldError::new("url", format!(
+                "`{host}` is not a 1Password events host ({}); set `allow_custom_url: true` to send the token there",
+                ALLOWED_HOSTS.join(", ")
+            )));
+        }
+        return Some(url);
+    };
+    errors.push(FieldError::new("url", problem));
+    None
+}
+
+/// `streams`, when given: not empty, none twice.
+fn check_streams(streams: &[Stream], errors: &mut Vec<FieldError>) {
+    if streams.is_empty() {
+        errors.push(FieldError::new(
+            "streams",
+            "streams must not be empty (leave it out for every permitted stream)",
+        ));
+    }
+    let mut seen = streams.to_vec();
+    seen.sort();
+    seen.dedup();
+    if seen.len() != streams.len() {
+        errors.push(FieldError::new("streams", "a stream is listed twice"));
     }
 }
 

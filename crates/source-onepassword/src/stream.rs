@@ -7,9 +7,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use sluice_core::Event;
-use sluice_core::ack::{BatchNotifier, BatchStatus, EventFinalizers, OrderedAcks};
+use sluice_core::ack::{BatchNotifier, BatchStatus, OrderedAcks};
 use sluice_core::backoff::Backoff;
 use sluice_core::component::{BoxError, Outputs, ShutdownSignal};
 use sluice_core::health::HealthHandle;
@@ -18,13 +18,18 @@ use sluice_core::metrics::{ComponentMetrics, Stage};
 use crate::streams::Stream;
 use tokio::time::Instant;
 
-use crate::checkpoint::{self, StreamCheckpoint};
+use crate::checkpoint::StreamCheckpoint;
 use crate::client::{ApiClient, ApiError, Page, Request};
-use crate::config::{Settings, StartTime};
+use crate::config::Settings;
 use crate::limiter::Limiter;
 
+mod commit;
 mod health;
 pub(crate) mod measure;
+mod page;
+mod start;
+
+use page::PageEvents;
 
 use measure::StreamMetrics;
 
@@ -112,39 +117,7 @@ impl StreamPoller {
         let metrics = StreamMetrics::new(&self.metrics, self.stream);
         metrics.up.set(1.0);
         let _poller = self.limiter.poller();
-        let mut checkpoint = checkpoint::load(&self.checkpoint_path)?.unwrap_or_default();
-        if let (Some(_), Some(theirs), Some(ours)) =
-            (&checkpoint.cursor, &checkpoint.account, &self.account)
-            && theirs != ours
-        {
-            return Err(format!(
-                "stream {}: the checkpoint {} holds a cursor of account {theirs}, and the token is of account {ours}; a cursor of another account cannot be used. Point data_dir elsewhere, or start this source afresh with `sluice checkpoint reset <config> --source {}`",
-                self.stream,
-                self.checkpoint_path.display(),
-                self.source_id
-            )
-            .into());
-        }
-        if let Some(warning) =
-            checkpoint::consumers_missing_history(&checkpoint, &self.consumers, &self.source_id)
-        {
-            tracing::warn!(stream = %self.stream, path = %self.checkpoint_path.display(), "{warning}");
-        }
-        // Recorded at once (the cursor unchanged), so that it is said once
-        // even while the stream has nothing new to commit.
-        let consumers_changed =
-            checkpoint.cursor.is_some() && checkpoint.consumers[..] != self.consumers[..];
-        if consumers_changed {
-            checkpoint.consumers = self.consumers.to_vec();
-        }
-        // A first start fixes its start time, so that a restart before the
-        // first commit does not move the window forward.
-        let first_start = checkpoint.cursor.is_none() && checkpoint.start_time.is_none();
-        if first_start {
-            let start = self.settings.start_time.resolve(Utc::now());
-            checkpoint.start_time = Some(start.to_rfc3339_opts(SecondsFormat::Nanos, true));
-            checkpoint.api_version = self.settings.api_version;
-        }
+        let (checkpoint, unsaved) = self.prepare_checkpoint()?;
         let next = self.resume_request(&checkpoint);
         let mut state = State {
             checkpoint,
@@ -162,7 +135,7 @@ impl StreamPoller {
             progress_at: std::sync::Mutex::new(Instant::now()),
             backfilling: false,
             events_this_run: 0,
-            unsaved: first_start || consumers_changed,
+            unsaved,
             save_failed: false,
             save_backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(5)),
         };
@@ -183,38 +156,6 @@ impl StreamPoller {
         result
     }
 
-    fn resume_request(&self, checkpoint: &StreamCheckpoint) -> Request {
-        let limit = self.settings.limit;
-        match (&checkpoint.cursor, checkpoint.api_version == self.settings.api_version) {
-            (Some(cursor), true) => {
-                tracing::info!(stream = %self.stream, "resuming from the checkpointed cursor");
-                Request::Cursor(cursor.clone())
-            }
-            (cursor, same_version) => {
-                let start = match (
-                    &checkpoint.start_time,
-                    &checkpoint.newest_timestamp,
-                    cursor.is_some() && !same_version,
-                ) {
-                    (Some(start), _, _) => DateTime::parse_from_rfc3339(start)
-                        .map(|t| StartTime::At(t.with_timezone(&Utc)))
-                        .unwrap_or(self.settings.start_time),
-                    (None, Some(newest), true) => {
-                        tracing::warn!(stream = %self.stream, "the checkpoint's cursor is for another api_version; restarting from its newest timestamp (late events before it may be missed)");
-                        DateTime::parse_from_rfc3339(newest)
-                            .map(|t| StartTime::At(t.with_timezone(&Utc)))
-                            .unwrap_or(self.settings.start_time)
-                    }
-                    _ => self.settings.start_time,
-                };
-                let start_time =
-                    start.resolve(Utc::now()).to_rfc3339_opts(SecondsFormat::Nanos, true);
-                tracing::info!(stream = %self.stream, %start_time, "no checkpoint: starting a new cursor");
-                Request::Reset { limit, start_time }
-            }
-        }
-    }
-
     async fn poll(&self, state: &mut State, metrics: &StreamMetrics) -> Result<(), BoxError> {
         loop {
             while let Some((position, status)) = state.acks.try_next() {
@@ -230,19 +171,8 @@ impl StreamPoller {
                 continue;
             }
             if state.acks.len() >= self.settings.max_pages_in_flight {
-                // Held back by the sinks: the checkpoint age and lag keep
-                // moving meanwhile, or the stale and lagging alerts could
-                // never fire during an outage.
-                let mut gauges = tokio::time::interval(GAUGES_EVERY);
-                loop {
-                    tokio::select! {
-                        (position, status) = state.acks.next() => {
-                            self.on_ack(state, metrics, position, status).await?;
-                            break;
-                        }
-                        _ = gauges.tick() => self.update_gauges(state, metrics),
-                        () = self.shutdown.cancelled() => return Ok(()),
-                    }
+                if self.wait_for_room(state, metrics).await? {
+                    return Ok(());
                 }
                 continue;
             }
@@ -274,32 +204,63 @@ impl StreamPoller {
                 tracing::info!(stream = %self.stream, wait = ?reset, "the token's rate limit is used up (RateLimit-Remaining: 0); every stream of this token waits for the reset");
             }
             match result {
-                Ok(page) => {
-                    metrics.request("200".into());
-                    state.failing = None;
-                    if state.down {
-                        state.down = false;
-                        metrics.up.set(1.0);
-                        self.health.set_healthy(self.stream.as_str());
-                        tracing::info!(stream = %self.stream, "the API accepts the stream again");
-                    }
-                    state.backoff.reset();
-                    let has_more = page.has_more;
-                    let caught_up = !self.on_page(state, metrics, page).await?;
-                    // The loop's next turn logs the progress (update_gauges).
-                    state.backfilling = has_more && !caught_up;
-                    if state.backfilling {
-                        continue;
-                    }
-                    let interval = self.limiter.idle_interval(self.settings.interval);
-                    self.idle(state, metrics, jitter(interval)).await?;
-                }
+                Ok(page) => self.on_answer(state, metrics, page).await?,
                 Err(err) => {
                     metrics.request(err.status_label());
                     self.on_error(state, metrics, err).await?;
                 }
             }
         }
+    }
+
+    /// Wait until a page in flight is final (the sinks hold the stream
+    /// back); whether shutdown came first. The checkpoint age and lag keep
+    /// moving meanwhile, or the stale and lagging alerts could never fire
+    /// during an outage.
+    async fn wait_for_room(
+        &self,
+        state: &mut State,
+        metrics: &StreamMetrics,
+    ) -> Result<bool, BoxError> {
+        let mut gauges = tokio::time::interval(GAUGES_EVERY);
+        loop {
+            tokio::select! {
+                (position, status) = state.acks.next() => {
+                    self.on_ack(state, metrics, position, status).await?;
+                    return Ok(false);
+                }
+                _ = gauges.tick() => self.update_gauges(state, metrics),
+                () = self.shutdown.cancelled() => return Ok(true),
+            }
+        }
+    }
+
+    /// A page came: the stream is up again; emit it, then follow the cursor
+    /// at once during a backfill, or wait an interval.
+    async fn on_answer(
+        &self,
+        state: &mut State,
+        metrics: &StreamMetrics,
+        page: Page,
+    ) -> Result<(), BoxError> {
+        metrics.request("200".into());
+        state.failing = None;
+        if state.down {
+            state.down = false;
+            metrics.up.set(1.0);
+            self.health.set_healthy(self.stream.as_str());
+            tracing::info!(stream = %self.stream, "the API accepts the stream again");
+        }
+        state.backoff.reset();
+        let has_more = page.has_more;
+        let caught_up = !self.on_page(state, metrics, page).await?;
+        // The loop's next turn logs the progress (update_gauges).
+        state.backfilling = has_more && !caught_up;
+        if state.backfilling {
+            return Ok(());
+        }
+        let interval = self.limiter.idle_interval(self.settings.interval);
+        self.idle(state, metrics, jitter(interval)).await
     }
 
     /// Emit a page. Returns whether the cursor moved or events came (false: treat as caught up).
@@ -313,45 +274,14 @@ impl StreamPoller {
         let count = page.items.len();
         let moved = !matches!(&state.next, Request::Cursor(c) if *c == page.cursor);
         let (notifier, receiver) = BatchNotifier::new_with_receiver();
-        let mut events = Vec::with_capacity(count);
-        let mut newest: Option<DateTime<Utc>> = None;
-        let mut bytes = 0;
-        let source_id: Arc<str> = self.source_id.as_str().into();
-        let dataset: Arc<str> = self.stream.dataset().into();
-        for (n, raw) in page.items.into_iter().enumerate() {
-            bytes += raw.len();
-            let parsed = if page.not_utf8.contains(&n) {
-                Err("the item is not valid UTF-8 (shown with U+FFFD in place of the invalid bytes)"
-                    .to_owned())
-            } else {
-                Event::from_json(raw.clone()).map_err(|e| e.to_string())
-            };
-            let mut event = match parsed {
-                Ok(event) => event,
-                // One item the API sent that cannot be an event (a number
-                // out of range, say) must not stop the stream: it goes on
-                // as a `pipeline_error` event with its raw text, and the
-                // rest of the page is delivered.
-                Err(err) => {
-                    self.metrics.error(Stage::Receiving, "parse_failed");
-                    tracing::error!(stream = %self.stream, error = %err, "an item of the page is not a usable event; it goes on as a pipeline_error event with its raw text");
-                    let meta = sluice_core::EventMetadata {
-                        raw: Some(raw),
-                        dataset: Some(dataset.clone()),
-                        ..Default::default()
-                    };
-                    let message = format!("the item is not a usable event: {err}");
-                    Event::pipeline_error(meta, "parse_failed", message, &self.source_id)
-                }
-            };
-            if let Some(ts) = timestamp_of(&event) {
-                newest = Some(newest.map_or(ts, |n| n.max(ts)));
-            }
-            event.meta.dataset = Some(dataset.clone());
-            event.meta.source_id = Some(source_id.clone());
-            event.meta.finalizers = EventFinalizers::new(notifier.finalizer());
-            events.push(event);
-        }
+        let PageEvents { events, newest, bytes } = page::events_of(
+            page.items,
+            &page.not_utf8,
+            &notifier,
+            &self.source_id,
+            self.stream,
+            &self.metrics,
+        );
         drop(notifier);
         metrics.events.increment(count as u64);
         self.metrics.received(count, bytes);
@@ -361,45 +291,65 @@ impl StreamPoller {
                 Position { cursor: page.cursor.clone(), newest, events: count as u64 },
                 receiver,
             );
-            // Not cancelled by shutdown: a page half sent would count as
-            // delivered. A full channel (the sinks held back) can take long:
-            // the gauges keep moving meanwhile.
-            let send = self.out.send(events);
-            tokio::pin!(send);
-            let mut gauges =
-                tokio::time::interval_at(tokio::time::Instant::now() + GAUGES_EVERY, GAUGES_EVERY);
-            loop {
-                tokio::select! {
-                    sent = &mut send => {
-                        sent?;
-                        break;
-                    }
-                    _ = gauges.tick() => self.update_gauges(state, metrics),
-                }
+            self.send(state, metrics, events).await?;
+        }
+        Ok(self.follow(state, page.cursor, count, moved, page.has_more))
+    }
+
+    /// Send a page's events. Not cancelled by shutdown: a page half sent
+    /// would count as delivered. A full channel (the sinks held back) can
+    /// take long: the gauges keep moving meanwhile.
+    async fn send(
+        &self,
+        state: &mut State,
+        metrics: &StreamMetrics,
+        events: Vec<Event>,
+    ) -> Result<(), BoxError> {
+        let send = self.out.send(events);
+        tokio::pin!(send);
+        let mut gauges =
+            tokio::time::interval_at(tokio::time::Instant::now() + GAUGES_EVERY, GAUGES_EVERY);
+        loop {
+            tokio::select! {
+                sent = &mut send => return Ok(sent?),
+                _ = gauges.tick() => self.update_gauges(state, metrics),
             }
         }
-        let cycle = moved && state.recent.contains(&page.cursor);
+    }
+
+    /// Take the page's cursor as the next request; whether to follow it at
+    /// once (false: a cycle, or empty pages that say more is waiting, so
+    /// treat the stream as caught up).
+    fn follow(
+        &self,
+        state: &mut State,
+        cursor: String,
+        count: usize,
+        moved: bool,
+        has_more: bool,
+    ) -> bool {
+        let cycle = moved && state.recent.contains(&cursor);
         if state.recent.len() == RECENT_CURSORS {
             state.recent.pop_front();
         }
-        state.recent.push_back(page.cursor.clone());
-        state.next = Request::Cursor(page.cursor);
-        if cycle && page.has_more {
+        state.recent.push_back(cursor.clone());
+        state.next = Request::Cursor(cursor);
+        if cycle && has_more {
             tracing::warn!(stream = %self.stream, "the API answered with a cursor it gave before (a cycle); waiting an interval instead of following it");
             state.stuck = 0;
-            return Ok(false);
+            return false;
         }
-        if count == 0 && page.has_more {
+        if count == 0 && has_more {
             state.stuck += 1;
             if state.stuck >= STUCK_PAGES {
                 tracing::warn!(stream = %self.stream, pages = state.stuck, "the API keeps answering empty pages with has_more; waiting an interval");
                 state.stuck = 0;
-                return Ok(false);
+                return false;
             }
         } else {
             state.stuck = 0;
         }
-        Ok(true)
+        true
     }
 
     async fn on_error(
@@ -499,78 +449,6 @@ impl StreamPoller {
         }
         Ok(())
     }
-
-    /// Take a final page's position into the checkpoint and write it.
-    fn commit(&self, state: &mut State, metrics: &StreamMetrics, position: Position) {
-        let checkpoint = &mut state.checkpoint;
-        if checkpoint.cursor.as_deref() == Some(position.cursor.as_str()) && position.events == 0 {
-            return;
-        }
-        checkpoint.cursor = Some(position.cursor);
-        checkpoint.api_version = self.settings.api_version;
-        checkpoint.start_time = None;
-        checkpoint.events = checkpoint.events.saturating_add(position.events);
-        checkpoint.account.clone_from(&self.account);
-        checkpoint.consumers = self.consumers.to_vec();
-        checkpoint.url = Some(self.client.base().to_owned());
-        if let Some(newest) = position.newest {
-            let known = checkpoint
-                .newest_timestamp
-                .as_deref()
-                .and_then(|t| DateTime::parse_from_rfc3339(t).ok());
-            if known.is_none_or(|k| newest > k) {
-                checkpoint.newest_timestamp =
-                    Some(newest.to_rfc3339_opts(SecondsFormat::AutoSi, true));
-            }
-        }
-        checkpoint.committed_at = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
-        state.unsaved = true;
-        self.save(state, metrics);
-    }
-
-    /// Write the checkpoint if the file is behind it; whether the file is
-    /// now current. A failed write never ends the stream: it shows on
-    /// `/health` under `<stream>.checkpoint` and is retried, and the same
-    /// (or a newer) content is written once the disk accepts it.
-    fn save(&self, state: &mut State, metrics: &StreamMetrics) -> bool {
-        if !state.unsaved {
-            return true;
-        }
-        let key = format!("{}.checkpoint", self.stream);
-        match checkpoint::save(&self.checkpoint_path, &state.checkpoint) {
-            Ok(()) => {
-                state.unsaved = false;
-                if std::mem::take(&mut state.save_failed) {
-                    tracing::info!(stream = %self.stream, "the checkpoint is written again");
-                    self.health.set_healthy(&key);
-                }
-                state.save_backoff.reset();
-                state.committed_at = Instant::now();
-                self.update_gauges(state, metrics);
-                true
-            }
-            Err(err) => {
-                if !std::mem::replace(&mut state.save_failed, true) {
-                    tracing::error!(stream = %self.stream, error = %err, "the checkpoint cannot be written; no new page is fetched until it can (the write is retried)");
-                }
-                metrics.component.error(Stage::Processing, "checkpoint_write");
-                self.health.set_unhealthy(&key, format!("{err}; retrying"));
-                false
-            }
-        }
-    }
-}
-
-/// The event's `timestamp`, when it is RFC 3339.
-fn timestamp_of(event: &Event) -> Option<DateTime<Utc>> {
-    let vrl::value::Value::Object(map) = &event.value else { return None };
-    let text = match map.get("timestamp")? {
-        value @ (vrl::value::Value::Bytes(_) | vrl::value::Value::String(_)) => {
-            value.to_string_lossy()
-        }
-        _ => return None,
-    };
-    DateTime::parse_from_rfc3339(&text).ok().map(|t| t.with_timezone(&Utc))
 }
 
 /// `duration` ± 10 %, so many sources do not poll in lockstep.

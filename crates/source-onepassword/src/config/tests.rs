@@ -162,3 +162,20 @@ fn an_empty_url_means_the_host_comes_from_the_token() {
         assert_eq!(settings.url, None, "{yaml}");
     }
 }
+
+#[test]
+fn ranges_read_as_every_components_do_and_an_empty_ca_file_is_none() {
+    let errors = messages(config("token_file: t\nlimit: 0\nrefused_retry_secs: 90000\n"));
+    assert_eq!(
+        errors,
+        [
+            (Some("limit"), "limit is 0; it must be from 1 to 1000".to_owned()),
+            (
+                Some("refused_retry_secs"),
+                "refused_retry_secs is 90000; it must be from 1 to 86400".to_owned()
+            ),
+        ]
+    );
+    let settings = config("token_file: t\ntls: {ca_file: ''}\n").validate(Path::new("/etc/sluice"));
+    assert_eq!(settings.expect("valid").ca_file, None, "not the config folder itself");
+}
