@@ -65,51 +65,7 @@ pub fn plan(raw: RawConfig, files: Files) -> Result<Plan, ConfigError> {
     let mut warnings = Vec::new();
     let mut nodes = Vec::new();
     for component in &raw.components {
-        let inputs = || component.inputs.iter().map(|i| i.name.clone()).collect::<Vec<_>>();
-        let outputs = match component.kind {
-            ComponentKind::Source => add(component, &mut errors, |config: SourceConfig| {
-                let (type_name, outputs) = (config.type_name(), config.outputs());
-                warnings.extend(config.warnings().into_iter().map(|w| component.report(w)));
-                let source = config.validate(component)?;
-                if files == Files::Read {
-                    accept(source.check_files(), component, &mut warnings)?;
-                }
-                plan.sources.push(SourcePiece {
-                    id: component.id.clone(),
-                    type_name,
-                    outputs: outputs.clone(),
-                    source,
-                });
-                Ok(outputs)
-            }),
-            ComponentKind::Transform => add(component, &mut errors, |config: TransformConfig| {
-                let (type_name, outputs) = (config.type_name(), config.outputs());
-                let transform = config.validate(component)?;
-                plan.transforms.push(TransformPiece {
-                    id: component.id.clone(),
-                    type_name,
-                    inputs: inputs(),
-                    outputs: outputs.clone(),
-                    transform,
-                });
-                Ok(outputs)
-            }),
-            ComponentKind::Sink => add(component, &mut errors, |config: SinkConfig| {
-                let type_name = config.type_name();
-                warnings.extend(config.warnings().into_iter().map(|w| component.report(w)));
-                let sink = config.validate(component)?;
-                if files == Files::Read {
-                    accept(sink.check_files(), component, &mut warnings)?;
-                }
-                plan.sinks.push(SinkPiece {
-                    id: component.id.clone(),
-                    type_name,
-                    inputs: inputs(),
-                    sink,
-                });
-                Ok(Vec::new())
-            }),
-        };
+        let outputs = add_component(&mut plan, component, files, &mut errors, &mut warnings);
         nodes.push(Node {
             id: component.id.clone(),
             kind: component.kind,
@@ -131,6 +87,62 @@ pub fn plan(raw: RawConfig, files: Files) -> Result<Plan, ConfigError> {
         // Component errors come first in file order, then graph errors; show them by position.
         errors.sort_by_key(position);
         Err(ConfigError::new(errors))
+    }
+}
+
+/// Deserialize, validate and (with [`Files::Read`]) check one component,
+/// adding it to `plan`; its outputs, or `None` when it has errors.
+fn add_component(
+    plan: &mut Plan,
+    component: &RawComponent,
+    files: Files,
+    errors: &mut Vec<Diagnostic>,
+    warnings: &mut Vec<Diagnostic>,
+) -> Option<Vec<String>> {
+    let inputs = || component.inputs.iter().map(|i| i.name.clone()).collect::<Vec<_>>();
+    match component.kind {
+        ComponentKind::Source => add(component, errors, |config: SourceConfig| {
+            let (type_name, outputs) = (config.type_name(), config.outputs());
+            warnings.extend(config.warnings().into_iter().map(|w| component.report(w)));
+            let source = config.validate(component)?;
+            if files == Files::Read {
+                accept(source.check_files(), component, warnings)?;
+            }
+            plan.sources.push(SourcePiece {
+                id: component.id.clone(),
+                type_name,
+                outputs: outputs.clone(),
+                source,
+            });
+            Ok(outputs)
+        }),
+        ComponentKind::Transform => add(component, errors, |config: TransformConfig| {
+            let (type_name, outputs) = (config.type_name(), config.outputs());
+            let transform = config.validate(component)?;
+            plan.transforms.push(TransformPiece {
+                id: component.id.clone(),
+                type_name,
+                inputs: inputs(),
+                outputs: outputs.clone(),
+                transform,
+            });
+            Ok(outputs)
+        }),
+        ComponentKind::Sink => add(component, errors, |config: SinkConfig| {
+            let type_name = config.type_name();
+            warnings.extend(config.warnings().into_iter().map(|w| component.report(w)));
+            let sink = config.validate(component)?;
+            if files == Files::Read {
+                accept(sink.check_files(), component, warnings)?;
+            }
+            plan.sinks.push(SinkPiece {
+                id: component.id.clone(),
+                type_name,
+                inputs: inputs(),
+                sink,
+            });
+            Ok(Vec::new())
+        }),
     }
 }
 

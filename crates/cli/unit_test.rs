@@ -134,6 +134,38 @@ fn input_event(input: &TestInput) -> Result<Event, String> {
 /// Run one test; its failures, empty when it passes.
 fn run_test(spec: &TestSpec, transforms: &mut [TransformPiece]) -> Vec<String> {
     let mut failures = Vec::new();
+    let outputs = run_inputs(spec, transforms, &mut failures);
+    for expected in &spec.outputs {
+        let events = outputs.get(&expected.extract_from).map(Vec::as_slice).unwrap_or_default();
+        if events.is_empty() {
+            failures.push(format!(
+                "output {}: no event came out{}",
+                expected.extract_from,
+                describe(&outputs)
+            ));
+            continue;
+        }
+        check_output(expected, events, &mut failures);
+    }
+    for name in &spec.no_outputs_from {
+        if let Some(events) = outputs.get(name).filter(|e| !e.is_empty()) {
+            let first = serde_json::to_string(&events[0].value).unwrap_or_default();
+            failures.push(format!(
+                "output {name}: expected no event, {} came out, the first: {first}",
+                events.len()
+            ));
+        }
+    }
+    failures
+}
+
+/// Insert the test's inputs and run them through the transforms (and those
+/// downstream); what came out of each output.
+fn run_inputs(
+    spec: &TestSpec,
+    transforms: &mut [TransformPiece],
+    failures: &mut Vec<String>,
+) -> BTreeMap<String, Vec<Event>> {
     let mut queue: VecDeque<(String, Event)> = VecDeque::new();
     for input in &spec.inputs {
         if !transforms.iter().any(|t| t.id == input.insert_at) {
@@ -165,68 +197,50 @@ fn run_test(spec: &TestSpec, transforms: &mut [TransformPiece]) -> Vec<String> {
             outputs.entry(name).or_default().push(event);
         }
     }
-    for expected in &spec.outputs {
-        let events = outputs.get(&expected.extract_from).map(Vec::as_slice).unwrap_or_default();
-        if events.is_empty() {
-            failures.push(format!(
-                "output {}: no event came out{}",
+    outputs
+}
+
+/// One expected output's conditions and document, held against `events`.
+fn check_output(expected: &TestOutput, events: &[Event], failures: &mut Vec<String>) {
+    for (index, condition) in expected.conditions.iter().enumerate() {
+        let ConditionKind::Vrl = condition.kind;
+        match Condition::compile(&condition.source) {
+            Err(rendered) => failures.push(format!(
+                "output {}: condition {} does not compile:\n{rendered}",
                 expected.extract_from,
-                describe(&outputs)
-            ));
-            continue;
-        }
-        for (index, condition) in expected.conditions.iter().enumerate() {
-            let ConditionKind::Vrl = condition.kind;
-            match Condition::compile(&condition.source) {
-                Err(rendered) => failures.push(format!(
-                    "output {}: condition {} does not compile:\n{rendered}",
-                    expected.extract_from,
-                    index + 1
-                )),
-                Ok(compiled) => {
-                    for event in events {
-                        if let Err(reason) = compiled.check(&event.value, metadata_of(&event.meta))
-                        {
-                            failures.push(format!(
-                                "output {}: condition {} failed: {reason}",
-                                expected.extract_from,
-                                index + 1
-                            ));
-                        }
+                index + 1
+            )),
+            Ok(compiled) => {
+                for event in events {
+                    if let Err(reason) = compiled.check(&event.value, metadata_of(&event.meta)) {
+                        failures.push(format!(
+                            "output {}: condition {} failed: {reason}",
+                            expected.extract_from,
+                            index + 1
+                        ));
                     }
                 }
             }
         }
-        if let Some(document) = &expected.expected {
-            if events.len() != 1 {
-                failures.push(format!(
-                    "output {}: `expected` needs exactly one event, {} came out",
-                    expected.extract_from,
-                    events.len()
-                ));
-                continue;
-            }
-            let actual = serde_json::to_value(&events[0].value).unwrap_or_default();
-            let differences = json_diff(document, &actual);
-            if !differences.is_empty() {
-                failures.push(format!(
-                    "output {}: the document differs:\n{}",
-                    expected.extract_from,
-                    differences.join("\n")
-                ));
-            }
-        }
     }
-    for name in &spec.no_outputs_from {
-        if let Some(events) = outputs.get(name).filter(|e| !e.is_empty()) {
-            let first = serde_json::to_string(&events[0].value).unwrap_or_default();
-            failures.push(format!(
-                "output {name}: expected no event, {} came out, the first: {first}",
-                events.len()
-            ));
-        }
+    let Some(document) = &expected.expected else { return };
+    if events.len() != 1 {
+        failures.push(format!(
+            "output {}: `expected` needs exactly one event, {} came out",
+            expected.extract_from,
+            events.len()
+        ));
+        return;
     }
-    failures
+    let actual = serde_json::to_value(&events[0].value).unwrap_or_default();
+    let differences = json_diff(document, &actual);
+    if !differences.is_empty() {
+        failures.push(format!(
+            "output {}: the document differs:\n{}",
+            expected.extract_from,
+            differences.join("\n")
+        ));
+    }
 }
 
 fn describe(outputs: &BTreeMap<String, Vec<Event>>) -> String {

@@ -60,36 +60,10 @@ impl OnePasswordSource {
         let settings = &self.settings;
         let token = settings.token.load().map_err(|e| Error::Token(e.to_string()))?;
         let claims = decode(&token)?;
-        let now = chrono::Utc::now().timestamp();
-        if let Some(exp) = claims.expires_at {
-            let at = chrono::DateTime::from_timestamp(exp, 0)
-                .map(|t| t.to_rfc3339())
-                .unwrap_or_default();
-            if exp <= now {
-                return Err(Error::Token(format!(
-                    "the token expired at {at}; issue a new one in 1Password (Integrations > Events Reporting)"
-                )));
-            }
-            if exp - now < EXPIRY_WARNING {
-                tracing::warn!(expires_at = %at, "the Events API token expires within 7 days");
-            }
-        }
+        check_expiry(claims.expires_at)?;
         let base = match &settings.url {
             Some(url) => url.clone(),
-            None => {
-                if !settings.allow_custom_url && !is_allowed_host(&claims.audience) {
-                    return Err(Error::Token(format!(
-                        "the token's audience `{}` is not a 1Password events host; set `url` and `allow_custom_url: true` to use it",
-                        claims.audience
-                    )));
-                }
-                reqwest::Url::parse(&format!("https://{}", claims.audience)).map_err(|e| {
-                    Error::Token(format!(
-                        "the token's audience `{}` is not a host: {e}",
-                        claims.audience
-                    ))
-                })?
-            }
+            None => base_of_audience(&claims.audience, settings.allow_custom_url)?,
         };
         let client = ApiClient::new(self.http()?, &base, settings.api_version);
         // The introspection counts against the token's rate limit as a page
@@ -114,30 +88,64 @@ impl OnePasswordSource {
                 claims.features.clone()
             }
         };
-        let permitted: Vec<Stream> =
-            Stream::ALL.into_iter().filter(|s| features.iter().any(|f| f == path_of(*s))).collect();
-        let streams = match &settings.streams {
-            Some(wanted) => {
-                let missing: Vec<String> = wanted
-                    .iter()
-                    .filter(|s| !permitted.contains(s))
-                    .map(|s| format!("{s} (needs the `{}` feature)", path_of(*s)))
-                    .collect();
-                if !missing.is_empty() {
-                    return Err(Error::Preflight(format!(
-                        "the token does not permit stream {}; it has: {}",
-                        missing.join(", "),
-                        if features.is_empty() { "no feature".into() } else { features.join(", ") }
-                    )));
-                }
-                wanted.clone()
-            }
-            None if permitted.is_empty() => {
-                return Err(Error::Preflight("the token permits no event stream".into()));
-            }
-            None => permitted,
-        };
+        let streams = streams_permitted(&features, settings.streams.as_deref())?;
         Ok(Resolved { client, streams, token, account: claims.account.clone() })
+    }
+}
+
+/// An expired token is an error; one that expires within 7 days is warned about.
+fn check_expiry(expires_at: Option<i64>) -> Result<(), Error> {
+    let Some(exp) = expires_at else { return Ok(()) };
+    let now = chrono::Utc::now().timestamp();
+    let at = chrono::DateTime::from_timestamp(exp, 0).map(|t| t.to_rfc3339()).unwrap_or_default();
+    if exp <= now {
+        return Err(Error::Token(format!(
+            "the token expired at {at}; issue a new one in 1Password (Integrations > Events Reporting)"
+        )));
+    }
+    if exp - now < EXPIRY_WARNING {
+        tracing::warn!(expires_at = %at, "the Events API token expires within 7 days");
+    }
+    Ok(())
+}
+
+/// The API's address when `url` is not set: the token's audience, which
+/// must be a 1Password events host unless `allow_custom_url`.
+fn base_of_audience(audience: &str, allow_custom_url: bool) -> Result<reqwest::Url, Error> {
+    if !allow_custom_url && !is_allowed_host(audience) {
+        return Err(Error::Token(format!(
+            "the token's audience `{audience}` is not a 1Password events host; set `url` and `allow_custom_url: true` to use it"
+        )));
+    }
+    reqwest::Url::parse(&format!("https://{audience}"))
+        .map_err(|e| Error::Token(format!("the token's audience `{audience}` is not a host: {e}")))
+}
+
+/// The streams to poll: those configured, each of which the token's
+/// `features` must permit, or every permitted one.
+fn streams_permitted(features: &[String], wanted: Option<&[Stream]>) -> Result<Vec<Stream>, Error> {
+    let permitted: Vec<Stream> =
+        Stream::ALL.into_iter().filter(|s| features.iter().any(|f| f == path_of(*s))).collect();
+    match wanted {
+        Some(wanted) => {
+            let missing: Vec<String> = wanted
+                .iter()
+                .filter(|s| !permitted.contains(s))
+                .map(|s| format!("{s} (needs the `{}` feature)", path_of(*s)))
+                .collect();
+            if !missing.is_empty() {
+                return Err(Error::Preflight(format!(
+                    "the token does not permit stream {}; it has: {}",
+                    missing.join(", "),
+                    if features.is_empty() { "no feature".into() } else { features.join(", ") }
+                )));
+            }
+            Ok(wanted.to_vec())
+        }
+        None if permitted.is_empty() => {
+            Err(Error::Preflight("the token permits no event stream".into()))
+        }
+        None => Ok(permitted),
     }
 }
 

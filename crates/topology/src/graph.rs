@@ -52,49 +52,7 @@ pub fn check(nodes: &[Node]) -> GraphCheck {
                 Some((id, port)) => (id, Some(port)),
                 None => (input.name.as_str(), None),
             };
-            let Some(up) = by_id.get(upstream) else {
-                let outputs: Vec<&str> = nodes
-                    .iter()
-                    .filter(|n| n.kind != ComponentKind::Sink && n.id != node.id)
-                    .map(|n| n.id.as_str())
-                    .collect();
-                let message = if outputs.is_empty() {
-                    format!("input `{}` does not exist", input.name)
-                } else {
-                    format!(
-                        "input `{}` does not exist (sources and transforms: {})",
-                        input.name,
-                        outputs.join(", ")
-                    )
-                };
-                result.errors.push(diagnostic(node, &input.location, message));
-                continue;
-            };
-            if up.kind == ComponentKind::Sink {
-                let message =
-                    format!("input `{}` is a sink, and sinks have no outputs", input.name);
-                result.errors.push(diagnostic(node, &input.location, message));
-                continue;
-            }
-            if let (Some(port), Some(outputs)) = (port, &up.outputs)
-                && !outputs.iter().any(|o| o == port)
-            {
-                let known = if outputs.is_empty() {
-                    "it has only its default output".to_owned()
-                } else {
-                    format!(
-                        "it has: {}",
-                        outputs
-                            .iter()
-                            .map(|o| format!("{upstream}.{o}"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )
-                };
-                let message = format!(
-                    "input `{}` does not exist: `{upstream}` has no output `{port}` ({known})",
-                    input.name
-                );
+            if let Err(message) = resolve_input(nodes, &by_id, node, &input.name, upstream, port) {
                 result.errors.push(diagnostic(node, &input.location, message));
                 continue;
             }
@@ -103,6 +61,59 @@ pub fn check(nodes: &[Node]) -> GraphCheck {
         }
     }
     result.errors.extend(find_cycles(nodes, &edges));
+    result.warnings.extend(unconsumed(nodes, &consumed));
+    result
+}
+
+/// Why input `name` (`upstream`, or its output `port`) of `node` names
+/// nothing it can read.
+fn resolve_input(
+    nodes: &[Node],
+    by_id: &BTreeMap<&str, &Node>,
+    node: &Node,
+    name: &str,
+    upstream: &str,
+    port: Option<&str>,
+) -> Result<(), String> {
+    let Some(up) = by_id.get(upstream) else {
+        let outputs: Vec<&str> = nodes
+            .iter()
+            .filter(|n| n.kind != ComponentKind::Sink && n.id != node.id)
+            .map(|n| n.id.as_str())
+            .collect();
+        return Err(if outputs.is_empty() {
+            format!("input `{name}` does not exist")
+        } else {
+            format!(
+                "input `{name}` does not exist (sources and transforms: {})",
+                outputs.join(", ")
+            )
+        });
+    };
+    if up.kind == ComponentKind::Sink {
+        return Err(format!("input `{name}` is a sink, and sinks have no outputs"));
+    }
+    if let (Some(port), Some(outputs)) = (port, &up.outputs)
+        && !outputs.iter().any(|o| o == port)
+    {
+        let known = if outputs.is_empty() {
+            "it has only its default output".to_owned()
+        } else {
+            format!(
+                "it has: {}",
+                outputs.iter().map(|o| format!("{upstream}.{o}")).collect::<Vec<_>>().join(", ")
+            )
+        };
+        return Err(format!(
+            "input `{name}` does not exist: `{upstream}` has no output `{port}` ({known})"
+        ));
+    }
+    Ok(())
+}
+
+/// A warning for each output nobody reads (but `<id>.dropped`).
+fn unconsumed(nodes: &[Node], consumed: &BTreeSet<(&str, Option<&str>)>) -> Vec<Diagnostic> {
+    let mut warnings = Vec::new();
     for node in nodes.iter().filter(|n| n.kind != ComponentKind::Sink) {
         let ports =
             std::iter::once(None).chain(node.outputs.iter().flatten().map(|p| Some(p.as_str())));
@@ -117,11 +128,11 @@ pub fn check(nodes: &[Node]) -> GraphCheck {
                 let message = format!(
                     "output `{name}` is not consumed by any component; its events are discarded"
                 );
-                result.warnings.push(diagnostic(node, &node.location, message));
+                warnings.push(diagnostic(node, &node.location, message));
             }
         }
     }
-    result
+    warnings
 }
 
 /// Each cycle once, reported at its first component in config order.

@@ -157,50 +157,52 @@ impl Loader<'_> {
                     .push(Diagnostic::at(file.location(&[]), "top-level keys must be strings"));
                 continue;
             };
-            let at = file.location(&[Seg::Key(key.to_owned())]);
-            match key {
-                "data_dir" => self.set_data_dir(&file, value, at),
-                "api" => match serde_yaml_ng::from_value::<ApiConfig>(value) {
-                    Ok(mut api) => {
-                        for problem in api.problems(&file.dir) {
-                            let field = problem.field.unwrap_or_default();
-                            let at =
-                                file.location(&[Seg::Key(key.to_owned()), Seg::Key(field.into())]);
-                            self.errors
-                                .push(Diagnostic::at(at, format!("api: {}", problem.message)));
-                        }
-                        self.config.api = api;
+            self.add_top_level(&file, key, value);
+        }
+    }
+
+    /// One top-level key of a file and its value.
+    fn add_top_level(&mut self, file: &Arc<FileContext>, key: &str, value: Value) {
+        let at = file.location(&[Seg::Key(key.to_owned())]);
+        match key {
+            "data_dir" => self.set_data_dir(file, value, at),
+            "api" => match serde_yaml_ng::from_value::<ApiConfig>(value) {
+                Ok(mut api) => {
+                    for problem in api.problems(&file.dir) {
+                        let field = problem.field.unwrap_or_default();
+                        let at = file.location(&[Seg::Key(key.to_owned()), Seg::Key(field.into())]);
+                        self.errors.push(Diagnostic::at(at, format!("api: {}", problem.message)));
                     }
-                    Err(err) => self.errors.push(Diagnostic::at(at, format!("api: {err}"))),
-                },
-                "buffer" => match serde_yaml_ng::from_value::<BufferConfig>(value) {
-                    Ok(buffer) => {
-                        for problem in buffer.problems() {
-                            let field = problem.field.unwrap_or_default();
-                            let at =
-                                file.location(&[Seg::Key(key.to_owned()), Seg::Key(field.into())]);
-                            let message = format!("buffer: {}", problem.message);
-                            self.errors.push(Diagnostic::at(at, message));
-                        }
-                        self.config.buffer = buffer;
+                    self.config.api = api;
+                }
+                Err(err) => self.errors.push(Diagnostic::at(at, format!("api: {err}"))),
+            },
+            "buffer" => match serde_yaml_ng::from_value::<BufferConfig>(value) {
+                Ok(buffer) => {
+                    for problem in buffer.problems() {
+                        let field = problem.field.unwrap_or_default();
+                        let at = file.location(&[Seg::Key(key.to_owned()), Seg::Key(field.into())]);
+                        let message = format!("buffer: {}", problem.message);
+                        self.errors.push(Diagnostic::at(at, message));
                     }
-                    Err(err) => self.errors.push(Diagnostic::at(at, format!("buffer: {err}"))),
-                },
-                "sources" => self.add_components(&file, ComponentKind::Source, value),
-                "transforms" => self.add_components(&file, ComponentKind::Transform, value),
-                "sinks" => self.add_components(&file, ComponentKind::Sink, value),
-                "tests" => match value {
-                    Value::Sequence(tests) => {
-                        self.config.tests.extend(tests.into_iter().map(|test| (test, at.clone())))
-                    }
-                    Value::Null => {}
-                    _ => self.errors.push(Diagnostic::at(at, "`tests` must be a list of tests")),
-                },
-                other => self.errors.push(Diagnostic::at(
-                    at,
-                    format!("unknown top-level key `{other}`, expected one of {TOP_LEVEL_KEYS}"),
-                )),
-            }
+                    self.config.buffer = buffer;
+                }
+                Err(err) => self.errors.push(Diagnostic::at(at, format!("buffer: {err}"))),
+            },
+            "sources" => self.add_components(file, ComponentKind::Source, value),
+            "transforms" => self.add_components(file, ComponentKind::Transform, value),
+            "sinks" => self.add_components(file, ComponentKind::Sink, value),
+            "tests" => match value {
+                Value::Sequence(tests) => {
+                    self.config.tests.extend(tests.into_iter().map(|test| (test, at.clone())))
+                }
+                Value::Null => {}
+                _ => self.errors.push(Diagnostic::at(at, "`tests` must be a list of tests")),
+            },
+            other => self.errors.push(Diagnostic::at(
+                at,
+                format!("unknown top-level key `{other}`, expected one of {TOP_LEVEL_KEYS}"),
+            )),
         }
     }
 
