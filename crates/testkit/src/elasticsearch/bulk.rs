@@ -78,57 +78,13 @@ async fn handle(
     if let Some(code) = persistent {
         return failed_request(code);
     }
-    match fault {
-        Some(EsFault::Status(code)) => {
-            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-            let kind = if code == 429 {
-                "es_rejected_execution_exception"
-            } else {
-                "cluster_block_exception"
-            };
-            return es_error(status, kind, "injected by the testkit");
-        }
-        Some(EsFault::Slow(delay)) => tokio::time::sleep(delay).await,
-        Some(EsFault::SlowAnswer(_) | EsFault::Reordered) => {}
-        Some(EsFault::Reset) => {
-            let chunks: Vec<Result<Bytes, std::io::Error>> = vec![Err(std::io::Error::new(
-                std::io::ErrorKind::ConnectionReset,
-                "injected reset",
-            ))];
-            return Body::from_stream(futures_util::stream::iter(chunks)).into_response();
-        }
-        None => {}
+    if let Some(response) = injected(fault.clone()).await {
+        return response;
     }
-    let content_type =
-        headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
-    let media = content_type.split(';').next().unwrap_or_default().trim();
-    if media != "application/x-ndjson" {
-        let body = json!({"error": format!("Content-Type header [{content_type}] is not supported"), "status": 406});
-        return (StatusCode::NOT_ACCEPTABLE, axum::Json(body)).into_response();
-    }
-    if body.len() > state.config.max_content_length {
-        let reason = format!(
-            "request body is larger than http.max_content_length [{}]",
-            state.config.max_content_length
-        );
-        return (StatusCode::PAYLOAD_TOO_LARGE, reason).into_response();
-    }
-    let encoding =
-        headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).unwrap_or_default();
-    let text = match encoding {
-        "" | "identity" => body,
-        "gzip" => {
-            let mut out = Vec::new();
-            if flate2::read::GzDecoder::new(&body[..]).read_to_end(&mut out).is_err() {
-                return bad_request("the request body is not valid gzip");
-            }
-            Bytes::from(out)
-        }
-        other => return bad_request(&format!("unsupported Content-Encoding [{other}]")),
+    let text = match request_body(&headers, body, state.config.max_content_length) {
+        Ok(text) => text,
+        Err(response) => return response,
     };
-    if !text.ends_with(b"\n") {
-        return bad_request("The bulk request must be terminated by a newline [\\n]");
-    }
     if state.config.answer_only {
         return super::answer_only::answer(&state.seen, &text, default_index.as_deref());
     }
@@ -140,64 +96,17 @@ async fn handle(
         Err(response) => return response,
     };
     let (items, errors) = {
-        let mut items = Vec::new();
-        let mut errors = false;
         let mut store = state.lock();
         store.bulk_sizes.push(actions.len());
-        for action in actions {
-            let requested = action.pipeline.as_deref().or(params.pipeline.as_deref());
-            let runs = match &action.target {
-                Some(target) if action.op != "delete" => {
-                    Some(ingest::pipelines_for(&store, target, requested))
-                }
-                _ => None,
-            };
-            let target = action.target.as_deref().unwrap_or_default().to_owned();
-            let id = action.id.as_deref().unwrap_or_default().to_owned();
-            let mut ran = Vec::new();
-            // Elasticsearch runs the pipelines before it indexes.
-            let processed = match (&runs, action.source) {
-                (Some(Ok(ids)), Some(source)) if !ids.is_empty() => {
-                    Some(processors::run(&store.pipelines, ids, source, &mut ran))
-                }
-                (_, source) => source.map(|s| Ok(processors::Outcome::Index(s))),
-            };
-            let (status, mut item) = match (store.item_failure, &runs, processed) {
-                (Some(failure), _, _) if action.op != "delete" => failure.answer(&target, &id),
-                (_, Some(Err(missing)), _) => (
-                    400,
-                    item_error(
-                        &target,
-                        &id,
-                        "illegal_argument_exception",
-                        format!("pipeline with id [{missing}] does not exist"),
-                    ),
-                ),
-                (_, _, Some(Err(failure))) => {
-                    (400, item_error(&target, &id, "illegal_argument_exception", failure))
-                }
-                (_, _, Some(Ok(processors::Outcome::Dropped))) => {
-                    // A dropped document answers 200 `noop`, version -3.
-                    let mut item = ok_item(&target, &id, "noop", store.seq_no);
-                    item.insert("_version".into(), json!(-3));
-                    (200, item)
-                }
-                (_, _, Some(Ok(processors::Outcome::Index(doc)))) => {
-                    apply(&mut store, &action.op, action.target.as_deref(), action.id, Some(doc))
-                }
-                (_, _, None) => {
-                    apply(&mut store, &action.op, action.target.as_deref(), action.id, None)
-                }
-            };
-            errors |= status >= 300;
-            if (200..=299).contains(&status) {
-                for id in ran {
-                    *store.pipeline_runs.entry(id).or_default() += 1;
-                }
-            }
-            item.insert("status".into(), json!(status));
-            items.push(json!({ action.op.as_str(): item }));
-        }
+        let mut errors = false;
+        let items: Vec<Value> = actions
+            .into_iter()
+            .map(|action| {
+                let (status, item) = index_one(&mut store, action, params.pipeline.as_deref());
+                errors |= status >= 300;
+                item
+            })
+            .collect();
         (items, errors)
     };
     if let Some(EsFault::SlowAnswer(delay)) = fault {
@@ -209,6 +118,125 @@ async fn handle(
     }
     let took = started.elapsed().as_millis() as u64;
     axum::Json(json!({"took": took, "errors": errors, "items": items})).into_response()
+}
+
+/// What an injected fault answers instead of the request (a `Slow` fault
+/// only waits).
+async fn injected(fault: Option<EsFault>) -> Option<Response> {
+    match fault {
+        Some(EsFault::Status(code)) => {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+            let kind = if code == 429 {
+                "es_rejected_execution_exception"
+            } else {
+                "cluster_block_exception"
+            };
+            Some(es_error(status, kind, "injected by the testkit"))
+        }
+        Some(EsFault::Slow(delay)) => {
+            tokio::time::sleep(delay).await;
+            None
+        }
+        Some(EsFault::SlowAnswer(_) | EsFault::Reordered) | None => None,
+        Some(EsFault::Reset) => {
+            let chunks: Vec<Result<Bytes, std::io::Error>> = vec![Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "injected reset",
+            ))];
+            Some(Body::from_stream(futures_util::stream::iter(chunks)).into_response())
+        }
+    }
+}
+
+/// The request's NDJSON text, as Elasticsearch checks it: the content type,
+/// `http.max_content_length`, the encoding, the final newline.
+fn request_body(
+    headers: &HeaderMap,
+    body: Bytes,
+    max_content_length: usize,
+) -> Result<Bytes, Response> {
+    let content_type =
+        headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let media = content_type.split(';').next().unwrap_or_default().trim();
+    if media != "application/x-ndjson" {
+        let body = json!({"error": format!("Content-Type header [{content_type}] is not supported"), "status": 406});
+        return Err((StatusCode::NOT_ACCEPTABLE, axum::Json(body)).into_response());
+    }
+    if body.len() > max_content_length {
+        let reason =
+            format!("request body is larger than http.max_content_length [{}]", max_content_length);
+        return Err((StatusCode::PAYLOAD_TOO_LARGE, reason).into_response());
+    }
+    let encoding =
+        headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let text = match encoding {
+        "" | "identity" => body,
+        "gzip" => {
+            let mut out = Vec::new();
+            if flate2::read::GzDecoder::new(&body[..]).read_to_end(&mut out).is_err() {
+                return Err(bad_request("the request body is not valid gzip"));
+            }
+            Bytes::from(out)
+        }
+        other => return Err(bad_request(&format!("unsupported Content-Encoding [{other}]"))),
+    };
+    if !text.ends_with(b"\n") {
+        return Err(bad_request("The bulk request must be terminated by a newline [\\n]"));
+    }
+    Ok(text)
+}
+
+/// Run one action's pipelines and index it; its status and answer item.
+fn index_one(store: &mut Store, action: Action, request_pipeline: Option<&str>) -> (u16, Value) {
+    let requested = action.pipeline.as_deref().or(request_pipeline);
+    let runs = match &action.target {
+        Some(target) if action.op != "delete" => {
+            Some(ingest::pipelines_for(store, target, requested))
+        }
+        _ => None,
+    };
+    let target = action.target.as_deref().unwrap_or_default().to_owned();
+    let id = action.id.as_deref().unwrap_or_default().to_owned();
+    let mut ran = Vec::new();
+    // Elasticsearch runs the pipelines before it indexes.
+    let processed = match (&runs, action.source) {
+        (Some(Ok(ids)), Some(source)) if !ids.is_empty() => {
+            Some(processors::run(&store.pipelines, ids, source, &mut ran))
+        }
+        (_, source) => source.map(|s| Ok(processors::Outcome::Index(s))),
+    };
+    let (status, mut item) = match (store.item_failure, &runs, processed) {
+        (Some(failure), _, _) if action.op != "delete" => failure.answer(&target, &id),
+        (_, Some(Err(missing)), _) => (
+            400,
+            item_error(
+                &target,
+                &id,
+                "illegal_argument_exception",
+                format!("pipeline with id [{missing}] does not exist"),
+            ),
+        ),
+        (_, _, Some(Err(failure))) => {
+            (400, item_error(&target, &id, "illegal_argument_exception", failure))
+        }
+        (_, _, Some(Ok(processors::Outcome::Dropped))) => {
+            // A dropped document answers 200 `noop`, version -3.
+            let mut item = ok_item(&target, &id, "noop", store.seq_no);
+            item.insert("_version".into(), json!(-3));
+            (200, item)
+        }
+        (_, _, Some(Ok(processors::Outcome::Index(doc)))) => {
+            apply(store, &action.op, action.target.as_deref(), action.id, Some(doc))
+        }
+        (_, _, None) => apply(store, &action.op, action.target.as_deref(), action.id, None),
+    };
+    if (200..=299).contains(&status) {
+        for id in ran {
+            *store.pipeline_runs.entry(id).or_default() += 1;
+        }
+    }
+    item.insert("status".into(), json!(status));
+    (status, json!({ action.op.as_str(): item }))
 }
 
 /// One parsed action.

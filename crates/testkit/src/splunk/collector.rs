@@ -178,53 +178,14 @@ pub(crate) async fn event(
         return reply(StatusCode::BAD_REQUEST, "No data", 5);
     }
     let fault = state.lock().faults.pop_front();
-    match fault {
-        Some(HecFault::Busy) => {
-            let body = json!({"text": "Server is busy", "code": 9, "invalid-event-number": 0});
-            return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
-        }
-        Some(HecFault::Internal) => {
-            return reply(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error", 8);
-        }
-        Some(HecFault::ProxyHtml) => {
-            let page = "<html><head><title>Maintenance</title></head><body><h1>We'll be back soon</h1></body></html>";
-            return (StatusCode::OK, [(header::CONTENT_TYPE, "text/html")], page).into_response();
-        }
-        _ => {}
+    if let Some(response) = injected_answer(fault.as_ref()) {
+        return response;
     }
     let injected = match fault {
         Some(HecFault::RejectEvent { at, code }) => Some((at, code)),
         _ => None,
     };
-    // Concatenated envelopes: index until the first bad one.
-    let mut accepted = Vec::new();
-    let mut refused = None;
-    for (n, parsed) in
-        serde_json::Deserializer::from_slice(&text_body).into_iter::<Envelope>().enumerate()
-    {
-        let Ok(envelope) = parsed else {
-            refused = Some((n, 6, "Invalid data format"));
-            break;
-        };
-        let verdict = match injected {
-            Some((at, code)) if at == n => Err((code, text_of(code))),
-            _ => check(&envelope, &token),
-        };
-        if let Err((code, text)) = verdict {
-            refused = Some((n, code, text));
-            break;
-        }
-        accepted.push(IndexedEvent {
-            event: envelope.event.map(|e| e.get().to_owned()).unwrap_or_default(),
-            time: envelope.time.map(|t| t.get().to_owned()),
-            sourcetype: text(&envelope.sourcetype),
-            source: text(&envelope.source),
-            index: text(&envelope.index),
-            host: text(&envelope.host),
-            channel: channel.clone(),
-            indexer,
-        });
-    }
+    let (accepted, refused) = index(&text_body, injected, &token, channel.as_ref(), indexer);
     let mut store = state.lock();
     let use_ack = token.use_ack && !state.config.no_ack_indexers.contains(&indexer);
     let mut response = match refused {
@@ -246,6 +207,61 @@ pub(crate) async fn event(
     drop(store);
     state.set_cookies(&mut response, indexer, channel.as_deref());
     response
+}
+
+/// What an injected fault answers instead of indexing.
+fn injected_answer(fault: Option<&HecFault>) -> Option<Response> {
+    match fault {
+        Some(HecFault::Busy) => {
+            let body = json!({"text": "Server is busy", "code": 9, "invalid-event-number": 0});
+            Some((StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response())
+        }
+        Some(HecFault::Internal) => {
+            Some(reply(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error", 8))
+        }
+        Some(HecFault::ProxyHtml) => {
+            let page = "<html><head><title>Maintenance</title></head><body><h1>We'll be back soon</h1></body></html>";
+            Some((StatusCode::OK, [(header::CONTENT_TYPE, "text/html")], page).into_response())
+        }
+        _ => None,
+    }
+}
+
+/// Concatenated envelopes, indexed until the first bad one: the events
+/// accepted, and the first refused with its index, code and text.
+fn index(
+    text_body: &[u8],
+    injected: Option<(usize, u16)>,
+    token: &HecToken,
+    channel: Option<&String>,
+    indexer: usize,
+) -> (Vec<IndexedEvent>, Option<(usize, u16, &'static str)>) {
+    let mut accepted = Vec::new();
+    for (n, parsed) in
+        serde_json::Deserializer::from_slice(text_body).into_iter::<Envelope>().enumerate()
+    {
+        let Ok(envelope) = parsed else {
+            return (accepted, Some((n, 6, "Invalid data format")));
+        };
+        let verdict = match injected {
+            Some((at, code)) if at == n => Err((code, text_of(code))),
+            _ => check(&envelope, token),
+        };
+        if let Err((code, text)) = verdict {
+            return (accepted, Some((n, code, text)));
+        }
+        accepted.push(IndexedEvent {
+            event: envelope.event.map(|e| e.get().to_owned()).unwrap_or_default(),
+            time: envelope.time.map(|t| t.get().to_owned()),
+            sourcetype: text(&envelope.sourcetype),
+            source: text(&envelope.source),
+            index: text(&envelope.index),
+            host: text(&envelope.host),
+            channel: channel.cloned(),
+            indexer,
+        });
+    }
+    (accepted, None)
 }
 
 #[derive(Deserialize)]
