@@ -92,9 +92,11 @@ async fn a_slowing_cluster_lowers_concurrency_and_a_recovered_one_raises_it_losi
         wait_for(Duration::from_secs(120), || limit(&metrics).is_some_and(check)).await
     };
 
-    // A quick cluster: from 1 up to at least half the ceiling.
-    until(&|l| l >= 8.0).await;
-    reaches("quick answers raise it", &|l| l >= 8.0);
+    // A quick cluster: from 1 up to the ceiling. (Taking the limit while
+    // slow start still doubles it, at 8, made the next step flaky: a slow
+    // cluster takes it from 16 to 14, never below 8.)
+    until(&|l| l >= 16.0).await;
+    reaches("quick answers raise it to the ceiling", &|l| l >= 16.0);
     let high = limit(&metrics).expect("a limit");
     // Each bulk now takes 2 s: a round trip far above the average lowers it.
     es.set_latency(latency(2000));
