@@ -1,5 +1,7 @@
 //! Exponential backoff with full jitter, as AWS's architecture blog and
-//! Vector recommend: each wait is uniform in [0, min(cap, base * 2^n)].
+//! Vector recommend: each wait is uniform in [0, min(cap, base * 2^n)];
+//! and [`jitter`], the ±10 % spread of poll intervals. Both draw from one
+//! xorshift generator: timing needs no cryptographic randomness.
 
 use std::time::Duration;
 
@@ -15,28 +17,50 @@ pub struct Backoff {
 impl Backoff {
     /// A backoff from `base` up to `cap`.
     pub fn new(base: Duration, cap: Duration) -> Self {
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0x9E37_79B9, |d| d.as_nanos() as u64);
-        Self { base, cap, attempt: 0, seed: seed | 1 }
+        Self { base, cap, attempt: 0, seed: clock_seed() }
     }
 
     /// The next wait.
     pub fn next_delay(&mut self) -> Duration {
         let ceiling = self.base.saturating_mul(1_u32 << self.attempt.min(20)).min(self.cap);
         self.attempt = self.attempt.saturating_add(1);
-        // xorshift64: jitter needs no cryptographic randomness.
-        self.seed ^= self.seed << 13;
-        self.seed ^= self.seed >> 7;
-        self.seed ^= self.seed << 17;
-        let fraction = (self.seed >> 11) as f64 / (1_u64 << 53) as f64;
-        ceiling.mul_f64(fraction)
+        ceiling.mul_f64(next_fraction(&mut self.seed))
     }
 
     /// Start again from the base after a success.
     pub fn reset(&mut self) {
         self.attempt = 0;
     }
+}
+
+/// `duration` ± 10 %, so that many pollers started together do not poll
+/// in lockstep.
+pub fn jitter(duration: Duration) -> Duration {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SEED: AtomicU64 = AtomicU64::new(0);
+    let mut seed = match SEED.load(Ordering::Relaxed) {
+        0 => clock_seed(),
+        seed => seed,
+    };
+    let fraction = next_fraction(&mut seed);
+    SEED.store(seed, Ordering::Relaxed);
+    duration.mul_f64(0.9 + fraction / 5.0)
+}
+
+/// A non-zero seed from the clock.
+fn clock_seed() -> u64 {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0x9E37_79B9, |d| d.as_nanos() as u64);
+    seed | 1
+}
+
+/// One xorshift64 step: a fraction uniform in [0, 1).
+fn next_fraction(seed: &mut u64) -> f64 {
+    *seed ^= *seed << 13;
+    *seed ^= *seed >> 7;
+    *seed ^= *seed << 17;
+    (*seed >> 11) as f64 / (1_u64 << 53) as f64
 }
 
 #[cfg(test)]
@@ -58,5 +82,16 @@ mod tests {
         );
         backoff.reset();
         assert!(backoff.next_delay() <= Duration::from_millis(100));
+    }
+
+    #[test]
+    fn jitter_stays_within_ten_percent_and_spreads() {
+        let interval = Duration::from_secs(100);
+        let waits: Vec<_> = (0..200).map(|_| jitter(interval)).collect();
+        assert!(
+            waits.iter().all(|w| *w >= Duration::from_secs(90) && *w <= Duration::from_secs(110))
+        );
+        assert!(waits.iter().any(|w| *w < Duration::from_secs(97)), "{waits:?}");
+        assert!(waits.iter().any(|w| *w > Duration::from_secs(103)), "{waits:?}");
     }
 }

@@ -2,7 +2,7 @@
 //! kits they share. It names no plugin, no 1Password stream and no YAML
 //! loader (that runtime is `sluice-topology`, used by the binary alone).
 //!
-//! **Writing a plugin, you need five modules:**
+//! **Writing a plugin, you need five modules (six for a polling source):**
 //!
 //! - [`component`]: the [`Source`](component::Source),
 //!   [`Sink`](component::Sink) and
@@ -18,7 +18,10 @@
 //!   encoder and a [`BatchService`](sink::BatchService), and it batches,
 //!   limits concurrency, retries, splits, dead-letters and reports health;
 //! - [`http`] (feature `http`): the HTTP client, TLS settings, sensitive
-//!   headers, capped bodies, error texts without secrets.
+//!   headers, capped bodies, error texts without secrets;
+//! - [`poll`], for a source that polls an API: its twin of [`sink`], a
+//!   driver over a small trait that waits for the rate limiter, backs off,
+//!   reports health, commits acknowledged batches in order and drains.
 //!
 //! **The rest, as you meet it:** [`event`] (the [`Event`]: a
 //! `vrl::value::Value` plus its source id, dataset, raw text and
@@ -43,6 +46,7 @@ pub mod health;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod metrics;
+pub mod poll;
 pub mod queue;
 pub mod secret;
 pub mod sink;

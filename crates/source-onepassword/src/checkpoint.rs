@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::streams::Stream;
 use serde::{Deserialize, Serialize};
+use sluice_core::poll::CheckpointStore;
 
 use crate::Error;
 use crate::client::ApiVersion;
@@ -78,13 +79,11 @@ pub fn path(data_dir: &Path, source_id: &str, stream: Stream) -> PathBuf {
 
 /// Read a checkpoint; `None` if there is none.
 pub fn load(path: &Path) -> Result<Option<StreamCheckpoint>, Error> {
-    let error = |message: String| Error::Checkpoint { path: path.to_owned(), message };
-    let Some(bytes) = sluice_core::checkpoint::read(path).map_err(|e| error(e.to_string()))? else {
-        return Ok(None);
-    };
-    serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-        error(format!("not a checkpoint ({e}); fix it or reset it with `sluice checkpoint reset`"))
-    })
+    store(path).load().map_err(Error::from)
+}
+
+fn store(path: &Path) -> CheckpointStore<StreamCheckpoint> {
+    CheckpointStore::new(path.to_owned())
 }
 
 /// One row of `sluice checkpoint list`.
@@ -203,9 +202,7 @@ pub fn reset(
 
 /// Write a checkpoint atomically.
 pub fn save(path: &Path, checkpoint: &StreamCheckpoint) -> Result<(), Error> {
-    let bytes = serde_json::to_vec_pretty(checkpoint).expect("a checkpoint serialises");
-    sluice_core::checkpoint::write_atomic(path, &bytes)
-        .map_err(|e| Error::Checkpoint { path: path.to_owned(), message: e.to_string() })
+    store(path).save(checkpoint).map_err(Error::from)
 }
 
 #[cfg(test)]

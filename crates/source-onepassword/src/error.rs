@@ -24,3 +24,9 @@ pub enum Error {
         message: String,
     },
 }
+
+impl From<sluice_core::poll::StoreError> for Error {
+    fn from(err: sluice_core::poll::StoreError) -> Self {
+        Self::Checkpoint { path: err.path, message: err.message }
+    }
+}

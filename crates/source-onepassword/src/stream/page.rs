@@ -1,14 +1,14 @@
 //! One API page turned into events: each item parsed once (its text kept
 //! for `event.original`), an item that cannot be an event passed on as a
 //! `pipeline_error` with its raw text, every event tagged with the stream's
-//! dataset and the source id and given the page's finalizer.
+//! dataset and the source id (the polling kit gives them the page's
+//! finalizer).
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use sluice_core::Event;
-use sluice_core::ack::{BatchNotifier, EventFinalizers};
 use sluice_core::metrics::{ComponentMetrics, Stage};
 
 use crate::streams::Stream;
@@ -24,7 +24,6 @@ pub(super) struct PageEvents {
 pub(super) fn events_of(
     items: Vec<Bytes>,
     not_utf8: &[usize],
-    notifier: &BatchNotifier,
     source_id: &str,
     stream: Stream,
     component: &ComponentMetrics,
@@ -65,7 +64,6 @@ pub(super) fn events_of(
         }
         event.meta.dataset = Some(dataset.clone());
         event.meta.source_id = Some(source.clone());
-        event.meta.finalizers = EventFinalizers::new(notifier.finalizer());
         events.push(event);
     }
     PageEvents { events, newest, bytes }
