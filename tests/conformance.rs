@@ -120,8 +120,9 @@ fn own_fixtures_agree_with_the_integrations_package_pipeline() {
         let fixture: Value = serde_json::from_str(&std::fs::read_to_string(&path).expect("read"))
             .expect("fixture JSON");
         let stream = fixture["stream"].as_str().expect("stream");
-        // The newest item_usages pipeline the index holds predates 1.30 (see its fixture).
-        if stream == "item_usages" {
+        // The newest item_usages pipeline the index holds predates 1.30 (see
+        // its fixture); the integration has no users data stream at all.
+        if stream == "item_usages" || stream == "users" {
             continue;
         }
         let raw = fixture["raw"].as_str().expect("raw");
@@ -300,4 +301,31 @@ fn elastic_118_pipeline_tests_map_as_documented() {
     }
     assert_eq!(cases, 8);
     assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// With a users inventory published (as the onepassword_users source does),
+/// ecs.vrl adds the user's state to events of that user, and nothing to
+/// events of users it does not hold. The user here is in no fixture, so the
+/// tests beside it, which share the process-wide table, are not affected.
+#[test]
+fn the_users_inventory_adds_the_state_to_events_of_known_users() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (city, asn) = sluice_transform_vrl::testing::write_databases(dir.path());
+    let mut transform = ecs(&city, &asn);
+    let signin = |uuid: &str| {
+        format!(
+            r#"{{"uuid":"EV1","session_uuid":"S1","timestamp":"2026-12-08T01:00:00Z","country":"SE","category":"success","type":"credentials_ok","target_user":{{"uuid":"{uuid}","name":"Grace Hopper","email":"grace@example.com"}},"client":{{"ip_address":"89.160.20.156"}}}}"#
+        )
+    };
+    let mut row = vrl::value::ObjectMap::new();
+    row.insert("state".into(), "SUSPENDED".into());
+    let rows = [("ENRICHTESTUSER000000000SUS".to_owned(), vrl::value::Value::Object(row))];
+    sluice_core::lookup::publish("1password.users", "conformance-test", rows.into_iter().collect());
+    let (known, _) = map(&mut transform, "signin_attempts", &signin("ENRICHTESTUSER000000000SUS"));
+    let (unknown, _) =
+        map(&mut transform, "signin_attempts", &signin("ENRICHTESTUSER0000000OTHER"));
+    sluice_core::lookup::withdraw("1password.users", "conformance-test");
+    assert_eq!(known["onepassword"]["user"]["state"], "SUSPENDED", "{known}");
+    assert!(unknown["onepassword"].get("user").is_none(), "{unknown}");
+    assert_eq!(known["user"]["id"], "ENRICHTESTUSER000000000SUS", "the ECS fields as before");
 }

@@ -19,6 +19,7 @@ mod e2e {
     mod replay;
     mod sim;
     mod splunk;
+    mod users;
     mod validate;
     mod vrl;
 }

@@ -62,7 +62,11 @@ pub fn run(args: &DemoArgs) -> crate::error::CliResult {
         let sim = Simulator::start(config, listen).await?;
         let token_file = dir.path().join("op_token");
         crate::sim::write_secret(&token_file, &sim.token())?;
+        let users_secret_file = dir.path().join("op_users_secret");
+        crate::sim::write_secret(&users_secret_file, &sim.users_client().1)?;
         let vars = [
+            ("SLUICE_DEMO_ACCOUNT_ID", sim.account_id().to_owned()),
+            ("SLUICE_DEMO_USERS_SECRET_FILE", users_secret_file.display().to_string()),
             ("SLUICE_DEMO_URL", sim.url()),
             ("SLUICE_DEMO_TOKEN_FILE", token_file.display().to_string()),
             ("SLUICE_DEMO_DATA_DIR", dir.path().join("data").display().to_string()),

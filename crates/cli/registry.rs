@@ -9,6 +9,7 @@ use sluice_grpc::{SluiceSink, SluiceSinkConfig, SluiceSource, SluiceSourceConfig
 use sluice_sink_elasticsearch::{ElasticsearchSink, ElasticsearchSinkConfig};
 use sluice_sink_splunk_hec::{SplunkHecSink, SplunkHecSinkConfig};
 use sluice_source_onepassword::{OnePasswordSource, OnePasswordSourceConfig};
+use sluice_source_onepassword_users::{UsersSource, UsersSourceConfig};
 use sluice_topology::config::{FieldError, RawComponent};
 use sluice_transform_vrl::VrlTransformConfig;
 
@@ -18,6 +19,8 @@ use sluice_transform_vrl::VrlTransformConfig;
 pub enum SourceConfig {
     /// The 1Password Events API.
     Onepassword(OnePasswordSourceConfig),
+    /// The 1Password Users API: the account's people, and what changed.
+    OnepasswordUsers(UsersSourceConfig),
     /// NDJSON file of raw 1Password items.
     File(FileSourceConfig),
     /// Events pushed by other sluice instances (an aggregator).
@@ -28,6 +31,7 @@ impl SourceConfig {
     pub fn type_name(&self) -> &'static str {
         match self {
             Self::Onepassword(_) => "onepassword",
+            Self::OnepasswordUsers(_) => "onepassword_users",
             Self::File(_) => "file",
             Self::Sluice(_) => "sluice",
         }
@@ -36,7 +40,7 @@ impl SourceConfig {
     /// Named outputs besides the default one.
     pub fn outputs(&self) -> Vec<String> {
         match self {
-            Self::Onepassword(_) | Self::Sluice(_) => Vec::new(),
+            Self::Onepassword(_) | Self::OnepasswordUsers(_) | Self::Sluice(_) => Vec::new(),
             Self::File(_) => FileSourceConfig::outputs(),
         }
     }
@@ -46,7 +50,7 @@ impl SourceConfig {
     pub fn warnings(&self) -> Vec<FieldError> {
         match self {
             Self::Onepassword(config) => config.warnings(chrono::Utc::now()),
-            Self::File(_) | Self::Sluice(_) => Vec::new(),
+            Self::OnepasswordUsers(_) | Self::File(_) | Self::Sluice(_) => Vec::new(),
         }
     }
 
@@ -55,6 +59,9 @@ impl SourceConfig {
         match self {
             Self::Onepassword(config) => {
                 Ok(Box::new(OnePasswordSource::new(config.validate(raw.dir())?)))
+            }
+            Self::OnepasswordUsers(config) => {
+                Ok(Box::new(UsersSource::new(config.validate(raw.dir())?)))
             }
             Self::File(config) => Ok(Box::new(config.validate(raw.dir())?)),
             Self::Sluice(config) => Ok(Box::new(SluiceSource::new(config.validate(raw.dir())?))),

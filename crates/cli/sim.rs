@@ -20,12 +20,19 @@ pub struct SimArgs {
     /// Events generated per stream at start, spread over the past 24 hours.
     #[arg(long, default_value_t = 1000, value_name = "N")]
     events: usize,
+    /// People of the Users API beyond the twelve the events name (`/_sim/users`
+    /// tells the OAuth client's credentials).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    users: usize,
     /// New events per second per stream while running (0 for none).
     #[arg(long, default_value_t = 1.0, value_name = "R")]
     rate: f64,
     /// Write a token with all three features to this file (mode 0600) before serving.
     #[arg(long, value_name = "PATH")]
     token_file: Option<PathBuf>,
+    /// Write the Users API's OAuth client secret to this file (mode 0600).
+    #[arg(long, value_name = "PATH")]
+    users_secret_file: Option<PathBuf>,
     /// The token audience (`aud`), i.e. the host:port clients reach the simulator at
     /// (default: the listen address). In docker-compose: `simulator:8080`.
     #[arg(long, value_name = "HOST:PORT")]
@@ -97,6 +104,7 @@ impl SimArgs {
         Ok(SimConfig {
             seed: self.seed,
             events_per_stream: self.events,
+            users: self.users,
             rate_per_sec: self.rate,
             rate_limits: (!self.no_rate_limit).then_some(RateLimits {
                 per_minute: self.rate_limit_per_minute,
@@ -129,7 +137,12 @@ pub fn run(args: &SimArgs) -> crate::error::CliResult {
             write_secret(path, &sim.token()).with_context(|| format!("cannot write the token to {}", path.display()))?;
             tracing::info!(path = %path.display(), "wrote a token with all three features");
         }
-        tracing::info!(url = %sim.url(), audience = sim.audience(), "serving the 1Password Events API simulator");
+        let (client_id, secret) = sim.users_client();
+        if let Some(path) = &args.users_secret_file {
+            write_secret(path, &secret).with_context(|| format!("cannot write the client secret to {}", path.display()))?;
+            tracing::info!(path = %path.display(), "wrote the Users API's client secret");
+        }
+        tracing::info!(url = %sim.url(), audience = sim.audience(), account_id = sim.account_id(), users_client_id = client_id, "serving the 1Password Events API and Users API simulator");
         let signal = signals.next().await;
         tracing::info!(signal = signal.name(), "stopping");
         sim.shutdown().await;

@@ -112,6 +112,23 @@ fn get(port: u16, path: &str, headers: &str, timeout: Duration) -> Option<(u16, 
     Some((status, dechunk(body)))
 }
 
+/// `method http://127.0.0.1:<port><path>` with a JSON body: status and body.
+pub fn http_send(port: u16, method: &str, path: &str, json: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{json}",
+        json.len()
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split(' ').nth(1)?.parse().ok()?;
+    let body = response.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+    Some((status, dechunk(body)))
+}
+
 /// Undo `Transfer-Encoding: chunked` if the body looks chunked.
 fn dechunk(body: &str) -> String {
     let mut out = String::new();

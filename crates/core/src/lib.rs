@@ -28,7 +28,8 @@
 //! finalizers), [`metrics`] and [`health`] (what `/metrics` and `/health`
 //! show), [`secret`] (values that never print), [`checkpoint`] (atomic
 //! files), [`durable`] (fsynced appends: the file sink, dead letters),
-//! [`backoff`] (exponential, full jitter), [`queue`] and [`tap`] (what
+//! [`backoff`] (exponential, full jitter), [`lookup`] (tables one source
+//! fills and transforms read, to enrich events), [`queue`] and [`tap`] (what
 //! [`component::Outputs`] sends through), [`error`] (a cause chain on one
 //! line); `test_util` (feature `test-util`) holds recording components, a
 //! scripted destination and a driver harness for plugin tests.
@@ -45,6 +46,7 @@ pub mod event;
 pub mod health;
 #[cfg(feature = "http")]
 pub mod http;
+pub mod lookup;
 pub mod metrics;
 pub mod poll;
 pub mod queue;

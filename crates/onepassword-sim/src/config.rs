@@ -88,6 +88,8 @@ pub struct SimConfig {
     pub audience: Option<String>,
     /// The HMAC key of cursors; defaults to one derived from the seed.
     pub cursor_key: Option<String>,
+    /// People of the Users API beyond the event generator's twelve.
+    pub users: usize,
 }
 
 impl Default for SimConfig {
@@ -104,6 +106,7 @@ impl Default for SimConfig {
             fixtures: Vec::new(),
             audience: None,
             cursor_key: None,
+            users: 0,
         }
     }
 }

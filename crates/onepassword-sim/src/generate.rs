@@ -70,6 +70,15 @@ impl Generator {
         Self { rng, account_uuid: account_uuid.to_owned(), people, vaults, items }
     }
 
+    /// The account's people as the Users API lists them: uuid, email,
+    /// name; the external ones (guests) first invited, so unspecified.
+    pub fn people(&self) -> Vec<(String, String, String, bool)> {
+        self.people
+            .iter()
+            .map(|p| (p.uuid.clone(), p.email.clone(), p.name.clone(), p.external))
+            .collect()
+    }
+
     /// The ingestion delay of an event of `stream`: sign-ins and audit events
     /// arrive within seconds; item usages wait for a client sync, minutes to hours.
     pub fn lag_nanos(&mut self, stream: SimStream) -> i64 {

@@ -11,7 +11,8 @@
 //! - [`store`]: events per stream, paged in ingestion order;
 //! - [`generate`], [`vocab`]: a deterministic generator with the documented vocabularies;
 //! - [`ratelimit`]: per-account sliding windows (600/min, 30,000/h);
-//! - [`control`]: a `/_sim/` control plane for tests (tokens, revocation, faults, late events).
+//! - [`control`]: a `/_sim/` control plane for tests (tokens, revocation, faults, late events);
+//! - [`users`]: the Users API (OAuth client credentials, the paged list of people) and `/_sim/users`.
 //!
 //! [`Simulator::start`] runs it in-process on any address (port 0 in tests).
 #![deny(missing_docs)]
@@ -27,6 +28,7 @@ mod running;
 pub mod server;
 mod state;
 pub mod store;
+pub mod users;
 pub mod vocab;
 
 pub use config::{Fault, Faults, RateLimits, SimConfig};

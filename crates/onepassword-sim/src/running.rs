@@ -65,6 +65,17 @@ impl Simulator {
         &self.state.audience
     }
 
+    /// The account's ID, as the Users API's paths name it.
+    pub fn account_id(&self) -> &str {
+        &self.state.account_uuid
+    }
+
+    /// The Users API's OAuth client ID and its current secret.
+    pub fn users_client(&self) -> (&'static str, String) {
+        let secret = crate::state::lock(&self.state.users).client_secret.clone();
+        (crate::users::CLIENT_ID, secret)
+    }
+
     /// A token with all three features and no expiry.
     pub fn token(&self) -> String {
         self.mint_token(&["signinattempts", "itemusages", "auditevents"], None)

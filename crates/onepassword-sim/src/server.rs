@@ -38,6 +38,7 @@ pub fn router(state: Arc<SimState>) -> Router {
     }
     router
         .merge(crate::control::router())
+        .merge(crate::users::router())
         .layer(axum::middleware::from_fn_with_state(state.clone(), record))
         .fallback(|| async {
             (

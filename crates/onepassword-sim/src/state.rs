@@ -50,6 +50,8 @@ pub struct SimState {
     ids: Mutex<ChaCha8Rng>,
     requests: AtomicU64,
     pub(crate) log: Mutex<Vec<RequestRecord>>,
+    /// The Users API's directory.
+    pub(crate) users: Mutex<crate::users::directory::Directory>,
 }
 
 /// One answered request, for tests that check a client's timing.
@@ -75,12 +77,18 @@ impl SimState {
                 Sha256::digest(format!("sluice-sim-cursor-{}", config.seed).as_bytes()).to_vec()
             }
         };
+        let generator = Generator::new(config.seed, &account_uuid);
+        let users = Mutex::new(crate::users::directory::Directory::new(
+            config.seed,
+            directory_people(&generator, &mut ids, &account_uuid, config.users),
+        ));
         Self {
+            users,
             keys: Keys::from_seed(config.seed),
             cursors: CursorCodec::new(&cursor_key),
             store: Store::default(),
             limiter: config.rate_limits.map(RateLimiter::new),
-            generator: Mutex::new(Generator::new(config.seed, &account_uuid)),
+            generator: Mutex::new(generator),
             faults: Mutex::new(FaultState {
                 rates: config.faults.clone(),
                 script: VecDeque::new(),
@@ -94,6 +102,11 @@ impl SimState {
             audience,
             config,
         }
+    }
+
+    /// A fresh user UUID.
+    pub(crate) fn new_user_id(&self) -> String {
+        base32_id(&mut *lock(&self.ids), false)
     }
 
     pub(crate) fn count_request(&self) {
@@ -235,4 +248,40 @@ impl SimState {
         self.store.extend(stream, events);
         Ok(())
     }
+}
+
+/// The generator's people (guests not yet accepted: `STATE_UNSPECIFIED`),
+/// then `extra` generated ones, created a day apart in the past.
+fn directory_people(
+    generator: &Generator,
+    ids: &mut ChaCha8Rng,
+    account: &str,
+    extra: usize,
+) -> Vec<crate::users::directory::SimUser> {
+    let start = chrono::DateTime::parse_from_rfc3339("2021-03-01T09:00:00Z")
+        .map(|t| t.timestamp())
+        .unwrap_or_default();
+    let mut people: Vec<(String, String, String, bool)> = generator.people();
+    people.extend((0..extra).map(|n| {
+        (
+            base32_id(&mut *ids, false),
+            format!("user{n:05}@example.com"),
+            format!("User {n:05}"),
+            false,
+        )
+    }));
+    people
+        .into_iter()
+        .enumerate()
+        .map(|(n, (id, email, name, guest))| crate::users::directory::SimUser {
+            path: format!("accounts/{account}/users/{id}"),
+            id,
+            email,
+            display_name: name,
+            state: if guest { "STATE_UNSPECIFIED" } else { "ACTIVE" }.into(),
+            create_time: chrono::DateTime::from_timestamp(start + n as i64 * 600, 0)
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                .unwrap_or_default(),
+        })
+        .collect()
 }

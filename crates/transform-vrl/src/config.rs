@@ -62,6 +62,7 @@ pub fn outputs() -> Vec<String> {
 pub fn functions(geoip: Arc<GeoIpDatabases>) -> Vec<Box<dyn Function>> {
     let mut functions = vrl::stdlib::all();
     functions.extend(GeoIpFunction::all(geoip));
+    functions.push(Box::new(crate::lookup::GetLookup));
     functions
 }
 

@@ -7,13 +7,15 @@
 //!   time its thread ran, not the time it waited for a core), and turns an
 //!   event it fails on into an annotated `pipeline_error` document for
 //!   `<id>.dropped`;
-//! - [`geoip`]: sluice's own VRL functions `geoip_city` and `geoip_asn`.
+//! - [`geoip`]: sluice's own VRL functions `geoip_city` and `geoip_asn`;
+//! - [`lookup`]: `get_lookup(table, key)`, rows another component published.
 #![deny(missing_docs)]
 
 mod budget;
 pub mod condition;
 pub mod config;
 pub mod geoip;
+pub mod lookup;
 mod nesting;
 pub mod transform;
 
