@@ -182,6 +182,11 @@ pub const TYPES: &[(&str, &str, &str)] = &[
     ),
     (
         "source",
+        "onepassword_users",
+        "The 1Password Users API: the account's people, in full and then what changed",
+    ),
+    (
+        "source",
         "file",
         "An NDJSON file of raw 1Password items, or a sink's dead letter (replays, backfills, tests)",
     ),

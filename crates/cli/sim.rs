@@ -142,7 +142,7 @@ pub fn run(args: &SimArgs) -> crate::error::CliResult {
             write_secret(path, &secret).with_context(|| format!("cannot write the client secret to {}", path.display()))?;
             tracing::info!(path = %path.display(), "wrote the Users API's client secret");
         }
-        tracing::info!(url = %sim.url(), audience = sim.audience(), account_id = sim.account_id(), users_client_id = client_id, "serving the 1Password Events API and Users API simulator");
+        tracing::info!(url = %sim.url(), audience = sim.audience(), account_id = sim.account_id(), users_client_id = client_id, "serving the 1Password Events API simulator, and its Users API");
         let signal = signals.next().await;
         tracing::info!(signal = signal.name(), "stopping");
         sim.shutdown().await;

@@ -353,7 +353,7 @@ fn demo_prints_events_sluice_tap_sees_them_and_it_stops_cleanly() {
     assert_eq!(unknown.status.code(), Some(2));
     assert_eq!(
         String::from_utf8_lossy(&unknown.stderr).trim(),
-        "error: no output `es` to tap; outputs: ecs, ecs.dropped, op"
+        "error: no output `es` to tap; outputs: ecs, ecs.dropped, op, people"
     );
     let mut tap = sluice()
         .args(["tap", "ecs", "--limit", "5", "--url", &url])
@@ -423,11 +423,21 @@ fn demo_prints_events_sluice_tap_sees_them_and_it_stops_cleanly() {
     let stderr = stderr_of(&mut demo);
     assert!(status.success(), "{stderr}");
     assert!(stderr.contains("tap closed") && stderr.contains("events=5"), "{stderr}");
+    let mut people = 0;
     for line in printed.lock().expect("lines").iter() {
         let event: serde_json::Value = serde_json::from_str(line).expect("a JSON event per line");
         assert_eq!(event["ecs"]["version"], "8.11.0", "an ECS document: {line}");
-        assert_eq!(event["onepassword"]["uuid"].as_str().map(str::len), Some(26), "{line}");
+        let uuid = event["onepassword"]["uuid"].as_str().unwrap_or_default();
+        if event["event"]["dataset"] == "1password.users" {
+            // The inventory's documents: `<user id>-<generation hash>`.
+            let user = event["user"]["id"].as_str().unwrap_or("?");
+            assert!(uuid.starts_with(&format!("{user}-")), "{line}");
+            people += 1;
+        } else {
+            assert_eq!(uuid.len(), 26, "{line}");
+        }
     }
+    assert_eq!(people, 12, "the demo prints the simulated account's people once");
 }
 
 /// Before anything is delivered there is no lag to show (not a lag of 0),

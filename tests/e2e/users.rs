@@ -8,7 +8,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::util::{
-    Sim, free_port, http_get, http_send, run, spawn, start_sim, stderr_of, stderr_so_far, wait_for,
+    Sim, free_port, http_get, http_send, run, signal, spawn, start_sim, stderr_of, stderr_so_far,
+    wait_exit, wait_for,
 };
 
 const LONG: Duration = Duration::from_secs(60);
@@ -149,4 +150,18 @@ fn a_rotated_secret_turns_health_naming_the_source_and_no_output_shows_it() {
         assert!(!text.contains(&secret), "the secret leaked: {text}");
     }
     assert!(log.contains("the Users API refuses this source"), "{log}");
+}
+
+#[test]
+fn a_stop_revokes_the_access_token() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sim = sim_with_people(dir.path());
+    config(dir.path(), &sim, free_port(), FILE_SINK);
+    let mut sluice = spawn(Path::new("sluice.yaml"), dir.path(), &[]);
+    wait_for(LONG, || generation(dir.path())).expect("first inventory");
+    assert_eq!(directory(&sim)["revocations"], 0);
+    signal(&sluice, 15);
+    let status = wait_exit(&mut sluice, LONG);
+    assert!(status.success(), "{status:?}: {}", stderr_of(&mut sluice));
+    assert_eq!(directory(&sim)["revocations"], 1, "the token is revoked at shutdown");
 }

@@ -367,14 +367,16 @@ fn graph_prints_the_topology_as_dot() {
     assert!(dot.starts_with("digraph {\n") && dot.trim_end().ends_with('}'), "{dot}");
     for line in [
         r#""op" [shape="trapezium" comment="onepassword"]"#,
+        r#""people" [shape="trapezium" comment="onepassword_users"]"#,
         r#""ecs" [shape="diamond" comment="vrl"]"#,
         r#""console" [shape="invtrapezium" comment="console"]"#,
         r#""op" -> "ecs""#,
+        r#""people" -> "ecs""#,
         r#""ecs" -> "console""#,
     ] {
         assert!(dot.lines().any(|l| l.trim() == line), "no {line} in {dot}");
     }
-    assert_eq!(dot.matches("->").count(), 2, "{dot}");
+    assert_eq!(dot.matches("->").count(), 3, "{dot}");
     let aggregator = run(&["graph", "pipelines/aggregator.yaml"], &repo());
     let dot = String::from_utf8_lossy(&aggregator.stdout);
     assert!(dot.contains(r#""ecs" -> "mapping_failures" [label="dropped"]"#), "{dot}");

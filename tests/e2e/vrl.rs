@@ -88,7 +88,7 @@ fn sluice_test_passes_the_shipped_tests_and_shows_a_readable_diff() {
     let output = run(&["test", "pipelines/demo.yaml"], &repo());
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
-    assert!(stdout.contains("2 passed, 0 failed"), "{stdout}");
+    assert!(stdout.contains("3 passed, 0 failed"), "{stdout}");
 
     let dir = tempfile::tempdir().expect("tempdir");
     let config = r#"

@@ -132,7 +132,10 @@ async fn revoke(State(state): State<Arc<SimState>>, headers: HeaderMap, body: St
         return StatusCode::UNAUTHORIZED.into_response();
     }
     if let Some((_, token)) = form(&body).into_iter().find(|(k, _)| k == "token") {
-        lock(&state.users).tokens.remove(&token);
+        let mut directory = lock(&state.users);
+        if directory.tokens.remove(&token).is_some() {
+            directory.revocations += 1;
+        }
     }
     StatusCode::OK.into_response()
 }

@@ -1,6 +1,6 @@
 //! `/_sim/users`: the Users API's side of the control plane. Read the
 //! directory (with the application's credentials and the count of write
-//! calls), add, suspend, reactivate or remove a person, and rotate the
+//! calls, listings and revoked tokens), add, suspend, reactivate or remove a person, and rotate the
 //! client secret (every token issued before stops working).
 
 use std::sync::Arc;
@@ -34,6 +34,7 @@ async fn directory(State(state): State<Arc<SimState>>) -> Response {
         "users": directory.users,
         "writes": directory.writes,
         "listings": directory.listings,
+        "revocations": directory.revocations,
     }))
     .into_response()
 }

@@ -36,6 +36,7 @@ pub struct Directory {
     pub(crate) tokens: HashMap<String, Instant>,
     pub(crate) writes: u64,
     pub(crate) listings: u64,
+    pub(crate) revocations: u64,
     pub(crate) issued: u64,
 }
 
@@ -48,6 +49,7 @@ impl Directory {
             tokens: HashMap::new(),
             writes: 0,
             listings: 0,
+            revocations: 0,
             issued: 0,
         }
     }

@@ -11,8 +11,18 @@ use super::{
 };
 use sluice_core::queue::BufferConfig;
 
-/// Keys whose values are secrets: a variable there stays text.
-const SECRET_KEYS: [&str; 5] = ["token", "api_key", "password", "proxy", "tap_token"];
+/// Keys whose values are secrets or identifiers: a variable there stays
+/// text (a client secret or an account ID may be all digits).
+const SECRET_KEYS: [&str; 8] = [
+    "token",
+    "api_key",
+    "password",
+    "proxy",
+    "tap_token",
+    "client_secret",
+    "client_id",
+    "account_id",
+];
 
 const TOP_LEVEL_KEYS: &str = "data_dir, api, buffer, sources, transforms, sinks, tests";
 
