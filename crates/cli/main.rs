@@ -29,6 +29,7 @@ mod checkpoint;
 mod demo;
 mod error;
 mod graph;
+mod limits;
 mod lock;
 mod logging;
 mod plan;

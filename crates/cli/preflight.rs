@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 
+use futures_util::StreamExt;
 use sluice_core::component::Unreachable;
 use sluice_core::error::error_chain;
 use sluice_topology::config::{ConfigError, load_files};
@@ -21,6 +22,9 @@ pub fn warn_all(plan: &Plan) {
         tracing::warn!("{warning}");
     }
 }
+
+/// Source preflights run at once.
+const PREFLIGHT_AT_ONCE: usize = 16;
 
 /// What the preflight of every component found.
 #[derive(Debug, Default)]
@@ -44,14 +48,24 @@ pub async fn preflight(plan: &mut Plan, prepare: bool) -> Preflight {
         }
         Err(err) => report.failed.push(format!("component {id}: {}", error_chain(err.as_ref()))),
     };
-    for piece in &mut plan.sources {
-        let result = piece.source.preflight().await;
-        record(&piece.id, result);
+    // Sources check at once, a few at a time: 500 accounts each need a
+    // connection and a round trip (their rate limiters still apply).
+    let checks = plan.sources.iter_mut().map(|piece| async move {
+        let span = tracing::info_span!("component", id = %piece.id);
+        let result = tracing::Instrument::instrument(piece.source.preflight(), span).await;
+        (piece.id.as_str(), result)
+    });
+    let results: Vec<_> =
+        futures_util::stream::iter(checks).buffered(PREFLIGHT_AT_ONCE).collect().await;
+    for (id, result) in results {
+        record(id, result);
     }
     for piece in &mut plan.sinks {
-        let mut result = piece.sink.preflight().await;
+        let span = tracing::info_span!("component", id = %piece.id);
+        let mut result =
+            tracing::Instrument::instrument(piece.sink.preflight(), span.clone()).await;
         if prepare && result.is_ok() {
-            result = piece.sink.prepare().await;
+            result = tracing::Instrument::instrument(piece.sink.prepare(), span).await;
         }
         record(&piece.id, result);
     }

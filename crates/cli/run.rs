@@ -98,6 +98,7 @@ pub async fn run_plan(
     let mut signals = Signals::new()?;
     // One owner per data_dir, before anything else can touch it.
     let lock = crate::lock::lock(&plan.data_dir(), "`sluice run`")?;
+    crate::limits::raise_open_files(plan.sources.len());
     let report = preflight(&mut plan, true).await;
     if !report.failed.is_empty() {
         return Err(CliError::Invalid(crate::preflight::report(&report.failed)));

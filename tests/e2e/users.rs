@@ -149,7 +149,9 @@ fn a_rotated_secret_turns_health_naming_the_source_and_no_output_shows_it() {
     for text in [&health, &metrics, &log] {
         assert!(!text.contains(&secret), "the secret leaked: {text}");
     }
-    assert!(log.contains("the Users API refuses this source"), "{log}");
+    let refusal = log.lines().find(|l| l.contains("the Users API refuses this source"));
+    let refusal = refusal.unwrap_or_else(|| panic!("no refusal logged: {log}"));
+    assert!(refusal.contains("component{id=people}"), "the line names the source: {refusal}");
 }
 
 #[test]

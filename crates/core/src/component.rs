@@ -118,6 +118,20 @@ impl Fanout {
         FanoutLink(Arc::downgrade(&self.senders))
     }
 
+    /// Room to make a batch for every consumer ([`QueueSender::reserve`]),
+    /// taken queue by queue in one global order.
+    pub async fn reserve(&self) -> Reservation {
+        let (senders, _) = self.current();
+        let mut queues: Vec<&QueueSender> = senders.iter().collect();
+        queues.sort_by_key(|q| q.queue_id());
+        queues.dedup_by_key(|q| q.queue_id());
+        let mut permits = Vec::with_capacity(queues.len());
+        for queue in queues {
+            permits.extend(queue.reserve().await);
+        }
+        Reservation { _permits: permits }
+    }
+
     fn current(&self) -> (Arc<Vec<QueueSender>>, bool) {
         let wired = self.senders.lock().unwrap_or_else(|p| p.into_inner());
         (wired.senders.clone(), wired.lost)
@@ -145,6 +159,15 @@ impl Fanout {
         }
         last.send(events, bytes).await.map_err(|_| ClosedError)
     }
+}
+
+/// Room reserved to make a batch for an output's consumers: held from
+/// before a fetch until its batch was sent, so a burst of producers (many
+/// sources starting with a backlog) holds as many batches in memory as the
+/// queues hold, not one per producer.
+#[derive(Debug)]
+pub struct Reservation {
+    _permits: Vec<tokio::sync::OwnedSemaphorePermit>,
 }
 
 /// The outputs of a source or transform: the default one and named ports
@@ -179,6 +202,11 @@ impl Outputs {
         for fanout in self.named.values() {
             fanout.set_consumers(Vec::new());
         }
+    }
+
+    /// Reserve room for one batch on the default output (see [`Reservation`]).
+    pub async fn reserve(&self) -> Reservation {
+        self.default.reserve().await
     }
 
     /// Send on the default output.
@@ -411,6 +439,33 @@ pub trait FunctionTransform: Send {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn producers_reserve_as_many_batches_as_the_queue_holds() {
+        let config = crate::queue::BufferConfig { max_arrays: 2, ..Default::default() };
+        let (tx, _rx) = crate::queue::queue(config, Vec::new());
+        let outputs: Vec<Outputs> = (0..3)
+            .map(|n| {
+                let default = Fanout::default();
+                default.set_consumers(vec![tx.clone(), tx.clone()]);
+                Outputs::new(
+                    default,
+                    BTreeMap::new(),
+                    ComponentMetrics::new(&format!("src{n}"), "source", "test"),
+                )
+            })
+            .collect();
+        let first = outputs[0].reserve().await;
+        let _second = outputs[1].reserve().await;
+        let third = outputs[2].reserve();
+        tokio::pin!(third);
+        let waited = tokio::time::timeout(std::time::Duration::from_secs(5), &mut third).await;
+        assert!(waited.is_err(), "a third producer waits while two batches are being made");
+        drop(first);
+        tokio::time::timeout(std::time::Duration::from_secs(5), third)
+            .await
+            .expect("room once a batch was sent");
+    }
 
     #[tokio::test]
     async fn closed_outputs_end_their_consumers_and_refuse_more() {

@@ -7,7 +7,11 @@
 //! - one acknowledgement batch per fetch, committed **in order** once it and
 //!   every batch before it are final ([`crate::OrderedAcks`]); a batch a sink
 //!   gave up on rewinds the target to its last commit, never skips;
-//! - at most `max_in_flight` batches unacknowledged (backpressure);
+//! - at most `max_in_flight` batches unacknowledged (backpressure), and no
+//!   fetch before the queues behind the source have room to make a batch
+//!   ([`crate::component::Outputs::reserve`], held until the batch is
+//!   sent): 500 sources starting with a backlog into one transform hold as
+//!   many pages in memory as its queue holds, not 1,500;
 //! - exponential backoff with full jitter on failures, the interval spread
 //!   by [`crate::backoff::jitter`];
 //! - `/health` and the `<prefix>_stream_up` gauge: down at once when the API

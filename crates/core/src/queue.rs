@@ -70,6 +70,10 @@ struct Room {
     bytes: Arc<Semaphore>,
     max: u32,
     fill: Fill,
+    /// Batches being made for this queue (fetched, not yet sent): as many
+    /// as it holds arrays, so many producers starting at once hold a few
+    /// batches in memory, not one each.
+    making: Arc<Semaphore>,
 }
 
 /// What a queue holds, shown as `sluice_component_buffer_events` and
@@ -136,7 +140,8 @@ pub fn queue(config: BufferConfig, labels: Vec<Label>) -> (QueueSender, QueueRec
         events_gauge: metrics::gauge!("sluice_component_buffer_events", labels.clone()),
         bytes_gauge: metrics::gauge!("sluice_component_buffer_bytes", labels),
     };
-    let room = Room { bytes: Arc::new(Semaphore::new(max as usize)), max, fill };
+    let making = Arc::new(Semaphore::new(config.max_arrays.max(1)));
+    let room = Room { bytes: Arc::new(Semaphore::new(max as usize)), max, fill, making };
     room.show(0, 0);
     (QueueSender { tx, room: room.clone() }, QueueReceiver { rx, room })
 }
@@ -153,6 +158,19 @@ impl QueueSender {
         self.tx.send(Queued { array, _room: room }).await.map_err(|_| QueueClosed)?;
         self.room.show(len, 0);
         Ok(())
+    }
+
+    /// Wait until fewer batches are being made for this queue than it holds
+    /// arrays; the permit says one more is, until it is dropped (after the
+    /// batch was sent). `None` if the queue is gone.
+    pub async fn reserve(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.room.making.clone().acquire_owned().await.ok()
+    }
+
+    /// An identity of the queue, to take reservations of several queues in
+    /// one order (no two producers wait for each other).
+    pub fn queue_id(&self) -> usize {
+        Arc::as_ptr(&self.room.making) as usize
     }
 
     /// A handle that does not keep the queue open.

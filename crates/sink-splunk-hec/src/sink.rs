@@ -78,7 +78,8 @@ impl Sink for SplunkHecSink {
             if self.settings.acks {
                 client.acks_known(self.acks_on);
             }
-            let _acks = AbortOnDropHandle::new(tokio::spawn(client.clone().poll_acks()));
+            let acks = tracing::Instrument::in_current_span(client.clone().poll_acks());
+            let _acks = AbortOnDropHandle::new(tokio::spawn(acks));
             let settings = self.settings;
             let sink = BatchSink {
                 destination: "Splunk HEC",

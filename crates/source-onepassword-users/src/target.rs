@@ -111,7 +111,7 @@ impl PollTarget for Target {
         self.component.received(events.len(), bytes);
         let counts = count(&entries);
         tracing::info!(
-            stream = "users",
+            stream = %"users",
             users = users.len(),
             added = counts[0],
             modified = counts[1],

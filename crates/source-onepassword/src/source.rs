@@ -229,7 +229,7 @@ impl Source for OnePasswordSource {
                     account: resolved.account.clone(),
                     consumers: consumers.clone(),
                 };
-                tasks.spawn(poller.run());
+                tasks.spawn(tracing::Instrument::in_current_span(poller.run()));
             }
             let mut first_error: Option<BoxError> = None;
             while let Some(joined) = tasks.join_next().await {

@@ -246,7 +246,10 @@ impl RunningTopology {
             ComponentKind::Source => self.wiring.sinks_reached_from(&id),
             _ => Vec::new(),
         };
-        let task = (ready.start)(stop.clone(), consumers);
+        // Every log line of the component (and of the tasks it spawns in
+        // its span) names it: `component{id=op7}: …`.
+        let span = tracing::info_span!("component", id = %id);
+        let task = tracing::Instrument::instrument((ready.start)(stop.clone(), consumers), span);
         let handle = self.tasks.spawn(task);
         if ready.kind == ComponentKind::Source {
             self.source_stops.insert(id.clone(), stop);

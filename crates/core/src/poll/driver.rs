@@ -14,7 +14,7 @@ use super::{
 use crate::Event;
 use crate::ack::{BatchNotifier, BatchStatus, EventFinalizers, OrderedAcks};
 use crate::backoff::{Backoff, jitter};
-use crate::component::{BoxError, Outputs, ShutdownSignal};
+use crate::component::{BoxError, Outputs, Reservation, ShutdownSignal};
 use crate::health::HealthHandle;
 use crate::metrics::Stage;
 
@@ -124,13 +124,17 @@ impl Poller {
             if !self.wait_until_ready(state, target).await {
                 return Ok(());
             }
+            let Some(room) = self.reserve(state, target).await else { return Ok(()) };
             let result = tokio::select! {
                 answer = target.fetch(&self.metrics) => answer,
                 () = self.shutdown.cancelled() => return Ok(()),
             };
             match result {
-                Ok(fetched) => self.on_answer(state, target, fetched).await?,
-                Err(err) => self.on_error(state, target, err).await,
+                Ok(fetched) => self.on_answer(state, target, fetched, room).await?,
+                Err(err) => {
+                    drop(room);
+                    self.on_error(state, target, err).await;
+                }
             }
         }
     }
@@ -151,6 +155,25 @@ impl Poller {
                 () = &mut ready => return true,
                 _ = gauges.tick() => self.update_gauges(state, target),
                 () = self.shutdown.cancelled() => return false,
+            }
+        }
+    }
+
+    /// Room in the queues behind the source to make a batch, the gauges
+    /// moving while other producers hold it; `None` when shutdown came first.
+    async fn reserve<T: PollTarget>(
+        &self,
+        state: &State<T::Position>,
+        target: &T,
+    ) -> Option<Reservation> {
+        let room = self.out.reserve();
+        tokio::pin!(room);
+        let mut gauges = tokio::time::interval_at(Instant::now() + GAUGES_EVERY, GAUGES_EVERY);
+        loop {
+            tokio::select! {
+                room = &mut room => return Some(room),
+                _ = gauges.tick() => self.update_gauges(state, target),
+                () = self.shutdown.cancelled() => return None,
             }
         }
     }
@@ -183,6 +206,7 @@ impl Poller {
         state: &mut State<T::Position>,
         target: &mut T,
         fetched: Fetched<T::Position>,
+        room: Reservation,
     ) -> Result<(), BoxError> {
         state.failing = None;
         if state.down {
@@ -206,6 +230,8 @@ impl Poller {
         if !events.is_empty() {
             self.send(state, target, events).await?;
         }
+        // The batch is queued: its memory is the queue's now.
+        drop(room);
         // The loop's next turn logs the progress (update_gauges).
         state.backfilling = more;
         if !more {

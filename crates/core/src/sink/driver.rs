@@ -46,7 +46,8 @@ where
         cx.metrics.register_delivery();
         let path = settings.dead_letter_path(&cx.data_dir, &cx.id);
         let progress = Progress::new(cx.health.clone(), destination, settings.unhealthy_after);
-        let _watch = AbortOnDropHandle::new(tokio::spawn(progress.clone().watch()));
+        let watch = tracing::Instrument::in_current_span(progress.clone().watch());
+        let _watch = AbortOnDropHandle::new(tokio::spawn(watch));
         let limit = metrics::gauge!("sluice_sink_concurrency_limit", cx.metrics.labels());
         let shared = Arc::new(Shared {
             dead_letter: DeadLetter::new(path, settings.dead_letter_max_bytes, &cx.id),
@@ -147,8 +148,9 @@ async fn dispatch<S: BatchService>(tasks: &mut JoinSet<()>, shared: &Arc<Shared<
     // Waiting for a slot holds back the input: backpressure to the source.
     let Some(slot) = shared.limiter.acquire().await else { return };
     let shared = shared.clone();
-    tasks.spawn(async move {
+    let delivery = async move {
         deliver(&shared, batch).await;
         drop(slot);
-    });
+    };
+    tasks.spawn(tracing::Instrument::in_current_span(delivery));
 }

@@ -36,7 +36,7 @@ pub(super) async fn run_transform(
     }
     let mut running = JoinSet::new();
     for worker in workers {
-        running.spawn(run_worker(worker, shared.clone()));
+        running.spawn(tracing::Instrument::in_current_span(run_worker(worker, shared.clone())));
     }
     // The first failure ends the component; dropping the set stops the others.
     while let Some(joined) = running.join_next().await {
