@@ -17,6 +17,7 @@ mod e2e {
     mod operator;
     mod reload;
     mod replay;
+    mod sharding;
     mod sim;
     mod splunk;
     mod users;

@@ -68,7 +68,7 @@ pub fn dot(plan: &Plan) -> String {
 /// `sluice graph CONFIG...`: the files are checked as `validate
 /// --skip-files` checks them (no secrets needed), then printed as DOT.
 pub fn graph(configs: &[PathBuf]) -> CliResult {
-    let plan = plan(load_files(configs), Files::Skip)?;
+    let plan = plan(crate::shard::apply(load_files(configs)), Files::Skip)?;
     emit(&dot(&plan))
 }
 

@@ -37,6 +37,7 @@ mod preflight;
 mod registry;
 mod reload;
 mod run;
+mod shard;
 mod signals;
 mod sim;
 mod tap;
@@ -63,6 +64,13 @@ struct Cli {
     /// The level comes from RUST_LOG (default `info`), e.g. RUST_LOG=debug.
     #[arg(long, global = true, value_enum, default_value_t = logging::Format::Text, env = "SLUICE_LOG_FORMAT")]
     log_format: logging::Format,
+
+    /// Run only this replica's share of the 1Password account sources
+    /// (`onepassword`, `onepassword_users`): `<index>/<replicas>`, or
+    /// `auto/<replicas>` for the ordinal at the end of the pod's hostname (a
+    /// StatefulSet's). Applies to run, validate and graph.
+    #[arg(long, global = true, env = "SLUICE_SHARD", value_parser = shard::parse, value_name = "INDEX/REPLICAS")]
+    shard: Option<shard::Shard>,
 
     #[command(subcommand)]
     command: Command,
@@ -158,6 +166,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.log_format);
+    shard::set(cli.shard);
     let result = match cli.command {
         Command::Run { configs, shutdown_timeout, watch_config } => {
             run::run(&configs, shutdown_timeout, watch_config)

@@ -13,7 +13,7 @@ use crate::plan::{Files, Plan, plan};
 
 /// Read and plan `configs`, reading the files components name.
 pub fn load(configs: &[PathBuf]) -> Result<Plan, ConfigError> {
-    plan(load_files(configs), Files::Read)
+    plan(crate::shard::apply(load_files(configs)), Files::Read)
 }
 
 /// Log the plan's warnings.

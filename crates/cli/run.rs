@@ -24,7 +24,7 @@ const LATENCY_BUCKETS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.
 
 pub fn validate(configs: &[PathBuf], network: bool, skip_files: bool) -> CliResult {
     let files = if skip_files { Files::Skip } else { Files::Read };
-    let mut plan = plan(load_files(configs), files)?;
+    let mut plan = plan(crate::shard::apply(load_files(configs)), files)?;
     warn_all(&plan);
     if network {
         let report = block_on_value(preflight(&mut plan, false))?;

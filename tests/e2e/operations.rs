@@ -22,7 +22,7 @@ use super::util::{
     free_port, have, http_get, repo, signal, spawn, start_sim, stderr_of, wait_exit, wait_for,
 };
 
-fn ok(output: &std::process::Output) -> String {
+pub(super) fn ok(output: &std::process::Output) -> String {
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),
@@ -219,7 +219,7 @@ fn evaluate_in_prometheus(dir: &Path, sluice_port: u16, exprs: &[String]) {
     }
 }
 
-fn render(dir: &Path) -> Vec<serde_json::Value> {
+pub(super) fn render(dir: &Path) -> Vec<serde_json::Value> {
     let output = Command::new("kubectl")
         .args(["kustomize", "."])
         .current_dir(dir)
@@ -234,11 +234,11 @@ fn render(dir: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
-fn named<'a>(docs: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_json::Value> {
+pub(super) fn named<'a>(docs: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_json::Value> {
     docs.iter().filter(|d| d["kind"] == kind).collect()
 }
 
-fn copy_tree(from: &Path, to: &Path) {
+pub(super) fn copy_tree(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("mkdir");
     for entry in std::fs::read_dir(from).expect("read_dir") {
         let entry = entry.expect("entry");
