@@ -10,6 +10,11 @@ one vrl transform (pipelines/vrl/ecs.vrl) and a blackhole sink, as
 limit of sluice is set to --nofile (default 1024, a common host default).
 
   scripts/bench-accounts.py [--accounts 500] [--events 1000] [--sluice BIN] [--nofile 1024] [--vrl FILE]
+                            [--refuse N] [--revoke N]
+
+--refuse N gives N accounts a token the API refuses at start, --revoke N
+revokes N more once everything caught up: the others must be delivered in
+full, /health must name the failing ones, and sluice must keep running.
 
 An older build must be given its own commit's mapping (--vrl), or it aborts
 every event on functions it lacks.
@@ -72,6 +77,10 @@ def main():
     parser.add_argument("--hard", action="store_true",
                         help="set the hard open-file limit to --nofile too (no room to raise)")
     parser.add_argument("--idle-secs", type=int, default=20)
+    parser.add_argument("--refuse", type=int, default=0,
+                        help="this many accounts get a token the API refuses at start")
+    parser.add_argument("--revoke", type=int, default=0,
+                        help="this many more have their token revoked once all caught up")
     parser.add_argument("--vrl", default=os.path.join(REPO, "pipelines/vrl/ecs.vrl"),
                         help="the mapping (an older build needs its own commit's)")
     args = parser.parse_args()
@@ -90,8 +99,11 @@ def main():
         visible = sum(len(v) for v in json.loads(get(f"{base}/_sim/uuids")).values())
         features = json.dumps({"features": ["signinattempts", "itemusages", "auditevents"]}).encode()
         lines = ["data_dir: state", f"api: {{address: 127.0.0.1:{free_port()}}}", "sources:"]
+        subs = []
         for n in range(args.accounts):
-            token = json.loads(get(f"{base}/_sim/tokens", features))["token"]
+            minted = json.loads(get(f"{base}/_sim/tokens", features))
+            token = minted["token"] + ("x" if n < args.refuse else "")
+            subs.append(minted["sub"])
             with open(f"{work}/token{n}", "w") as f:
                 f.write(token + "\n")
             lines.append(f"  op{n:03d}: {{type: onepassword, url: '{base}', allow_custom_url: true, token_file: token{n}, interval_secs: 10}}")
@@ -113,7 +125,7 @@ def main():
             stderr=open(f"{work}/sluice.log", "w"),
             preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, limit))
         procs.append(sluice)
-        want = visible * args.accounts
+        want = visible * (args.accounts - args.refuse)
 
         def caught_up():
             if sluice.poll() is not None:
@@ -132,6 +144,23 @@ def main():
 
         wait(caught_up, 1800, "every stream to catch up")
         catch_up = time.time() - start
+        revoked = list(range(args.refuse, args.refuse + args.revoke))
+        for n in revoked:
+            get(f"{base}/_sim/revoke", json.dumps({"sub": subs[n]}).encode())
+        failing = set(range(args.refuse)) | set(revoked)
+
+        def named():
+            try:
+                body = urllib.request.urlopen(f"http://127.0.0.1:{api}/health", timeout=10).read()
+            except urllib.error.HTTPError as answer:
+                body = answer.read()
+            unhealthy = json.loads(body).get("unhealthy", {})
+            ids = {int(key.split(".")[0][2:]) for key in unhealthy}
+            return ids if ids >= failing else None
+
+        health_named = len(wait(named, 300, "/health to name the failing accounts")) if failing else 0
+        if sluice.poll() is not None:
+            sys.exit("bench-accounts: sluice stopped")
         time.sleep(args.idle_secs)
         steady = status(sluice.pid, "VmRSS")
         peak = status(sluice.pid, "VmHWM")
@@ -140,7 +169,8 @@ def main():
         series = sum(1 for l in metrics.decode().splitlines() if l and not l.startswith("#"))
         print(f"accounts={args.accounts} events={want} nofile={limit[0]}/{limit[1]} caught_up_s={catch_up:.1f} "
               f"peak_rss_mib={peak / 1024:.0f} steady_rss_mib={steady / 1024:.0f} open_files={files} "
-              f"metrics_bytes={len(metrics)} metrics_series={series}")
+              f"metrics_bytes={len(metrics)} metrics_series={series} refused={args.refuse} "
+              f"revoked={args.revoke} health_named={health_named} still_running={sluice.poll() is None}")
     finally:
         for p in procs:
             p.terminate()

@@ -5,6 +5,7 @@
 mod e2e {
     pub mod util;
 
+    mod accounts;
     mod crash_recovery;
     mod data_dir;
     mod delivery;

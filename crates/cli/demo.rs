@@ -87,7 +87,7 @@ pub fn run(args: &DemoArgs) -> crate::error::CliResult {
             .map_err(|err| anyhow::anyhow!("the embedded demo pipeline is invalid:\n{err}"))?;
         warn_all(&plan);
         tracing::info!(simulator = %sim.url(), "demo: the 1Password Events API simulator is running; events follow on standard output (Ctrl-C stops)");
-        let code = run_plan(plan, args.shutdown_timeout, None).await;
+        let code = run_plan(plan, args.shutdown_timeout, None, false).await;
         sim.shutdown().await;
         code
     })

@@ -93,6 +93,11 @@ enum Command {
         /// Also reload when a config file changes (checked every 2 s), as on SIGHUP.
         #[arg(long)]
         watch_config: bool,
+        /// All or nothing: a source refused at start stops the start (exit 2),
+        /// and a source that fails while running stops the process. Without
+        /// it, such a source fails alone: it is named on /health, the others go on.
+        #[arg(long, env = "SLUICE_STRICT")]
+        strict: bool,
     },
     /// Check config files without running them: YAML, every component's
     /// settings, the files they name (token files: read and decoded), the
@@ -168,8 +173,8 @@ fn main() -> ExitCode {
     logging::init(cli.log_format);
     shard::set(cli.shard);
     let result = match cli.command {
-        Command::Run { configs, shutdown_timeout, watch_config } => {
-            run::run(&configs, shutdown_timeout, watch_config)
+        Command::Run { configs, shutdown_timeout, watch_config, strict } => {
+            run::run(&configs, shutdown_timeout, watch_config, strict)
         }
         Command::Validate { configs, network, skip_files } => {
             run::validate(&configs, network, skip_files)

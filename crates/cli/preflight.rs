@@ -35,19 +35,14 @@ pub struct Preflight {
     pub unreachable: Vec<String>,
     /// `component <id>: <why>` for refusals and other failures.
     pub failed: Vec<String>,
+    /// How many of `failed` are sources (they come first).
+    pub failed_sources: usize,
 }
 
 /// Run every component's preflight; with `prepare` (a start, not a check),
 /// then each sink's `prepare` once its preflight passed.
 pub async fn preflight(plan: &mut Plan, prepare: bool) -> Preflight {
     let mut report = Preflight::default();
-    let mut record = |id: &str, result: Result<(), sluice_core::component::BoxError>| match result {
-        Ok(()) => report.passed.push(id.to_owned()),
-        Err(err) if err.downcast_ref::<Unreachable>().is_some() => {
-            report.unreachable.push(format!("component {id}: {}", error_chain(err.as_ref())));
-        }
-        Err(err) => report.failed.push(format!("component {id}: {}", error_chain(err.as_ref()))),
-    };
     // Sources check at once, a few at a time: 500 accounts each need a
     // connection and a round trip (their rate limiters still apply).
     let checks = plan.sources.iter_mut().map(|piece| async move {
@@ -58,8 +53,9 @@ pub async fn preflight(plan: &mut Plan, prepare: bool) -> Preflight {
     let results: Vec<_> =
         futures_util::stream::iter(checks).buffered(PREFLIGHT_AT_ONCE).collect().await;
     for (id, result) in results {
-        record(id, result);
+        report.record(id, result);
     }
+    let failed_sources = report.failed.len();
     for piece in &mut plan.sinks {
         let span = tracing::info_span!("component", id = %piece.id);
         let mut result =
@@ -67,9 +63,22 @@ pub async fn preflight(plan: &mut Plan, prepare: bool) -> Preflight {
         if prepare && result.is_ok() {
             result = tracing::Instrument::instrument(piece.sink.prepare(), span).await;
         }
-        record(&piece.id, result);
+        report.record(&piece.id, result);
     }
+    report.failed_sources = failed_sources;
     report
+}
+
+impl Preflight {
+    fn record(&mut self, id: &str, result: Result<(), sluice_core::component::BoxError>) {
+        match result {
+            Ok(()) => self.passed.push(id.to_owned()),
+            Err(err) if err.downcast_ref::<Unreachable>().is_some() => {
+                self.unreachable.push(format!("component {id}: {}", error_chain(err.as_ref())));
+            }
+            Err(err) => self.failed.push(format!("component {id}: {}", error_chain(err.as_ref()))),
+        }
+    }
 }
 
 /// The problems a preflight found, as one message.

@@ -9,7 +9,7 @@ use metrics_exporter_prometheus::PrometheusBuilder;
 use metrics_exporter_prometheus::PrometheusHandle;
 use sluice_core::health::Health;
 use sluice_core::tap::Taps;
-use sluice_topology::config::load_files;
+use sluice_topology::config::{ComponentKind, load_files};
 use sluice_topology::{RunningTopology, TopologyOptions, start};
 
 use crate::error::{CliError, CliResult};
@@ -45,10 +45,15 @@ pub fn validate(configs: &[PathBuf], network: bool, skip_files: bool) -> CliResu
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn run(configs: &[PathBuf], shutdown_timeout: Duration, watch: bool) -> CliResult {
+pub fn run(
+    configs: &[PathBuf],
+    shutdown_timeout: Duration,
+    watch: bool,
+    strict: bool,
+) -> CliResult {
     let plan = load(configs)?;
     warn_all(&plan);
-    block_on(run_plan(plan, shutdown_timeout, Some(Reloads { configs, watch })))
+    block_on(run_plan(plan, shutdown_timeout, Some(Reloads { configs, watch }), strict))
 }
 
 /// Where a reload reads the config again, and whether changes to the files
@@ -93,6 +98,7 @@ pub async fn run_plan(
     mut plan: Plan,
     shutdown_timeout: Duration,
     reloads: Option<Reloads<'_>>,
+    strict: bool,
 ) -> CliResult {
     // Before anything answers: a SIGTERM from then on must drain, not kill.
     let mut signals = Signals::new()?;
@@ -100,8 +106,15 @@ pub async fn run_plan(
     let lock = crate::lock::lock(&plan.data_dir(), "`sluice run`")?;
     crate::limits::raise_open_files(plan.sources.len());
     let report = preflight(&mut plan, true).await;
-    if !report.failed.is_empty() {
+    // A sink refused stops everyone; a source (an account) fails alone
+    // unless --strict.
+    if (strict || report.failed.len() > report.failed_sources) && !report.failed.is_empty() {
         return Err(CliError::Invalid(crate::preflight::report(&report.failed)));
+    }
+    for problem in &report.failed {
+        tracing::error!(
+            "{problem}; starting the other sources anyway: this one shows on /health and retries (--strict refuses to start instead)"
+        );
     }
     for problem in &report.unreachable {
         tracing::warn!(
@@ -122,6 +135,8 @@ pub async fn run_plan(
         topology: start(plan.sources, plan.transforms, plan.sinks, &options),
         lock,
         shutdown_timeout,
+        health: health.clone(),
+        strict,
     };
     tracing::info!(sources = counts.0, transforms = counts.1, sinks = counts.2, "topology started");
     let failed = match supervise(&mut running, &mut signals, reloads).await {
@@ -180,6 +195,9 @@ struct Running {
     topology: RunningTopology,
     lock: crate::lock::DataDirLock,
     shutdown_timeout: Duration,
+    health: Health,
+    /// A failed source stops the process (else it fails alone, on /health).
+    strict: bool,
 }
 
 /// Why [`supervise`] returned.
@@ -246,6 +264,13 @@ async fn supervise(
                 }
                 Some(exit) => match exit.result {
                     Ok(()) => tracing::info!(component = %exit.id, "component finished"),
+                    Err(error) if exit.kind == ComponentKind::Source
+                        && !running.strict
+                        && running.topology.sources_running() > 0 =>
+                    {
+                        tracing::error!(component = %exit.id, %error, "source failed; the other components go on, /health names it until a restart (--strict stops instead)");
+                        running.health.handle(&exit.id).set_unhealthy("", format!("failed: {error}"));
+                    }
                     Err(error) => {
                         tracing::error!(component = %exit.id, kind = exit.kind.as_str(), %error, "component failed; stopping");
                         return Stopped::Failed;

@@ -81,7 +81,12 @@ impl Source for UsersSource {
                     self.client = Some(client);
                     Err(Unreachable(format!("the Users API could not be asked: {err}")).into())
                 }
-                Err(err) => Err(format!("account {account}: {err}").into()),
+                // Refused: a run started anyway polls and shows the refusal
+                // on /health, tried again every refused_retry_secs.
+                Err(err) => {
+                    self.client = Some(client);
+                    Err(format!("account {account}: {err}").into())
+                }
             }
         })
     }
@@ -92,6 +97,9 @@ impl Source for UsersSource {
                 match self.preflight().await {
                     Err(err) if err.downcast_ref::<Unreachable>().is_some() => {
                         tracing::warn!(error = %err, "starting anyway");
+                    }
+                    Err(err) if self.client.is_some() => {
+                        tracing::error!(error = %err, "starting anyway; the source retries until the API accepts its credentials");
                     }
                     other => other?,
                 }

@@ -39,12 +39,18 @@ pub struct OnePasswordSource {
     resolved: Option<Resolved>,
     /// Why the API could not be asked at the preflight, if it could not.
     unreachable: Option<String>,
+    /// What the token claims, when the API refused it at the preflight: a
+    /// run started anyway polls these streams, each shown on `/health` as
+    /// refused and tried again every `refused_retry_secs` (a fixed
+    /// `token_file` is read again), so one account's bad token stops only
+    /// that account.
+    refused: Option<Resolved>,
 }
 
 impl OnePasswordSource {
     /// A source with validated settings.
     pub fn new(settings: Settings) -> Self {
-        Self { settings: Arc::new(settings), resolved: None, unreachable: None }
+        Self { settings: Arc::new(settings), resolved: None, unreachable: None, refused: None }
     }
 
     fn http(&self) -> Result<reqwest::Client, Error> {
@@ -73,6 +79,16 @@ impl OnePasswordSource {
         let features = match client.introspect(&token).await {
             Ok(features) => features,
             Err(ApiError::Unauthorized) => {
+                if let Ok(streams) =
+                    streams_permitted(&claims.features, settings.streams.as_deref())
+                {
+                    self.refused = Some(Resolved {
+                        client: client.clone(),
+                        streams,
+                        token: token.clone(),
+                        account: claims.account.clone(),
+                    });
+                }
                 let hint = if issued_for(&claims.audience, &base) {
                     String::new()
                 } else {
@@ -179,7 +195,13 @@ impl Source for OnePasswordSource {
     fn preflight(&mut self) -> PreflightFuture<'_> {
         Box::pin(async move {
             self.unreachable = None;
-            let resolved = self.resolve().await?;
+            let resolved = match self.resolve().await {
+                Ok(resolved) => resolved,
+                Err(err) => {
+                    self.resolved = self.refused.take();
+                    return Err(err.into());
+                }
+            };
             let streams: Vec<&str> = resolved.streams.iter().map(|s| s.as_str()).collect();
             let url = resolved.client.base().to_owned();
             self.resolved = Some(resolved);
@@ -203,6 +225,11 @@ impl Source for OnePasswordSource {
                     // The API could not be asked: the pollers retry it.
                     Err(err) if err.downcast_ref::<Unreachable>().is_some() => {
                         tracing::warn!(error = %err, "starting anyway");
+                    }
+                    // Refused, with the streams the token claims: they show
+                    // as refused on /health and are tried again.
+                    Err(err) if self.resolved.is_some() => {
+                        tracing::error!(error = %err, "starting the streams the token claims; they retry until the API accepts the token");
                     }
                     other => other?,
                 }

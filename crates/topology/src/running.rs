@@ -283,6 +283,13 @@ impl RunningTopology {
         }
     }
 
+    /// How many sources are running now.
+    pub fn sources_running(&self) -> usize {
+        let is_source =
+            |id: &Id| self.names.get(id).is_some_and(|t| t.kind == ComponentKind::Source);
+        self.running.values().filter(|id| is_source(id)).count()
+    }
+
     /// Tell the sources to stop fetching. Everything downstream drains and
     /// ends when its input closes.
     pub fn begin_stop(&self) {
