@@ -84,6 +84,7 @@ def main():
     parser.add_argument("--vrl", default=os.path.join(REPO, "pipelines/vrl/ecs.vrl"),
                         help="the mapping (an older build needs its own commit's)")
     args = parser.parse_args()
+    args.sluice = os.path.abspath(args.sluice)
 
     work = tempfile.mkdtemp(prefix="sluice-accounts-")
     procs = []
