@@ -1,6 +1,8 @@
 //! The API server: `GET /metrics` for Prometheus; `GET /health`, which
 //! answers 200 while all is well and 503 while draining or while a component
-//! reports itself unhealthy, naming it; `GET /tap/<output>?limit=N`, the
+//! reports itself unhealthy, naming it (`?component=a,b`: 503 only for
+//! those, so a probe of a pod with 500 accounts can follow the sink they
+//! all need rather than any one account); `GET /tap/<output>?limit=N`, the
 //! events leaving a source or transform output as JSON lines, live, for
 //! `sluice tap` (404 with the outputs there are for an unknown name).
 //!
@@ -109,9 +111,31 @@ async fn render_metrics(State(state): State<ApiState>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
 }
 
-async fn render_health(State(state): State<ApiState>) -> impl IntoResponse {
+#[derive(serde::Deserialize)]
+struct HealthParams {
+    /// Only these components (comma-separated ids) decide the status.
+    component: Option<String>,
+}
+
+async fn render_health(
+    State(state): State<ApiState>,
+    Query(params): Query<HealthParams>,
+) -> impl IntoResponse {
     let report = state.health.report();
-    let status = if report.is_ok() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let ok = match params.component.as_deref() {
+        None => report.is_ok(),
+        Some(ids) => {
+            let wanted: Vec<&str> =
+                ids.split(',').map(str::trim).filter(|i| !i.is_empty()).collect();
+            let concerns = |key: &str| {
+                wanted.iter().any(|id| {
+                    key == *id || key.strip_prefix(id).is_some_and(|r| r.starts_with('.'))
+                })
+            };
+            report.status != "draining" && !report.unhealthy.keys().any(|key| concerns(key))
+        }
+    };
+    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, axum::Json(report))
 }
 
@@ -191,6 +215,37 @@ mod tests {
         };
         let address = serve("127.0.0.1:0".parse().expect("addr"), state).await.expect("serve");
         format!("http://{address}/tap/op")
+    }
+
+    /// `?component=` decides the status by the named components only: a
+    /// probe can follow the sink while one account of many is refused.
+    #[tokio::test]
+    async fn health_can_be_asked_about_some_components_only() {
+        let health = Health::new();
+        let state = ApiState {
+            metrics: metrics_exporter_prometheus::PrometheusBuilder::new()
+                .build_recorder()
+                .handle(),
+            health: health.clone(),
+            taps: Taps::default(),
+            tap_access: TapAccess {
+                enabled: false,
+                token: None,
+                watchers: std::sync::Arc::new(tokio::sync::Semaphore::new(1)),
+            },
+        };
+        let address = serve("127.0.0.1:0".parse().expect("addr"), state).await.expect("serve");
+        health.handle("op7").set_unhealthy("audit_events", "refused the token");
+        let status = |query: &'static str| {
+            let url = format!("http://{address}/health{query}");
+            async move { reqwest::get(url).await.expect("answer").status().as_u16() }
+        };
+        assert_eq!(status("").await, 503, "anything unhealthy: 503");
+        assert_eq!(status("?component=aggregator").await, 200, "the sink is well");
+        assert_eq!(status("?component=op").await, 200, "op is not op7");
+        assert_eq!(status("?component=aggregator,op7").await, 503);
+        health.set_draining();
+        assert_eq!(status("?component=aggregator").await, 503, "draining is everyone's");
     }
 
     /// Review H3 (reliability 2026-12): the tap is off unless enabled, needs

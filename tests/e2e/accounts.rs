@@ -75,6 +75,11 @@ fn a_refused_and_a_revoked_account_fail_alone_and_strict_keeps_all_or_nothing() 
         (body.contains("b.audit_events") && body.contains("c.audit_events")).then_some(body)
     });
     assert!(both.is_some(), "/health does not name both: {}", stderr_so_far(&sluice));
+    // A probe that follows the sink stays ready while accounts are refused.
+    let (status, _) = http_get(api, "/health?component=out").expect("health");
+    assert_eq!(status, 200);
+    let (status, _) = http_get(api, "/health?component=out,b").expect("health");
+    assert_eq!(status, 503);
     let (_, metrics) = http_get(api, "/metrics").expect("metrics");
     assert_eq!(fetched(&metrics, "a") as usize, visible, "a delivered in full, once");
     assert_eq!(fetched(&metrics, "b"), 0);
