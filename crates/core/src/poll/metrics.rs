@@ -30,6 +30,10 @@ impl PollMetrics {
     /// The families `<prefix>_*` of `component`'s target `stream`.
     pub fn new(component: &ComponentMetrics, prefix: &'static str, stream: &str) -> Self {
         let labels = component.labels_with(&[("stream", stream.to_owned())]);
+        // Registered at once (HELP and TYPE from the start, and no scrape
+        // that sees the first page without its request).
+        let ok = component.labels_with(&[("stream", stream.to_owned()), ("status", "200".into())]);
+        counter!(format!("{prefix}_requests_total"), ok).increment(0);
         for reason in RETRY_REASONS {
             let labels =
                 component.labels_with(&[("stream", stream.to_owned()), ("reason", reason.into())]);
