@@ -147,16 +147,7 @@ impl Poller {
         state: &State<T::Position>,
         target: &T,
     ) -> bool {
-        let ready = target.ready();
-        tokio::pin!(ready);
-        let mut gauges = tokio::time::interval_at(Instant::now() + GAUGES_EVERY, GAUGES_EVERY);
-        loop {
-            tokio::select! {
-                () = &mut ready => return true,
-                _ = gauges.tick() => self.update_gauges(state, target),
-                () = self.shutdown.cancelled() => return false,
-            }
-        }
+        self.until_shutdown(state, target, target.ready()).await.is_some()
     }
 
     /// Room in the queues behind the source to make a batch, the gauges
@@ -166,12 +157,22 @@ impl Poller {
         state: &State<T::Position>,
         target: &T,
     ) -> Option<Reservation> {
-        let room = self.out.reserve();
-        tokio::pin!(room);
+        self.until_shutdown(state, target, self.out.reserve()).await
+    }
+
+    /// `wait`'s output, the gauges moving every few seconds meanwhile;
+    /// `None` when shutdown came first.
+    async fn until_shutdown<T: PollTarget, O>(
+        &self,
+        state: &State<T::Position>,
+        target: &T,
+        wait: impl std::future::Future<Output = O>,
+    ) -> Option<O> {
+        tokio::pin!(wait);
         let mut gauges = tokio::time::interval_at(Instant::now() + GAUGES_EVERY, GAUGES_EVERY);
         loop {
             tokio::select! {
-                room = &mut room => return Some(room),
+                out = &mut wait => return Some(out),
                 _ = gauges.tick() => self.update_gauges(state, target),
                 () = self.shutdown.cancelled() => return None,
             }
