@@ -7,6 +7,15 @@
 //! actions (`…/users/{user}:suspend`, `:reactivate`) answer 403 and are
 //! counted, so tests can prove a collector never calls them.
 //!
+//! Sources: https://developer.1password.com/docs/users-api/request-access-token
+//! (token, Basic auth, 900 s), …/revoke-access-token (200 for any token),
+//! …/list-users (max_page_size up to 1000, default 25, page_token,
+//! next_page_token only when more), …/get-user, …/suspend-user and
+//! …/reactivate-user (the write actions), …/reference (the User object's
+//! six fields); the camelCase parameters and the GA paths /v1 and
+//! /v1/oauth/token from elastic/kibana@18bdc9b0022ba4e06ec3df52aeae56317ff2df39:src/platform/packages/shared/kbn-connector-specs/src/specs/one_password/one_password.ts;
+//! the `google.rpc.Status` error body from the same file's 403 example.
+//!
 //! The people are the event generator's, plus as many generated ones as
 //! `SimConfig::users` asks for, so sign-ins and the inventory agree.
 
